@@ -1,0 +1,43 @@
+"""Typed exceptions of napari-cxdi.
+
+Every error a user can cause derives from :class:`CXDIError`, so the GUI can show its
+message as a notification and the CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class CXDIError(Exception):
+    """Base class of all user-facing napari-cxdi errors."""
+
+
+class InputFileError(CXDIError):
+    """A file cannot be read, is empty, corrupt or of the wrong structure.
+
+    The message always names the file and the problem.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class DataValidationError(CXDIError):
+    """Array data is of the wrong shape, dtype or contains invalid values (NaN, negative counts)."""
+
+
+class ProbeMismatchError(DataValidationError):
+    """The probe's frame size does not match the diffraction frames."""
+
+
+class ConfigError(CXDIError):
+    """An invalid parameter or combination of parameters."""
+
+
+class OutputExistsError(CXDIError):
+    """Writing would overwrite an existing file (or the input) and overwriting was not asked for."""
+
+
+class CancelledError(CXDIError):
+    """A long computation was stopped by the user."""

@@ -1,0 +1,100 @@
+"""TIFF stacks and NumPy files (``.npy`` memory-mapped; ``.npz`` key ``arr_0`` as in the official PID3Net code)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ..errors import DataValidationError, InputFileError
+from .lazy import lazy_frames
+from .movie import Movie
+from .validate import as_frame_stack, check_dtype
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+NUMPY_SUFFIXES = (".npy", ".npz")
+
+
+def _exists(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "the file is empty (0 bytes)")
+
+
+def read_tiff_movie(path: str | Path) -> Movie:
+    """A TIFF stack (one frame per page, or one 3D page series) as a lazy [T, H, W] movie."""
+    path = Path(path)
+    _exists(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), series.dtype
+            n_pages = len(tif.pages)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise InputFileError(path, f"not a readable TIFF file: {exc}") from exc
+    check_dtype(dtype, str(path))
+    t, h, w = as_frame_stack(shape, str(path))
+    try:
+        data = tifffile.memmap(path, mode="r")  # uncompressed, contiguous: zero-copy
+        data = data.reshape(t, h, w)
+    except (ValueError, OSError):
+        if n_pages == t:
+
+            def read_page(i: int, _p=str(path)) -> np.ndarray:
+                return tifffile.imread(_p, key=i)
+
+            data = lazy_frames(read_page, t, (h, w), dtype, name=f"tiff-{path}")
+        else:
+            data = tifffile.imread(path).reshape(t, h, w)
+    return Movie(data=data, path=path, format="tiff")
+
+
+def _npz_key(z, path: Path) -> str:
+    keys = list(z.keys())
+    for key in ("arr_0", "data", "counts", "intensity", "diffraction"):
+        if key in keys:
+            return key
+    if len(keys) == 1:
+        return keys[0]
+    raise InputFileError(path, f"cannot tell which array is the movie among keys {keys}; expected 'arr_0'")
+
+
+def read_numpy_movie(path: str | Path) -> Movie:
+    """``.npy`` (memory-mapped, lazy) or ``.npz`` (key ``arr_0``) as a [T, H, W] movie."""
+    path = Path(path)
+    _exists(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                data = np.asarray(z[_npz_key(z, path)])
+        else:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {exc}") from exc
+    check_dtype(data.dtype, str(path))
+    return Movie(data=data.reshape(as_frame_stack(data.shape, str(path))), path=path, format=path.suffix.lower()[1:])
+
+
+def read_numpy_probe(path: str | Path) -> np.ndarray:
+    """A complex probe [K, H, W] (or [H, W]) from ``.npy`` / ``.npz``."""
+    path = Path(path)
+    _exists(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                key = "probe" if "probe" in keys else ("arr_0" if "arr_0" in keys else keys[0])
+                return np.asarray(z[key])
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputFileError(path, f"not a readable NumPy probe file: {exc}") from exc
+
+
+def ensure_probe_array(probe, path: Path) -> np.ndarray:
+    p = np.asarray(probe)
+    if not np.issubdtype(p.dtype, np.number):
+        raise DataValidationError(f"{path}: the probe must be numeric, got {p.dtype}")
+    return p

@@ -1,0 +1,55 @@
+"""Image-quality metrics of phase images: SSIM after removing the global phase offset, entropy."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from ..errors import DataValidationError
+
+
+def remove_phase_offset(phase, reference, mask=None, weights=None) -> np.ndarray:
+    """Shift ``phase`` [..., H, W] by the global constant that best matches ``reference`` (per frame), wrapped to (-pi, pi].
+
+    The offset is the circular mean of ``phase - reference`` over ``mask`` (weighted by ``weights``).
+    """
+    p = np.asarray(phase, np.float64)
+    r = np.asarray(reference, np.float64)
+    if p.shape != r.shape:
+        raise DataValidationError(f"phase images differ in shape: {p.shape} vs {r.shape}")
+    w = np.ones_like(p) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), p.shape)
+    if mask is not None:
+        w = w * np.broadcast_to(np.asarray(mask, bool), p.shape)
+    offset = np.angle((w * np.exp(1j * (p - r))).sum(axis=(-2, -1), keepdims=True))
+    return np.angle(np.exp(1j * (p - offset)))
+
+
+def phase_ssim(phase, reference, mask=None, data_range: float | None = None) -> float:
+    """Mean SSIM of phase images [T, H, W] or [H, W] against ``reference`` after offset removal.
+
+    ``mask`` (bool [H, W]) restricts the comparison to its bounding box (e.g. the probe support).
+    ``data_range`` defaults to the reference's peak-to-peak range (at least 1e-6).
+    """
+    p = np.asarray(phase, np.float64)
+    r = np.asarray(reference, np.float64)
+    if p.ndim == 2:
+        p, r = p[None], r[None]
+    p = remove_phase_offset(p, r, mask)
+    if mask is not None:
+        ys, xs = np.nonzero(mask)
+        sl = (slice(None), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        p, r = p[sl], r[sl]
+    rng = data_range if data_range is not None else max(float(np.ptp(r)), 1e-6)
+    win = min(7, *p.shape[-2:]) | 1
+    return float(np.mean([structural_similarity(a, b, data_range=rng, win_size=win) for a, b in zip(p, r)]))
+
+
+def image_entropy(image, bins: int = 256) -> float:
+    """Shannon entropy (bits) of an image's intensity histogram; lower means higher contrast."""
+    values = np.asarray(image, np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise DataValidationError("entropy of an empty image")
+    hist, _ = np.histogram(values, bins=bins)
+    p = hist[hist > 0] / hist.sum()
+    return float(-(p * np.log2(p)).sum())

@@ -1,0 +1,58 @@
+"""Whole-image velocity from sub-pixel registration of frame pairs (SPEC §4; the seed's 340 nm/s check).
+
+Registration is a phase cross-correlation (skimage) for the coarse shift, refined by Gauss-Newton
+(Lucas-Kanade) steps on the Hann-windowed residual. The refinement removes the bias of plain
+upsampled cross-correlation when new content enters the field of view (about -10 % on a moving chart).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.registration import phase_cross_correlation
+
+from ..errors import DataValidationError
+
+
+def register_shift(reference, moving, iterations: int = 8, tol: float = 1e-4) -> np.ndarray:
+    """Shift s (dy, dx) in pixels such that ``moving(r) ~= reference(r - s)`` (sub-pixel)."""
+    ref = np.asarray(reference, np.float64)
+    mov = np.asarray(moving, np.float64)
+    if ref.shape != mov.shape or ref.ndim != 2:
+        raise DataValidationError(f"need two 2D images of equal shape, got {ref.shape} and {mov.shape}")
+    s = phase_cross_correlation(mov, ref, upsample_factor=10, normalization=None)[0]
+    win = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1]))
+    for _ in range(iterations):
+        shifted = ndimage.shift(ref, s, order=3, mode="nearest")
+        gy, gx = np.gradient(shifted)
+        resid = mov - shifted
+        a = np.array([[np.sum(win * gy * gy), np.sum(win * gy * gx)], [np.sum(win * gx * gy), np.sum(win * gx * gx)]])
+        b = np.array([np.sum(win * gy * resid), np.sum(win * gx * resid)])
+        if abs(np.linalg.det(a)) < 1e-12:
+            break  # featureless image: keep the correlation estimate
+        step = -np.linalg.solve(a, b)
+        s = s + step
+        if np.abs(step).max() < tol:
+            break
+    return s
+
+
+def estimate_shifts(movie, lag: int = 1) -> np.ndarray:
+    """Shift (dy, dx) in pixels per frame between frames t and t+lag: [T-lag, 2] for a movie [T, H, W]."""
+    frames = np.asarray(movie, np.float64)
+    if frames.ndim != 3 or lag < 1 or len(frames) <= lag:
+        raise DataValidationError(f"need a movie [T > lag, H, W] and lag >= 1, got shape {frames.shape}, lag {lag}")
+    return np.array([register_shift(frames[t], frames[t + lag]) for t in range(len(frames) - lag)]) / lag
+
+
+def estimate_velocity(movie, pixel_size_nm: float, frame_interval_s: float, lag: int = 1) -> dict:
+    """Velocity (nm/s) from frame-pair shifts: per-pair values [P, 2] (vy, vx), mean, standard deviation, speed."""
+    if frame_interval_s <= 0 or pixel_size_nm <= 0:
+        raise DataValidationError("pixel size and frame interval must be positive")
+    v = estimate_shifts(movie, lag) * pixel_size_nm / frame_interval_s
+    return {
+        "per_pair_nm_s": v,
+        "mean_nm_s": v.mean(axis=0),
+        "std_nm_s": v.std(axis=0),
+        "speed_nm_s": float(np.hypot(*v.mean(axis=0))),
+    }

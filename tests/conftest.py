@@ -1,0 +1,25 @@
+"""Shared fixtures. torch is imported before Qt (napari) on purpose."""
+
+from __future__ import annotations
+
+import os
+
+import torch  # noqa: F401  (import before Qt)
+import numpy as np
+import pytest
+
+os.environ.setdefault("NAPARI_CXDI_TESTING", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def small_aunp():
+    """A small noisy AuNP movie: 8 frames of 64 x 64 (shared, read-only)."""
+    from napari_cxdi.simulate import simulate_aunp
+
+    return simulate_aunp(n_frames=8, size=64, seed=1)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
