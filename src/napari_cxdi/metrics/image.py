@@ -27,21 +27,26 @@ def remove_phase_offset(phase, reference, mask=None, weights=None) -> np.ndarray
 def phase_ssim(phase, reference, mask=None, data_range: float | None = None) -> float:
     """Mean SSIM of phase images [T, H, W] or [H, W] against ``reference`` after offset removal.
 
-    ``mask`` (bool [H, W]) restricts the comparison to its bounding box (e.g. the probe support).
-    ``data_range`` defaults to the reference's peak-to-peak range (at least 1e-6).
+    With ``mask`` (bool [H, W], e.g. the probe support) the offset is fitted and the SSIM map averaged
+    inside the mask only. ``data_range`` defaults to the reference's peak-to-peak range.
     """
     p = np.asarray(phase, np.float64)
     r = np.asarray(reference, np.float64)
     if p.ndim == 2:
         p, r = p[None], r[None]
-    p = remove_phase_offset(p, r, mask)
-    if mask is not None:
-        ys, xs = np.nonzero(mask)
-        sl = (slice(None), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-        p, r = p[sl], r[sl]
+    if p.shape != r.shape:
+        raise DataValidationError(f"phase images differ in shape: {p.shape} vs {r.shape}")
+    m = np.ones(p.shape[-2:], bool) if mask is None else np.asarray(mask, bool)
+    if not m.any():
+        raise DataValidationError("the SSIM mask is empty")
+    p = remove_phase_offset(p, r, m)
     rng = data_range if data_range is not None else max(float(np.ptp(r)), 1e-6)
     win = min(7, *p.shape[-2:]) | 1
-    return float(np.mean([structural_similarity(a, b, data_range=rng, win_size=win) for a, b in zip(p, r)]))
+    scores = []
+    for a, b in zip(p, r):
+        _, ssim_map = structural_similarity(a, b, data_range=rng, win_size=win, full=True)
+        scores.append(ssim_map[m].mean())
+    return float(np.mean(scores))
 
 
 def image_entropy(image, bins: int = 256) -> float:

@@ -1,0 +1,106 @@
+"""PID3Net hyper-parameters (SPEC §3; thesis §3.3). Defaults follow the official code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..errors import ConfigError
+
+VARIANTS = {
+    # name: (loss, refinement)
+    "PID3Net-PO": ("poisson", True),
+    "PID3Net-MAE": ("mae", True),
+    "PID3Net-NR": ("poisson", False),
+}
+LOSSES = ("poisson", "mae", "sqrt_mse")
+
+
+@dataclass(frozen=True)
+class PID3NetConfig:
+    """Network, loss and training settings.
+
+    width: channels of the first temporal block (F; the encoder uses F, 2F, 4F, 8F).
+    frames: T, consecutive frames per window. refine_steps: K of the refinement block (0 = off).
+    image_size: m, the network's working size (a multiple of 16, >= frame size; None = the frame
+    size rounded up to 16). loss: ``poisson`` (PID3Net-PO), ``mae`` or ``sqrt_mse``.
+    tv_weight: beta of the 3D total variation over x, y, t. poisson_threshold: counts below it are
+    treated as zero. alpha0: initial refinement step size (one learnable value per step).
+    Training: epochs, batch_size, lr (Adam), lr_final_factor (cosine decay to lr x factor),
+    early_stop_patience epochs without R_f improvement (0 = never), seed, device, amp (CUDA only).
+    """
+
+    width: int = 8
+    frames: int = 5
+    refine_steps: int = 5
+    refine_width: int = 32
+    image_size: int | None = None
+    loss: str = "poisson"
+    tv_weight: float = 0.01
+    poisson_threshold: float = 1.0
+    alpha0: float = 0.2
+    support_threshold: float = 0.02
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 1e-3
+    lr_final_factor: float = 0.2
+    early_stop_patience: int = 0
+    early_stop_tol: float = 1e-3
+    preview_every: int = 20
+    seed: int | None = 0
+    device: str = "auto"
+    amp: bool = True
+
+    @classmethod
+    def variant(cls, name: str, **overrides: Any) -> "PID3NetConfig":
+        """Config of a named variant: ``PID3Net-PO``, ``PID3Net-MAE``, ``PID3Net-NR``."""
+        if name not in VARIANTS:
+            raise ConfigError(f"unknown PID3Net variant {name!r}; choose one of {', '.join(VARIANTS)}")
+        loss, refine = VARIANTS[name]
+        base = {"loss": loss}
+        if not refine:
+            base["refine_steps"] = 0
+        return cls(**{**base, **overrides})
+
+    @property
+    def name(self) -> str:
+        if self.refine_steps == 0:
+            return "PID3Net-NR"
+        return {"poisson": "PID3Net-PO", "mae": "PID3Net-MAE"}.get(self.loss, f"PID3Net-{self.loss}")
+
+    def with_(self, **changes: Any) -> "PID3NetConfig":
+        return replace(self, **changes)
+
+    def validate(self, frame_shape: tuple[int, int] | None = None, n_frames: int | None = None) -> None:
+        if self.width < 2 or self.width % 2:
+            raise ConfigError(f"width must be an even number >= 2, got {self.width}")
+        if self.frames < 1:
+            raise ConfigError(f"frames (T) must be >= 1, got {self.frames}")
+        if self.refine_steps < 0:
+            raise ConfigError("refine_steps (K) must be >= 0")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.image_size is not None and (self.image_size % 16 or self.image_size < 16):
+            raise ConfigError(f"image size m must be a multiple of 16, got {self.image_size}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("epochs, batch_size and lr must be positive")
+        if frame_shape is not None:
+            h, w = frame_shape
+            if h != w:
+                raise ConfigError(f"PID3Net needs square frames, got {h}x{w}; crop the movie first")
+            if self.image_size is not None and self.image_size < h:
+                raise ConfigError(f"image size m = {self.image_size} is smaller than the {h}x{w} frames")
+        if n_frames is not None and self.frames > n_frames:
+            raise ConfigError(f"T = {self.frames} frames per window is more than the movie's {n_frames} frames")
+
+    def working_size(self, frame_size: int) -> int:
+        """m: the configured size, or the frame size rounded up to a multiple of 16."""
+        return self.image_size or -(-frame_size // 16) * 16
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PID3NetConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,59 @@
+"""Windows of T consecutive frames, from in-memory or lazy movies."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import DataValidationError
+from ..io.validate import check_counts
+
+
+class FrameWindows:
+    """Serves windows ``frames[s : s + T]`` of a [N, H, W] movie as float32 tensors [B, T, H, W].
+
+    In-memory movies are validated once and kept on the device; lazy (dask / memmap) movies are
+    read and validated window by window, so memory stays bounded.
+    """
+
+    def __init__(self, movie, frames_per_window: int, device: torch.device, name: str = "movie"):
+        data = movie.data if hasattr(movie, "data") and hasattr(movie, "frames") else movie
+        if data.ndim != 3:
+            raise DataValidationError(f"{name}: expected a movie [frames, H, W], got shape {tuple(data.shape)}")
+        self.data = data
+        self.name = name
+        self.n_frames = int(data.shape[0])
+        self.frame_shape = tuple(int(s) for s in data.shape[1:])
+        self.T = frames_per_window
+        self.device = device
+        self.lazy = isinstance(data, np.memmap) or not isinstance(data, np.ndarray)
+        self._resident = None
+        if not self.lazy:
+            array = np.asarray(data, dtype=np.float32)
+            check_counts(array, name)
+            self._resident = torch.from_numpy(array).to(device)
+
+    @property
+    def n_windows(self) -> int:
+        return self.n_frames - self.T + 1
+
+    def frames(self, start: int, stop: int) -> torch.Tensor:
+        if self._resident is not None:
+            return self._resident[start:stop]
+        block = self.data[start:stop]
+        block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float32)
+        check_counts(block, self.name, first_frame=start)
+        return torch.from_numpy(block).to(self.device)
+
+    def batch(self, starts) -> torch.Tensor:
+        """Windows starting at ``starts`` -> [B, T, H, W]."""
+        return torch.stack([self.frames(int(s), int(s) + self.T) for s in starts])
+
+
+def inference_starts(n_frames: int, frames_per_window: int, stride: int) -> list[int]:
+    """Window starts covering every frame: 0, stride, 2 stride, ... and a last window ending at the last frame."""
+    last = n_frames - frames_per_window
+    starts = list(range(0, last + 1, max(1, stride)))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts

@@ -1,0 +1,254 @@
+"""Self-supervised training of PID3Net on the movie itself, as a generator of progress events.
+
+```
+trainer = PID3NetTrainer(movie, probe, config)
+for event in trainer.run():        # stop iterating at any time: the best model so far stays usable
+    ...                            # event["event"] in {"start", "step", "preview", "epoch", "warning", "done"}
+model = trainer.model              # best weights (lowest epoch loss), eval mode
+```
+Adam with cosine decay to ``lr x lr_final_factor`` (official code), batches of windows sampled
+across the movie without replacement each epoch, seedable, AMP on CUDA, early stop on an R_f plateau,
+and on CUDA out-of-memory the batch is halved with a warning instead of a crash.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..devices import free_device_memory, is_out_of_memory, resolve_device
+from ..errors import ConfigError
+from ..io.validate import check_probe
+from .config import PID3NetConfig
+from .data import FrameWindows
+from .losses import diffraction_loss, total_variation_3d
+from .model import PID3Net
+
+
+def batch_r_factor(predicted: torch.Tensor, measured: torch.Tensor) -> float:
+    sq = torch.sqrt(measured.clamp_min(0))
+    return float((torch.sqrt(predicted.clamp_min(0)) - sq).abs().sum() / sq.sum().clamp_min(1e-12))
+
+
+class PID3NetTrainer:
+    """Trains a (new or given) PID3Net on ``movie`` [N, H, W] counts with ``probe`` [K, H, W].
+
+    model: continue from this model (resume / transfer) instead of a fresh one.
+    preview_frame: the frame whose reconstruction is yielded every ``config.preview_every`` steps.
+    """
+
+    def __init__(
+        self,
+        movie,
+        probe=None,
+        config: PID3NetConfig | None = None,
+        model: PID3Net | None = None,
+        preview_frame: int = 0,
+        optimizer_state: dict | None = None,
+    ):
+        self.config = config or (model.config if model is not None else PID3NetConfig())
+        self.device = resolve_device(self.config.device)
+        data = movie.data if hasattr(movie, "frames") and hasattr(movie, "data") else movie
+        shape = tuple(data.shape)
+        if len(shape) != 3:
+            raise ConfigError(f"PID3Net trains on a movie [frames, H, W], got shape {shape}")
+        self.config.validate(frame_shape=shape[1:], n_frames=shape[0])
+        if model is None:
+            if probe is None:
+                raise ConfigError("a probe is needed to train PID3Net (load one with napari_cxdi.io.read_probe)")
+            probe = check_probe(probe, shape)
+            if self.config.seed is not None:
+                torch.manual_seed(self.config.seed)
+            model = PID3Net(self.config, probe)
+        elif model.frame_size != shape[1]:
+            raise ConfigError(f"the model was trained on {model.frame_size}px frames, this movie has {shape[1]}px")
+        self.model = model.to(self.device)
+        self.windows = FrameWindows(movie, self.config.frames, self.device)
+        if not 0 <= preview_frame < shape[0]:
+            raise ConfigError(f"preview frame {preview_frame} is outside the movie (0..{shape[0] - 1})")
+        self.preview_frame = preview_frame
+        self.batch_size = min(self.config.batch_size, self.windows.n_windows)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        if optimizer_state:
+            self.optimizer.load_state_dict(optimizer_state)
+        self.history: list[dict[str, Any]] = []
+        self.best_loss = math.inf
+        self.best_state: dict | None = None
+        self.step = 0
+        self.stopped_reason: str | None = None
+        use_amp = self.config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if use_amp else None
+        self._rng = np.random.default_rng(self.config.seed)
+
+    # -- schedule --------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.windows.n_windows / self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    def learning_rate(self, step: int) -> float:
+        """Cosine decay from lr to lr x lr_final_factor over all steps."""
+        c = self.config
+        progress = min(step / max(self.total_steps - 1, 1), 1.0)
+        floor = c.lr * c.lr_final_factor
+        return floor + 0.5 * (c.lr - floor) * (1 + math.cos(math.pi * progress))
+
+    # -- one optimisation step ----------------------------------------------------------------------
+    def loss_terms(self, counts: torch.Tensor) -> dict[str, torch.Tensor]:
+        obj = self.model(counts)
+        predicted = self.model.predicted_intensity(obj)
+        diff = diffraction_loss(self.config.loss, predicted, counts, self.config.poisson_threshold)
+        tv = total_variation_3d(obj)
+        return {"loss": diff + self.config.tv_weight * tv, "diffraction": diff, "tv": tv, "predicted": predicted}
+
+    def _optimise(self, counts: torch.Tensor) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = self.loss_terms(counts)
+        if self.scaler is not None:
+            self.scaler.scale(terms["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            terms["loss"].backward()
+            self.optimizer.step()
+        return {
+            "loss": float(terms["loss"].detach()),
+            "diffraction_loss": float(terms["diffraction"].detach()),
+            "tv": float(terms["tv"].detach()),
+            "rf": batch_r_factor(terms["predicted"].detach(), counts),
+        }
+
+    def _train_step(self, starts: np.ndarray) -> tuple[dict[str, float], list[dict]]:
+        """One step; on CUDA OOM the batch is halved (warning events) and the step retried."""
+        warnings: list[dict] = []
+        while True:
+            try:
+                counts = self.windows.batch(starts[: self.batch_size])
+                return self._optimise(counts), warnings
+            except Exception as exc:  # noqa: BLE001
+                if not (self.device.type == "cuda" and is_out_of_memory(exc)) or self.batch_size == 1:
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                free_device_memory(self.device)
+                self.batch_size = max(1, self.batch_size // 2)
+                warnings.append({"event": "warning", "message": f"GPU out of memory: batch size halved to {self.batch_size}"})
+
+    # -- preview ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def preview(self) -> dict[str, Any]:
+        """Current reconstruction of the preview frame: amplitude and phase [H, W]."""
+        was_training = self.model.training
+        self.model.eval()
+        start = min(max(self.preview_frame - self.config.frames // 2, 0), self.windows.n_frames - self.config.frames)
+        obj = self.model(self.windows.batch([start]))[0, self.preview_frame - start]
+        self.model.train(was_training)
+        return {
+            "event": "preview", "step": self.step, "frame": self.preview_frame,
+            "amplitude": obj.abs().cpu().numpy(), "phase": torch.angle(obj).cpu().numpy(),
+        }
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> Iterator[dict[str, Any]]:
+        """Train; yields progress events. Closing the generator early keeps the best model so far."""
+        c = self.config
+        t0 = time.perf_counter()
+        self.model.train()
+        yield {
+            "event": "start", "total_steps": self.total_steps, "epochs": c.epochs, "steps_per_epoch": self.steps_per_epoch,
+            "n_parameters": self.model.n_parameters(), "device": str(self.device), "variant": c.name,
+        }
+        best_rf, stale = math.inf, 0
+        try:
+            for epoch in range(c.epochs):
+                order = self._rng.permutation(self.windows.n_windows)
+                sums = {"loss": 0.0, "rf": 0.0}
+                n = 0
+                for b in range(self.steps_per_epoch):
+                    starts = order[b * self.batch_size : (b + 1) * self.batch_size]
+                    if len(starts) == 0:
+                        continue
+                    lr = self.learning_rate(self.step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    values, warnings = self._train_step(starts)
+                    yield from warnings
+                    self.step += 1
+                    n += 1
+                    sums["loss"] += values["loss"]
+                    sums["rf"] += values["rf"]
+                    elapsed = time.perf_counter() - t0
+                    yield {
+                        "event": "step", "epoch": epoch, "step": self.step, "total_steps": self.total_steps, "lr": lr,
+                        "elapsed_s": elapsed, "eta_s": elapsed / self.step * (self.total_steps - self.step),
+                        "batch_size": self.batch_size, **values,
+                    }
+                    if c.preview_every and self.step % c.preview_every == 0:
+                        yield self.preview()
+                record = {"epoch": epoch, "loss": sums["loss"] / max(n, 1), "rf": sums["rf"] / max(n, 1),
+                          "lr": lr, "elapsed_s": time.perf_counter() - t0}
+                self.history.append(record)
+                if record["loss"] < self.best_loss:
+                    self.best_loss = record["loss"]
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+                yield {"event": "epoch", **record}
+                if c.early_stop_patience:
+                    if record["rf"] < best_rf * (1 - c.early_stop_tol):
+                        best_rf, stale = record["rf"], 0
+                    else:
+                        stale += 1
+                        if stale >= c.early_stop_patience:
+                            self.stopped_reason = "early_stop"
+                            break
+            self.stopped_reason = self.stopped_reason or "completed"
+        finally:
+            if self.stopped_reason is None:
+                self.stopped_reason = "cancelled"
+            self.finish()
+        yield {"event": "done", "stopped": self.stopped_reason, "history": self.history, "steps": self.step,
+               "elapsed_s": time.perf_counter() - t0}
+
+    def finish(self) -> PID3Net:
+        """Load the best weights seen (if any), re-estimate BatchNorm statistics, switch to eval mode.
+
+        Safe to call more than once."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+            self.calibrate_batchnorm()
+        self.model.eval()
+        return self.model
+
+    @torch.no_grad()
+    def calibrate_batchnorm(self, max_windows: int = 256) -> None:
+        """Replace BatchNorm running statistics by their exact average over the movie's windows.
+
+        Short trainings leave the exponential running averages far from the final weights' statistics,
+        which makes eval-mode reconstructions worse than the training loss suggests.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        saved = [(m, m.momentum) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.model.train()
+        starts = np.linspace(0, self.windows.n_windows - 1, min(max_windows, self.windows.n_windows)).astype(int)
+        for i in range(0, len(starts), self.batch_size):
+            self.model(self.windows.batch(starts[i : i + self.batch_size]))
+        for m, momentum in saved:
+            m.momentum = momentum
+        self.model.eval()
+
+    def train(self) -> PID3Net:
+        """Run to the end without reporting progress."""
+        for _ in self.run():
+            pass
+        return self.model
