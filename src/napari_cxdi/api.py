@@ -12,6 +12,7 @@ events and returns the result, so a GUI thread worker can show progress and stop
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generator
@@ -38,7 +39,7 @@ ALL_METHODS = tuple(VARIANTS) + ITERATIVE_METHODS
 class Reconstruction:
     """A reconstructed movie: objects [N, H, W] complex64 with method, config, metrics and history."""
 
-    objects: np.ndarray
+    objects: np.ndarray | None
     method: str
     pixel_size_nm: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class Reconstruction:
     model: PID3Net | None = None
     probe: np.ndarray | None = None
     source: str | None = None
+    cancelled: bool = False
 
     @property
     def phase(self) -> np.ndarray:
@@ -155,6 +157,7 @@ def iter_reconstruction(
     preview_frame: int = 0,
     inference_stride: int | None = None,
     measure_velocity: bool | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> Generator[dict[str, Any], None, Reconstruction]:
     """Reconstruct a movie with PID3Net (train on the movie, or reuse ``model``) or an iterative baseline.
@@ -164,6 +167,8 @@ def iter_reconstruction(
     ``model`` may be a checkpoint path; with ``train=False`` it is used as it is (no retraining).
     ``measure_velocity``: estimate the drift velocity from the phase movie (default: when the
     metadata records a set velocity, as for the test chart).
+    ``cancel``: when this event is set the run stops after the current step and returns a
+    Reconstruction with ``cancelled=True`` (``objects`` None) that keeps the best model trained so far.
     """
     import time
 
@@ -175,10 +180,12 @@ def iter_reconstruction(
         cfg = config if isinstance(config, IterativeConfig) else IterativeConfig(**overrides)
         t0 = time.perf_counter()
         gen = iter_iterative(data, probe_np, method, cfg)
-        objects = yield from _tag(gen, "iterative")
+        objects = yield from _tag(gen, "iterative", cancel)
         timings["reconstruction_s"] = time.perf_counter() - t0
         trained = None
         cfg_dict = {"method": method, **cfg.__dict__}
+        if objects is CANCELLED:
+            return Reconstruction(None, method, dx, cfg_dict, timings=timings, probe=probe_np, cancelled=True)
     elif method in VARIANTS or isinstance(model, (PID3Net, str, Path)):
         if isinstance(model, (str, Path)):
             model, payload = load_checkpoint(model, device=overrides.get("device", "auto"))
@@ -191,15 +198,21 @@ def iter_reconstruction(
         if train or trained is None:
             trainer = PID3NetTrainer(data, probe_np, cfg, model=trained, preview_frame=preview_frame)
             t0 = time.perf_counter()
-            yield from _tag(trainer.run(), "train")
+            stopped = yield from _tag(trainer.run(), "train", cancel)
             timings["training_s"] = time.perf_counter() - t0
             trained = trainer.model
             history = history + trainer.history
+            if stopped is CANCELLED:
+                return Reconstruction(None, cfg.name, dx, {"method": cfg.name, **cfg.to_dict()}, history=history,
+                                      timings=timings, model=trained, probe=probe_np, cancelled=True)
         elif trained.frame_size != data.shape[-1]:
             raise ConfigError(f"the model was trained on {trained.frame_size}px frames, the movie has {data.shape[-1]}px")
         t0 = time.perf_counter()
-        objects = yield from _tag(iter_reconstruct(trained, data, stride=inference_stride), "inference")
+        objects = yield from _tag(iter_reconstruct(trained, data, stride=inference_stride), "inference", cancel)
         timings["inference_s"] = time.perf_counter() - t0
+        if objects is CANCELLED:
+            return Reconstruction(None, cfg.name, dx, {"method": cfg.name, **cfg.to_dict()}, history=history,
+                                  timings=timings, model=trained, probe=probe_np, cancelled=True)
         timings["inference_frames_per_s"] = len(objects) / max(timings["inference_s"], 1e-9)
         cfg_dict = {"method": cfg.name, **cfg.to_dict()}
         method = cfg.name
@@ -222,9 +235,19 @@ def iter_reconstruction(
     return result
 
 
-def _tag(gen, stage: str):
-    """Re-yield a generator's events with ``stage`` added; return its return value."""
+CANCELLED = object()
+
+
+def _tag(gen, stage: str, cancel: threading.Event | None = None):
+    """Re-yield a generator's events with ``stage`` added; return its return value.
+
+    If ``cancel`` is set between two events the generator is closed (its clean-up runs, e.g. the
+    trainer restores its best weights) and :data:`CANCELLED` is returned.
+    """
     while True:
+        if cancel is not None and cancel.is_set():
+            gen.close()
+            return CANCELLED
         try:
             event = next(gen)
         except StopIteration as stop:

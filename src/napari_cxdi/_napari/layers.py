@@ -19,11 +19,12 @@ def movie_scale(pixel_size_nm: float | None) -> tuple[float, float, float]:
     return (1.0, dx, dx)
 
 
-def _spatial_kwargs(name: str, pixel_size_nm: float | None, metadata: dict | None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"name": name, "scale": movie_scale(pixel_size_nm), "metadata": dict(metadata or {})}
-    kwargs["axis_labels"] = ("t", "y", "x")
+def _spatial_kwargs(name: str, pixel_size_nm: float | None, metadata: dict | None, ndim: int = 3) -> dict[str, Any]:
+    """name, scale (frame, nm, nm), axis labels and units for a [T, H, W] (or [H, W]) layer."""
+    kwargs: dict[str, Any] = {"name": name, "scale": movie_scale(pixel_size_nm)[-ndim:], "metadata": dict(metadata or {})}
+    kwargs["axis_labels"] = ("t", "y", "x")[-ndim:]
     if pixel_size_nm:
-        kwargs["units"] = ("pixel", "nm", "nm")
+        kwargs["units"] = ("pixel", "nm", "nm")[-ndim:]
     return kwargs
 
 
@@ -42,13 +43,13 @@ def diffraction_layer(data, name: str, pixel_size_nm: float | None = None, metad
 
 def phase_layer(phase, name: str, pixel_size_nm: float | None = None, metadata: dict | None = None) -> LayerData:
     """Phase [T, H, W] in radians with the cyclic ``twilight_shifted`` colormap over (-pi, pi)."""
-    kwargs = _spatial_kwargs(name, pixel_size_nm, {"kind": "phase", **(metadata or {})})
+    kwargs = _spatial_kwargs(name, pixel_size_nm, {"kind": "phase", **(metadata or {})}, np.ndim(phase))
     kwargs.update(colormap="twilight_shifted", contrast_limits=(-np.pi, np.pi))
     return (phase, kwargs, "image")
 
 
 def amplitude_layer(amplitude, name: str, pixel_size_nm: float | None = None, metadata: dict | None = None) -> LayerData:
-    kwargs = _spatial_kwargs(name, pixel_size_nm, {"kind": "amplitude", **(metadata or {})})
+    kwargs = _spatial_kwargs(name, pixel_size_nm, {"kind": "amplitude", **(metadata or {})}, np.ndim(amplitude))
     kwargs.update(colormap="gray")
     return (amplitude, kwargs, "image")
 
