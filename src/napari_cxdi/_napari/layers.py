@@ -66,8 +66,6 @@ def tracks_layer(trajectories: pd.DataFrame, name: str, pixel_size_nm: float | N
     """Tracks ``[track_id, t, y, x]`` in pixels (scaled to nm like the movie), with diameter as a feature."""
     data = trajectories[["particle", "frame", "y", "x"]].to_numpy(dtype=float)
     kwargs = _spatial_kwargs(name, pixel_size_nm, {"kind": "tracks"})
-    kwargs.pop("axis_labels")
-    kwargs.pop("units", None)
     kwargs.update(
         features=pd.DataFrame({"diameter_nm": trajectories["diameter_nm"].to_numpy(dtype=float)}),
         tail_length=10,
