@@ -39,7 +39,7 @@ SEED_TABLE = {  # thesis Table 3.2 / SPEC §3 (simulated AuNP; Ta chart measured
 SEED_SPEED = "seed (Ta chart, 1755 frames): mixed-state 4.45 s/frame, mf-PIE 31.9 s/frame (CPU); PID3Net train 1760 s, inference 0.003 s/frame (A100)"
 
 SIZES = {
-    "quick": {"frames": 20, "size": 64, "epochs": 25, "width": 4, "refine_width": 8, "refine_steps": 2,
+    "quick": {"frames": 16, "size": 64, "epochs": 20, "width": 4, "refine_width": 8, "refine_steps": 2,
               "batch_size": 4, "max_iter": 150},
     "full": {"frames": 200, "size": 256, "epochs": 50, "width": 8, "refine_width": 32, "refine_steps": 5,
              "batch_size": 8, "max_iter": 500},

@@ -74,4 +74,5 @@ class UpdateNet(nn.Module):
         self.head = nn.Conv3d(width, 1, kernel_size=(1, 3, 3), padding=(0, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.tb(x.unsqueeze(1))).squeeze(1)
+        x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last_3d)
+        return self.head(self.tb(x)).squeeze(1)

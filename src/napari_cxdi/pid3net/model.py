@@ -62,6 +62,8 @@ class PID3Net(nn.Module):
             self.f_amplitude = UpdateNet(config.refine_width)
             self.f_phase = UpdateNet(config.refine_width)
             self.alpha = nn.Parameter(torch.full((config.refine_steps,), float(config.alpha0)))
+        # channels-last 3D convolutions: ~5x faster on CPU (oneDNN) and the fast layout for cuDNN
+        self.to(memory_format=torch.channels_last_3d)
 
     # -- input and geometry -------------------------------------------------------------------
     def network_input(self, counts: torch.Tensor) -> torch.Tensor:
@@ -72,7 +74,7 @@ class PID3Net(nn.Module):
         if pad:
             lo = pad // 2
             x = nn.functional.pad(x, (lo, pad - lo, lo, pad - lo))
-        return x.unsqueeze(1)
+        return x.unsqueeze(1).contiguous(memory_format=torch.channels_last_3d)
 
     def crop(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 1, T, m, m] -> [B, T, H, W] (centre crop)."""

@@ -1,0 +1,36 @@
+"""SCANN / SCANN+: interpretable structure–property models with global-attention scores (no Qt).
+
+Typical use::
+
+    from napari_cxdi.scann import ScannPredictor, export_extxyz, read_atoms
+    predictor = ScannPredictor.load("qm9-homo")          # shipped model, or a checkpoint path
+    frames = read_atoms("trajectory.traj")
+    results = predictor.predict(frames)                    # property per frame, GA score per atom
+    export_extxyz(frames, results, "scored.extxyz")        # opens in ase gui / OVITO
+"""
+
+from .data import (
+    EnvironmentSet,
+    Structures,
+    batches,
+    collate,
+    featurize,
+    load_qm9,
+    load_structures,
+    qm9_subset_indices,
+    read_atoms,
+    split_indices,
+    structures_from_atoms,
+)
+from .model import SCANN, ScannConfig, ScannOutput, build_model
+from .predict import PRETRAINED, ScannPrediction, ScannPredictor, annotate, export_extxyz, predict
+from .train import TrainConfig, TrainResult, evaluate, fit, load_checkpoint, mae, save_checkpoint, train_iter
+from .voronoi import LocalEnvironment, VoronoiConfig, all_faces, local_environment
+
+__all__ = [
+    "EnvironmentSet", "LocalEnvironment", "PRETRAINED", "SCANN", "ScannConfig", "ScannOutput",
+    "ScannPrediction", "ScannPredictor", "Structures", "TrainConfig", "TrainResult", "VoronoiConfig",
+    "all_faces", "annotate", "batches", "build_model", "collate", "evaluate", "export_extxyz", "featurize",
+    "fit", "load_checkpoint", "load_qm9", "load_structures", "local_environment", "mae", "predict", "qm9_subset_indices",
+    "read_atoms", "save_checkpoint", "split_indices", "structures_from_atoms", "train_iter",
+]

@@ -1,0 +1,261 @@
+"""Training SCANN / SCANN+ as a generator of progress dicts, checkpoints and transfer learning.
+
+Standardised targets, MSE loss, Adam with cosine warm restarts (5e-4 -> 1e-4), early stopping
+on the validation MAE, seeded splits and initialisation (thesis §4.3.5, SPEC §6).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..devices import resolve_device
+from ..errors import CancelledError, ConfigError, DataValidationError, InputFileError
+from ..provenance import provenance
+from .data import EnvironmentSet, batches, publish
+from .model import SCANN, ScannConfig, build_model
+from .voronoi import VoronoiConfig
+
+CHECKPOINT_FORMAT = "napari-cxdi-scann/1"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (epochs count passes over the training set)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 5e-4
+    lr_min: float = 1e-4
+    restart_epochs: int = 10  # T_0 of the warm-restart cosine schedule, in epochs
+    patience: int = 30  # early stopping: epochs without a better validation MAE
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    time_limit_s: float | None = None  # stop (keeping the best model) after this wall time
+    log_every: int = 20  # yield a "step" dict every this many steps
+    checkpoint: str | None = None  # write the best model here (atomically) on improvement
+    init_from: str | None = None  # transfer learning: start from this checkpoint's weights
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be >= 1")
+        if not (0 < self.lr_min <= self.lr):
+            raise ConfigError(f"need 0 < lr_min <= lr, got lr={self.lr}, lr_min={self.lr_min}")
+
+
+@dataclass
+class TrainResult:
+    model: SCANN
+    best_val_mae: list[float]
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+
+
+def set_seed(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(model: SCANN, envs: EnvironmentSet, batch_size: int = 256, device=None) -> np.ndarray:
+    """Predictions (S, T) in target units for all structures of ``envs``."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(envs), model.config.n_targets))
+    for sel, batch in batches(envs, batch_size, device=device):
+        out[sel] = model(batch).prediction.double().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def mae(pred: np.ndarray, target: np.ndarray) -> list[float]:
+    """Mean absolute error per target column, ignoring NaN targets."""
+    return [float(np.nanmean(np.abs(pred[:, t] - target[:, t]))) for t in range(target.shape[1])]
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        publish(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(path: str | os.PathLike, model: SCANN, *, voronoi: VoronoiConfig | None = None,
+                    train_config: TrainConfig | None = None, metrics: dict | None = None,
+                    target_units: list[str] | None = None, overwrite: bool = True) -> Path:
+    """Write a self-contained checkpoint (weights, model + Voronoi config, target statistics, provenance)."""
+    from ..errors import OutputExistsError
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
+    config = {"model": asdict(model.config), "voronoi": asdict(voronoi or VoronoiConfig()),
+              "train": asdict(train_config) if train_config else None}
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": asdict(model.config),
+        "voronoi_config": asdict(voronoi or VoronoiConfig()),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "target_names": list(model.config.target_names),
+        "target_units": list(target_units or [""] * model.config.n_targets),
+        "target_mean": model.target_mean.cpu().tolist(),
+        "target_std": model.target_std.cpu().tolist(),
+        # plain JSON types only, so the file loads with torch.load(weights_only=True)
+        "provenance": json.loads(json.dumps(provenance(config, metrics), default=str)),
+    }
+    _atomic_torch_save(obj, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[SCANN, dict]:
+    """Model (eval mode) and the checkpoint's metadata (everything but the weights)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "checkpoint does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputFileError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise InputFileError(path, f"not a SCANN checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    model = build_model(obj["model_config"])
+    model.load_state_dict(obj["state_dict"])
+    model.to(resolve_device(device)).eval()
+    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    return model, meta
+
+
+def _transfer(model: SCANN, path: str) -> dict:
+    """Copy every weight whose name and shape match from a checkpoint (the readout may differ)."""
+    src, _ = load_checkpoint(path)
+    own = model.state_dict()
+    copied, skipped = [], []
+    for k, v in src.state_dict().items():
+        if k in own and own[k].shape == v.shape and not k.startswith("target_"):
+            own[k] = v.clone()
+            copied.append(k)
+        else:
+            skipped.append(k)
+    model.load_state_dict(own)
+    return {"copied": len(copied), "skipped": skipped}
+
+
+def _target_stats(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.nanmean(y, axis=0)
+    std = np.nanstd(y, axis=0)
+    return mean, np.where(std > 1e-12, std, 1.0)
+
+
+def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: EnvironmentSet,
+               config: TrainConfig | None = None, voronoi: VoronoiConfig | None = None,
+               stop=None) -> Iterator[dict]:
+    """Train SCANN, yielding progress dicts; the last one has ``event == "done"`` and the model.
+
+    Dicts: ``{"event": "step", "epoch", "step", "loss", "lr", "elapsed_s"}`` every ``log_every``
+    steps, ``{"event": "epoch", ..., "train_loss", "val_mae" (list, target units), "best_val_mae",
+    "improved"}`` after each epoch, and ``{"event": "done", "result": TrainResult, "reason"}``.
+    Closing the generator (or ``stop()`` returning True) stops between steps.
+    """
+    cfg = config or TrainConfig()
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise DataValidationError("training and validation sets must not be empty")
+    if train_set.targets.shape[1] != model_config.n_targets:
+        raise ConfigError(f"model predicts {model_config.n_targets} targets but the data has "
+                          f"{train_set.targets.shape[1]}")
+    if np.all(np.isnan(train_set.targets)):
+        raise DataValidationError("the training set has no target values")
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    model = build_model(model_config)
+    info = _transfer(model, cfg.init_from) if cfg.init_from else None
+    mean, std = _target_stats(train_set.targets)
+    model.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+    model.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=max(1, cfg.restart_epochs * steps_per_epoch), eta_min=cfg.lr_min)
+    if info is not None:
+        yield {"event": "transfer", "init_from": cfg.init_from, **info}
+
+    best, best_epoch, best_state, history = [math.inf], -1, None, []
+    step, t0, reason = 0, time.time(), "epochs"
+    stopped = False
+    for epoch in range(cfg.epochs):
+        losses = []
+        for _, batch in batches(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed * 100003 + epoch,
+                                device=device):
+            if stop is not None and stop():
+                stopped, reason = True, "stopped"
+                break
+            out = model(batch)
+            y = batch["y"]
+            ok = ~torch.isnan(y)
+            diff = (model.standardized(out.prediction) - model.standardized(torch.nan_to_num(y)))[ok]
+            loss = (diff ** 2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if step % cfg.log_every == 0:
+                yield {"event": "step", "epoch": epoch, "step": step, "loss": losses[-1],
+                       "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.time() - t0}
+            if cfg.time_limit_s is not None and time.time() - t0 > cfg.time_limit_s:
+                stopped, reason = True, "time_limit"
+                break
+        if not losses:
+            break
+        val = mae(evaluate(model, val_set, device=device), val_set.targets)
+        improved = float(np.mean(val)) < float(np.mean(best))
+        if improved:
+            best, best_epoch = val, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if cfg.checkpoint:
+                save_checkpoint(cfg.checkpoint, model, voronoi=voronoi, train_config=cfg,
+                                metrics={"val_mae": val, "epoch": epoch}, target_units=train_set.target_units)
+        record = {"event": "epoch", "epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
+                  "val_mae": val, "best_val_mae": best, "improved": improved,
+                  "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.time() - t0}
+        history.append(record)
+        yield record
+        if stopped:
+            break
+        if epoch - best_epoch >= cfg.patience:
+            reason = "early_stopping"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    yield {"event": "done", "reason": reason, "best_val_mae": best, "best_epoch": best_epoch,
+           "elapsed_s": time.time() - t0,
+           "result": TrainResult(model, best, best_epoch, history)}
+
+
+def fit(model_config: ScannConfig, train_set: EnvironmentSet, val_set: EnvironmentSet,
+        config: TrainConfig | None = None, voronoi: VoronoiConfig | None = None, callback=None) -> TrainResult:
+    """Run :func:`train_iter` to the end; ``callback(progress_dict)`` sees every dict."""
+    for p in train_iter(model_config, train_set, val_set, config, voronoi):
+        if callback is not None:
+            callback(p)
+        if p["event"] == "done":
+            return p["result"]
+    raise CancelledError("training ended without a result")
