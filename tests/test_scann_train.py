@@ -139,8 +139,7 @@ def test_shipped_pretrained_models_predict_qm9(target):
     from napari_cxdi.resources import sample_data_dir
 
     path = sample_data_dir() / "models" / f"scann_qm9_{target}.pt"
-    if not path.exists():
-        pytest.skip("shipped model not built yet (scripts/train_scann_qm9.py)")
+    assert path.exists(), "shipped model missing (scripts/train_scann_qm9.py builds it)"
     info = json.loads(path.with_suffix(".json").read_text())
     for key in ("test_mae_meV", "n_train", "n_test", "seed", "epochs_run"):
         assert key in info["metrics"]
