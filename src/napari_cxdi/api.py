@@ -102,6 +102,18 @@ def _movie_and_probe(movie, probe) -> tuple[Any, np.ndarray, Movie | None, dict]
     return data, check_probe(probe, tuple(data.shape)), source, meta
 
 
+def interior_weights(mask: np.ndarray, margin_px: float = 3.0) -> np.ndarray:
+    """Smooth weights [H, W] on the inside of the probe footprint, zero within ``margin_px`` of its edge.
+
+    Velocities are registered on these weights: the footprint's edge does not move with the sample
+    and would bias the estimate toward zero.
+    """
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(mask)
+    return np.clip((depth - margin_px) / margin_px, 0.0, 1.0)
+
+
 def evaluate(
     objects,
     counts,
@@ -137,9 +149,8 @@ def evaluate(
         out["frc_resolution_nm"] = f.resolution_nm
         out["frc_curve"] = f.as_dict()
     if frame_interval_s and len(objects) > velocity_lag:
-        ys, xs = np.nonzero(mask)
-        crop = phase[:, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        v = estimate_velocity(crop, dx, frame_interval_s, lag=velocity_lag)
+        weights = interior_weights(support_mask(np.asarray(probe), threshold=0.05, dilate_px=0))
+        v = estimate_velocity(phase, dx, frame_interval_s, lag=velocity_lag, weights=weights)
         out["velocity_nm_s"] = v["mean_nm_s"].tolist()
         out["velocity_std_nm_s"] = v["std_nm_s"].tolist()
     return out

@@ -14,14 +14,23 @@ from skimage.registration import phase_cross_correlation
 from ..errors import DataValidationError
 
 
-def register_shift(reference, moving, iterations: int = 8, tol: float = 1e-4) -> np.ndarray:
-    """Shift s (dy, dx) in pixels such that ``moving(r) ~= reference(r - s)`` (sub-pixel)."""
+def register_shift(reference, moving, iterations: int = 8, tol: float = 1e-4, weights=None) -> np.ndarray:
+    """Shift s (dy, dx) in pixels such that ``moving(r) ~= reference(r - s)`` (sub-pixel).
+
+    weights: optional [H, W] >= 0 that restrict the comparison (e.g. the inside of the probe footprint,
+    whose edge does not move with the sample); default a Hann window.
+    """
     ref = np.asarray(reference, np.float64)
     mov = np.asarray(moving, np.float64)
     if ref.shape != mov.shape or ref.ndim != 2:
         raise DataValidationError(f"need two 2D images of equal shape, got {ref.shape} and {mov.shape}")
-    s = phase_cross_correlation(mov, ref, upsample_factor=10, normalization=None)[0]
-    win = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1]))
+    if weights is None:
+        s = phase_cross_correlation(mov, ref, upsample_factor=10, normalization=None)[0]
+        win = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1]))
+    else:
+        win = np.asarray(weights, np.float64)
+        support = win > 0
+        s = np.asarray(phase_cross_correlation(mov, ref, reference_mask=support, moving_mask=support)[0], float)
     for _ in range(iterations):
         shifted = ndimage.shift(ref, s, order=3, mode="nearest")
         gy, gx = np.gradient(shifted)
@@ -37,19 +46,19 @@ def register_shift(reference, moving, iterations: int = 8, tol: float = 1e-4) ->
     return s
 
 
-def estimate_shifts(movie, lag: int = 1) -> np.ndarray:
+def estimate_shifts(movie, lag: int = 1, weights=None) -> np.ndarray:
     """Shift (dy, dx) in pixels per frame between frames t and t+lag: [T-lag, 2] for a movie [T, H, W]."""
     frames = np.asarray(movie, np.float64)
     if frames.ndim != 3 or lag < 1 or len(frames) <= lag:
         raise DataValidationError(f"need a movie [T > lag, H, W] and lag >= 1, got shape {frames.shape}, lag {lag}")
-    return np.array([register_shift(frames[t], frames[t + lag]) for t in range(len(frames) - lag)]) / lag
+    return np.array([register_shift(frames[t], frames[t + lag], weights=weights) for t in range(len(frames) - lag)]) / lag
 
 
-def estimate_velocity(movie, pixel_size_nm: float, frame_interval_s: float, lag: int = 1) -> dict:
+def estimate_velocity(movie, pixel_size_nm: float, frame_interval_s: float, lag: int = 1, weights=None) -> dict:
     """Velocity (nm/s) from frame-pair shifts: per-pair values [P, 2] (vy, vx), mean, standard deviation, speed."""
     if frame_interval_s <= 0 or pixel_size_nm <= 0:
         raise DataValidationError("pixel size and frame interval must be positive")
-    v = estimate_shifts(movie, lag) * pixel_size_nm / frame_interval_s
+    v = estimate_shifts(movie, lag, weights) * pixel_size_nm / frame_interval_s
     return {
         "per_pair_nm_s": v,
         "mean_nm_s": v.mean(axis=0),
