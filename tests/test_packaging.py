@@ -17,7 +17,7 @@ def test_manifest_validates_with_imports():
     manifest = PluginManifest.from_distribution("napari-cxdi")
     manifest.validate_imports()
     assert {c.key for c in manifest.contributions.sample_data} >= {"aunp", "test_chart", "speckle_ndisk"}
-    assert len(manifest.contributions.widgets) >= 3
+    assert len(manifest.contributions.widgets) >= 4
     assert "napari/layers/track" in manifest.contributions.menus
     assert manifest.contributions.readers
 
@@ -26,7 +26,7 @@ def test_core_packages_do_not_import_qt_or_napari():
     code = (
         "import sys, napari_cxdi.physics, napari_cxdi.simulate, napari_cxdi.io, napari_cxdi.metrics, napari_cxdi.cli;"
         "import napari_cxdi.api, napari_cxdi.pid3net, napari_cxdi.recon, napari_cxdi.scann, napari_cxdi.speckle;"
-        "import napari_cxdi.tracking;"
+        "import napari_cxdi.tracking, napari_cxdi.molecules;"
         "import napari_cxdi.speckle.resnet, napari_cxdi.speckle.train, napari_cxdi.speckle.saliency;"
         "from napari_cxdi.cli import build_parser; build_parser();"
         "import napari_cxdi._napari.reader, napari_cxdi._napari.sample_data;"
