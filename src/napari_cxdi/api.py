@@ -27,6 +27,7 @@ from .io.validate import check_probe
 from .metrics import estimate_velocity, frc, phase_ssim, prtf, r_factor, remove_phase_offset
 from .physics.forward import diffraction_intensity
 from .physics.probe import support_mask
+from .progress import drain
 from .pid3net import PID3Net, PID3NetConfig, PID3NetTrainer, iter_reconstruct, load_checkpoint, save_checkpoint
 from .recon import METHODS as ITERATIVE_METHODS
 from .recon import IterativeConfig, iter_iterative
@@ -264,17 +265,6 @@ def _tag(gen, stage: str, cancel: threading.Event | None = None):
         except StopIteration as stop:
             return stop.value
         yield {"stage": stage, **event}
-
-
-def drain(gen: Generator, progress: Callable[[dict], None] | None = None):
-    """Run a progress generator to its end, calling ``progress(event)``; return its return value."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
 
 
 def reconstruct(movie, probe=None, method: str = "PID3Net-PO", progress: Callable[[dict], None] | None = None, **kwargs) -> Reconstruction:

@@ -145,14 +145,10 @@ def run(args: argparse.Namespace) -> int:
 
         for p in set(table_paths(args.output, ["features", "tracks", "per_track"]).values()):
             check_output_path(p, args.overwrite, [args.movie])
+    from ..progress import drain
+
     bar = _Progress()
-    gen = iter_track(movie, cfg, float(dx), float(dt))
-    while True:
-        try:
-            bar(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = drain(iter_track(movie, cfg, float(dx), float(dt)), bar)
     bar.close()
     summary = result.summary()
     if args.velocity and len(movie) > 1:

@@ -17,6 +17,7 @@ import torch
 
 from ..devices import free_device_memory, is_out_of_memory
 from ..errors import ConfigError
+from ..progress import drain
 from .data import FrameWindows, inference_starts
 from .model import PID3Net
 
@@ -81,9 +82,4 @@ def iter_reconstruct(
 
 def reconstruct_movie(model: PID3Net, movie, batch_size: int = 8, stride: int | None = None) -> np.ndarray:
     """Drain :func:`iter_reconstruct` and return the objects [N, H, W] complex64."""
-    gen = iter_reconstruct(model, movie, batch_size, stride)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_reconstruct(model, movie, batch_size, stride))

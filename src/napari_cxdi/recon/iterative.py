@@ -20,6 +20,7 @@ import torch
 
 from ..devices import free_device_memory, resolve_device
 from ..errors import ConfigError
+from ..progress import drain
 from ..io.validate import check_probe
 from ..physics.forward import diffraction_intensity
 from ..physics.mixed_state import mixed_state_update
@@ -117,12 +118,7 @@ def iter_iterative(
 
 def run_iterative(movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None) -> np.ndarray:
     """Drain :func:`iter_iterative` and return the objects."""
-    gen = iter_iterative(movie, probe, method, config)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_iterative(movie, probe, method, config))
 
 
 def config_dict(config: IterativeConfig) -> dict:

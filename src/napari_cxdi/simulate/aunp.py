@@ -16,8 +16,8 @@ import pandas as pd
 from ..errors import ConfigError
 from ..physics.geometry import AUNP_SIMULATION, Geometry
 from ..physics.materials import GOLD_5KEV, WATER_5KEV, Material, transmission
-from ..physics.probe import AUNP_MODE_SHARES, AUNP_OPTICS, FZPOptics, ProbeSpec, synthesize_probe
-from .movie import SimulatedMovie, diffract
+from ..physics.probe import AUNP_MODE_SHARES, AUNP_OPTICS, FZPOptics
+from .movie import SimulatedMovie, diffract, setup_optics
 
 
 @dataclass
@@ -127,16 +127,9 @@ def simulate_aunp(cfg: AuNPConfig | None = None, **overrides) -> SimulatedMovie:
     if overrides:
         cfg = replace(cfg, **overrides)
     cfg.validate()
-    geometry = cfg.geometry.binned_to(cfg.size) if cfg.size != cfg.geometry.n else cfg.geometry
+    geometry, probe, probe_side = setup_optics(cfg)
     dx = geometry.pixel_size_nm
     rng = np.random.default_rng(cfg.seed)
-    probe_side = cfg.probe_side_um
-    if probe_side is None and cfg.optics.probe_side_um > 0.6 * geometry.field_of_view_um:
-        probe_side = cfg.probe_fill * geometry.field_of_view_um
-    probe = synthesize_probe(
-        geometry,
-        ProbeSpec(cfg.optics, tuple(cfg.mode_shares), cfg.flux_photons_s * cfg.exposure_s, probe_side),
-    )
     tracks = particle_trajectories(cfg, dx, cfg.size, rng)
     contrast: Material = GOLD_5KEV.relative_to(WATER_5KEV)
     objects = np.empty((cfg.n_frames, cfg.size, cfg.size), np.complex64)
@@ -154,7 +147,7 @@ def simulate_aunp(cfg: AuNPConfig | None = None, **overrides) -> SimulatedMovie:
         "distance_m": geometry.distance_m,
         "detector_pixel_um": geometry.detector_pixel_um,
         "flux_photons_s": cfg.flux_photons_s,
-        "probe_side_um": probe_side or cfg.optics.probe_side_um,
+        "probe_side_um": probe_side,
         "material": contrast.name,
         "config": asdict(cfg),
     }

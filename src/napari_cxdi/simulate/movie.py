@@ -10,7 +10,9 @@ import pandas as pd
 import torch
 
 from ..physics.forward import diffraction_intensity
+from ..physics.geometry import Geometry
 from ..physics.noise import poisson_counts
+from ..physics.probe import ProbeSpec, synthesize_probe
 
 
 @dataclass
@@ -45,6 +47,20 @@ class SimulatedMovie:
     @property
     def amplitude(self) -> np.ndarray:
         return np.abs(self.objects).astype(np.float32)
+
+
+def setup_optics(cfg) -> tuple[Geometry, np.ndarray, float]:
+    """Geometry (the seed's detector binned to ``cfg.size``), probe and probe side (um) of a simulation config.
+
+    When the seed's probe would not fit the (binned) field of view, its triangle is shrunk to
+    ``cfg.probe_fill`` of the field of view unless ``cfg.probe_side_um`` sets it.
+    """
+    geometry = cfg.geometry.binned_to(cfg.size) if cfg.size != cfg.geometry.n else cfg.geometry
+    side = cfg.probe_side_um
+    if side is None and cfg.optics.probe_side_um > 0.6 * geometry.field_of_view_um:
+        side = cfg.probe_fill * geometry.field_of_view_um
+    spec = ProbeSpec(cfg.optics, tuple(cfg.mode_shares), cfg.flux_photons_s * cfg.exposure_s, side)
+    return geometry, synthesize_probe(geometry, spec), side or cfg.optics.probe_side_um
 
 
 def diffract(

@@ -15,8 +15,8 @@ import pandas as pd
 from ..errors import ConfigError
 from ..physics.geometry import TA_CHART, Geometry
 from ..physics.materials import TANTALUM_5KEV, transmission
-from ..physics.probe import TA_CHART_MODE_SHARES, TA_CHART_OPTICS, FZPOptics, ProbeSpec, synthesize_probe
-from .movie import SimulatedMovie, diffract
+from ..physics.probe import TA_CHART_MODE_SHARES, TA_CHART_OPTICS, FZPOptics
+from .movie import SimulatedMovie, diffract, setup_optics
 
 
 @dataclass
@@ -81,14 +81,8 @@ def simulate_test_chart(cfg: TestChartConfig | None = None, **overrides) -> Simu
         cfg = replace(cfg, **overrides)
     if cfg.n_frames < 1 or cfg.exposure_s <= 0 or cfg.thickness_nm <= 0:
         raise ConfigError("n_frames >= 1, exposure_s > 0 and thickness_nm > 0 are required")
-    geometry = cfg.geometry.binned_to(cfg.size) if cfg.size != cfg.geometry.n else cfg.geometry
+    geometry, probe, probe_side = setup_optics(cfg)
     dx = geometry.pixel_size_nm
-    probe_side = cfg.probe_side_um
-    if probe_side is None and cfg.optics.probe_side_um > 0.6 * geometry.field_of_view_um:
-        probe_side = cfg.probe_fill * geometry.field_of_view_um
-    probe = synthesize_probe(
-        geometry, ProbeSpec(cfg.optics, tuple(cfg.mode_shares), cfg.flux_photons_s * cfg.exposure_s, probe_side)
-    )
     coords = (np.arange(cfg.size) - cfg.size / 2 + 0.5) * dx
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
     velocity = np.asarray(cfg.velocity_nm_s, float)
@@ -110,7 +104,7 @@ def simulate_test_chart(cfg: TestChartConfig | None = None, **overrides) -> Simu
         "detector_pixel_um": geometry.detector_pixel_um,
         "flux_photons_s": cfg.flux_photons_s,
         "velocity_nm_s": list(velocity),
-        "probe_side_um": probe_side or cfg.optics.probe_side_um,
+        "probe_side_um": probe_side,
         "config": asdict(cfg),
     }
     offsets = pd.DataFrame(rows, columns=["frame", "dy", "dx", "dy_nm", "dx_nm"])

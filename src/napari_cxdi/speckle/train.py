@@ -172,10 +172,6 @@ def _validate(clf: SpeckleClassifier, xv: torch.Tensor, yv: torch.Tensor, labels
 
 def run_training(gen: Generator[dict, None, SpeckleClassifier], callback=None) -> SpeckleClassifier:
     """Drive a :func:`train` generator to the end (``callback(progress)`` per yield); return the model."""
-    while True:
-        try:
-            progress = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(progress)
+    from ..progress import drain
+
+    return drain(gen, callback)

@@ -24,6 +24,7 @@ from scipy import ndimage
 from skimage import filters, measure, morphology
 
 from ..errors import ConfigError, DataValidationError
+from ..progress import drain
 
 FEATURE_COLUMNS = ["frame", "y", "x", "y_nm", "x_nm", "diameter_nm", "area_px", "contrast", "mass"]
 
@@ -232,9 +233,4 @@ def iter_detect(movie, cfg: DetectionConfig | None = None, pixel_size_nm: float 
 
 def detect(movie, cfg: DetectionConfig | None = None, pixel_size_nm: float = 1.0, mask: np.ndarray | None = None) -> pd.DataFrame:
     """Blocking form of :func:`iter_detect`."""
-    gen = iter_detect(movie, cfg, pixel_size_nm, mask)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_detect(movie, cfg, pixel_size_nm, mask))

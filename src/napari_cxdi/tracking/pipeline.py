@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..progress import drain
 from .detect import DetectionConfig, as_movie, iter_detect
 from .link import link_tracks, point_speeds, track_table
 from .statistics import count_per_frame, diameter_distribution, lifetime_distribution, msd_analysis
@@ -104,11 +105,4 @@ def iter_track(movie, config: TrackingConfig | None = None, pixel_size_nm: float
 def track(movie, config: TrackingConfig | None = None, pixel_size_nm: float = 1.0, frame_interval_s: float = 1.0,
           mask: np.ndarray | None = None, progress=None) -> TrackingResult:
     """Blocking form of :func:`iter_track` (``progress(event)`` is called with every event)."""
-    gen = iter_track(movie, config, pixel_size_nm, frame_interval_s, mask)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return drain(iter_track(movie, config, pixel_size_nm, frame_interval_s, mask), progress)
