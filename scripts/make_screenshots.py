@@ -41,6 +41,7 @@ def reconstruction_screenshot(epochs: int) -> Path:
     widget.epochs.setValue(epochs)
     widget.width.setValue(4)
     widget.refine_steps.setValue(2)
+    widget.refine_width.setValue(8)
     widget.device.setCurrentText("auto")
     widget.start()
     app = QApplication.instance()

@@ -208,3 +208,12 @@ def test_bad_configs_give_clear_errors(chart):
         PID3NetConfig.variant("PID3Net-XX")
     assert PID3NetConfig.variant("PID3Net-NR").refine_steps == 0
     assert PID3NetConfig.variant("PID3Net-MAE").name == "PID3Net-MAE"
+
+
+def test_early_stop_on_an_r_factor_plateau(chart):
+    # a tolerance no epoch can beat: R_f "plateaus" at once and training stops after `patience` epochs
+    cfg = PID3NetConfig(**TINY, epochs=10, early_stop_patience=2, early_stop_tol=0.99)
+    trainer = PID3NetTrainer(chart.counts, chart.probe, cfg)
+    events = list(trainer.run())
+    assert events[-1]["stopped"] == "early_stop"
+    assert len(trainer.history) == 3  # the first epoch sets the reference, two more without improvement

@@ -112,6 +112,7 @@ class ReconstructionWidget(QWidget):
         self.advanced.setChecked(False)
         adv = QFormLayout(self.advanced)
         self.batch_size = _spin(1, 256, 4)
+        self.refine_width = _spin(2, 128, 32, step=2)
         self.lr = _spin(1e-6, 1.0, 1e-3, step=1e-4, decimals=6)
         self.tv_weight = _spin(0.0, 10.0, 0.01, step=0.005, decimals=4)
         self.image_size = _spin(0, 4096, 0, step=16)
@@ -119,7 +120,8 @@ class ReconstructionWidget(QWidget):
         self.stride = _spin(0, 64, 0)
         self.stride.setSpecialValueText("T")
         self.max_iter = _spin(1, 100000, 300)
-        for label, w in (("batch size", self.batch_size), ("learning rate", self.lr), ("TV weight", self.tv_weight),
+        for label, w in (("batch size", self.batch_size), ("refinement width", self.refine_width),
+                         ("learning rate", self.lr), ("TV weight", self.tv_weight),
                          ("image size m", self.image_size), ("inference stride", self.stride),
                          ("iterations (baselines)", self.max_iter)):
             adv.addRow(label, w)
@@ -232,7 +234,8 @@ class ReconstructionWidget(QWidget):
                           preview_every=max(1, min(20, self.epochs.value())))
             if "model" not in kwargs:
                 kwargs.update(frames=self.frames.value(), refine_steps=self.refine_steps.value() if method != "PID3Net-NR" else 0,
-                              width=self.width.value(), image_size=self.image_size.value() or None)
+                              width=self.width.value(), refine_width=self.refine_width.value(),
+                              image_size=self.image_size.value() or None)
             kwargs["inference_stride"] = self.stride.value() or None
         else:
             kwargs.update(max_iter=self.max_iter.value(), device=self.device.currentText())
