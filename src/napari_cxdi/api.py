@@ -170,6 +170,7 @@ def iter_reconstruction(
     inference_stride: int | None = None,
     measure_velocity: bool | None = None,
     cancel: threading.Event | None = None,
+    pixel_size_nm: float | None = None,
     **overrides: Any,
 ) -> Generator[dict[str, Any], None, Reconstruction]:
     """Reconstruct a movie with PID3Net (train on the movie, or reuse ``model``) or an iterative baseline.
@@ -181,11 +182,12 @@ def iter_reconstruction(
     metadata records a set velocity, as for the test chart).
     ``cancel``: when this event is set the run stops after the current step and returns a
     Reconstruction with ``cancelled=True`` (``objects`` None) that keeps the best model trained so far.
+    ``pixel_size_nm`` sets the object-plane pixel when the movie is a bare array (default: its metadata).
     """
     import time
 
     data, probe_np, source, meta = _movie_and_probe(movie, probe)
-    dx = meta.get("pixel_size_nm")
+    dx = pixel_size_nm or meta.get("pixel_size_nm")
     timings: dict[str, float] = {}
     history: list[dict] = []
     if method in ITERATIVE_METHODS:

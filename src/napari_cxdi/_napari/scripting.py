@@ -63,8 +63,7 @@ def reconstruct_layer(viewer, layer_name: str, method: str = "PID3Net-PO", probe
     probe = probe if probe is not None else probe_of(layer)
     if probe is None:
         raise ConfigError(f"layer {layer_name!r} carries no probe; pass probe=array or a probe file")
-    result = reconstruct(layer.data, probe=probe, method=method, **kwargs)
     dx = pixel_size_of(layer)
-    result.pixel_size_nm = dx
+    result = reconstruct(layer.data, probe=probe, method=method, pixel_size_nm=dx, **kwargs)
     add_layer_data(viewer, result_layers(result, layer_name.replace(" diffraction", ""), dx))
     return result

@@ -259,6 +259,7 @@ class ReconstructionWidget(QWidget):
         self._pixel_size = pixel_size_of(self.viewer.layers[self._source_name])
         self._state["cancel"] = threading.Event()
         kwargs["cancel"] = self._state["cancel"]
+        kwargs["pixel_size_nm"] = self._pixel_size
         self._losses = []
         self.progress_bar.setValue(0)
         self.status.setText(f"starting {kwargs['method']} …")
