@@ -50,7 +50,8 @@ def reconstruction_screenshot(epochs: int) -> Path:
         raise SystemExit(f"reconstruction did not finish: {widget.status.text()}")
     for layer in viewer.layers:
         layer.visible = layer.name in ("AuNP phase (PID3Net-PO)", "AuNP true tracks")
-    viewer.layers.move(viewer.layers.index("AuNP true tracks"), len(viewer.layers))  # tracks drawn on top
+    phase = viewer.layers["AuNP phase (PID3Net-PO)"]
+    phase.blending, phase.opacity = "translucent", 0.75  # the true tracks (below) show through
     viewer.dims.set_current_step(0, 32)
     viewer.reset_view()
     for _ in range(20):
