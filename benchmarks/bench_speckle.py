@@ -54,14 +54,13 @@ def _train(name, data, window, size, args, test_per_class, log):
     t0 = time.perf_counter()
     gen = fit_and_test(data, pre, cfg, test_per_class=test_per_class, test_fraction=0.1, val_fraction=0.1,
                        split_seed=args.seed)
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            clf, report = stop.value
-            break
+    from napari_cxdi.progress import drain
+
+    def show(p):
         if p["stage"] == "epoch":
             log(f"  [{name}] epoch {p['epoch']}: loss {p['train_loss']:.3f} val acc {p['val_accuracy']:.3f} ({p['seconds']:.0f} s)")
+
+    clf, report = drain(gen, show)
     report["train_seconds"] = time.perf_counter() - t0
     report["epochs_run"] = clf.provenance["metrics"]["epochs_run"]
     return clf, report

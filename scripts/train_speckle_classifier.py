@@ -78,15 +78,14 @@ def main(argv=None) -> int:
                        max_seconds=args.time_limit_min * 60)
     gen = fit_and_test(data, pre, tcfg, test_per_class=args.test_per_class, val_fraction=args.val_fraction,
                        split_seed=args.seed, extra_config={"command": command})
-    while True:
-        try:
-            prog = next(gen)
-        except StopIteration as stop:
-            clf, report = stop.value
-            break
+    from napari_cxdi.progress import drain
+
+    def show(prog):
         if prog["stage"] == "epoch":
             print(f"epoch {prog['epoch']}: loss {prog['train_loss']:.4f} val acc {prog['val_accuracy']:.4f} "
                   f"lr {prog['lr']:.1e} ({prog['seconds']:.0f} s)", flush=True)
+
+    clf, report = drain(gen, show)
     t_all = time.perf_counter() - t0
     save_checkpoint(clf, args.out, half=True)
     net = report["network"]

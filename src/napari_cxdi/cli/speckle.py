@@ -139,15 +139,14 @@ def _train(args) -> int:
     command = "napari-cxdi " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     gen = fit_and_test(data, pre, cfg, args.test_per_class, args.test_fraction, args.val_fraction,
                        args.split_seed, extra_config={"command": command, "dataset_path": str(args.dataset)})
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            clf, report = stop.value
-            break
+    from ..progress import drain
+
+    def show(p):
         if p["stage"] == "epoch":
             print(f"epoch {p['epoch']}/{p['epochs']}: loss {p['train_loss']:.4f}, val acc {p['val_accuracy']:.4f}, "
                   f"{p['seconds']:.1f} s", file=sys.stderr)
+
+    clf, report = drain(gen, show)
     save_checkpoint(clf, args.out, half=args.half)
     _write_json(args.out.with_suffix(".json"), {**clf.provenance, "test_report": report})
     print(format_report(report["network"], "network (test split)"))
