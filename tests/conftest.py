@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("NAPARI_CXDI_TESTING", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Test models are tiny: one thread is fastest and avoids OpenMP contention between processes.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

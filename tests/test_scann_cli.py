@@ -12,13 +12,6 @@ from napari_cxdi.cli import scann as scann_cli
 from napari_cxdi.errors import CXDIError, ConfigError, OutputExistsError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def run(argv):
     parser = argparse.ArgumentParser(prog="napari-cxdi")

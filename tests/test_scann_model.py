@@ -10,14 +10,6 @@ from napari_cxdi.scann import EnvironmentSet, ScannConfig, build_model, collate,
 
 SMALL = dict(width=32, n_layers=2, n_heads=4, readout=32, dropout=0.0)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (and do not fight other tests for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 NAMES = ["CH4", "C6H6", "CH3CH2OH", "H2O", "CH3COOH"]
 
 

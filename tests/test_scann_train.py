@@ -25,14 +25,6 @@ pytest.importorskip("pandas")
 TINY = dict(width=32, n_layers=2, n_heads=4, readout=32, dropout=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (and do not fight other tests for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def qm9_small():

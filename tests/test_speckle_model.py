@@ -19,14 +19,6 @@ from napari_cxdi.speckle.train import TrainConfig, run_training, train
 PRE = PreprocessConfig(window=513, bin=19, transform="log")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: one thread avoids OpenMP contention on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def three_classes():
