@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from ase.build import molecule
 
 from napari_cxdi.cli import scann as scann_cli
