@@ -27,7 +27,7 @@ from .io.validate import check_probe
 from .metrics import estimate_velocity, frc, phase_ssim, prtf, r_factor, remove_phase_offset
 from .physics.forward import diffraction_intensity
 from .physics.probe import support_mask
-from .progress import drain
+from .progress import CANCELLED, cancellable, drain
 from .pid3net import PID3Net, PID3NetConfig, PID3NetTrainer, iter_reconstruct, load_checkpoint, save_checkpoint
 from .recon import METHODS as ITERATIVE_METHODS
 from .recon import IterativeConfig, iter_iterative
@@ -249,24 +249,9 @@ def iter_reconstruction(
     return result
 
 
-CANCELLED = object()
-
-
 def _tag(gen, stage: str, cancel: threading.Event | None = None):
-    """Re-yield a generator's events with ``stage`` added; return its return value.
-
-    If ``cancel`` is set between two events the generator is closed (its clean-up runs, e.g. the
-    trainer restores its best weights) and :data:`CANCELLED` is returned.
-    """
-    while True:
-        if cancel is not None and cancel.is_set():
-            gen.close()
-            return CANCELLED
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield {"stage": stage, **event}
+    """Re-yield a generator's events with ``stage`` added (see :func:`progress.cancellable`)."""
+    return cancellable(gen, cancel, stage=stage)
 
 
 def reconstruct(movie, probe=None, method: str = "PID3Net-PO", progress: Callable[[dict], None] | None = None, **kwargs) -> Reconstruction:

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from ..progress import CANCELLED, cancellable
 from ..errors import ConfigError, CXDIError
 from ..tracking import DetectionConfig, TrackingConfig, TrackingResult, image_velocity, iter_track, label_particles
 from .plots import PlotCanvas
@@ -290,16 +291,8 @@ class TrackingWidget(QWidget):
         cancel = self._state["cancel"]
 
         def work():
-            gen = iter_track(layer.data, cfg, dx, dt)
-            while True:
-                if cancel.is_set():
-                    gen.close()
-                    return None
-                try:
-                    event = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                yield event
+            result = yield from cancellable(iter_track(layer.data, cfg, dx, dt), cancel)
+            return None if result is CANCELLED else result
 
         worker = create_worker(work, _start_thread=False,
                                _connect={"yielded": self._on_event, "returned": self._on_done,
