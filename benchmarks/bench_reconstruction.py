@@ -4,8 +4,12 @@ On the simulated AuNP movie and the moving Ta test chart, trains/runs PID3Net-PO
 PID3Net-NR, mixed-state and mf-PIE, and prints R_f, phase SSIM, FRC and PRTF resolution (nm),
 velocity error for the chart, training time and inference frames/s — beside the seed's numbers.
 
-    python benchmarks/bench_reconstruction.py --quick          # 2 CPU cores, minutes (stated small size)
+    python benchmarks/bench_reconstruction.py --quick --threads 2   # 2 CPU cores, ~15 min (stated small size)
     python benchmarks/bench_reconstruction.py                  # full size, meant for a GPU
+
+Both sizes keep the seed's photons per um^2 on a probe shrunk to the smaller field of view
+(``match_fluence``), so the data are as noisy per pixel as the seed's (the true objects' R_f against
+the counts, printed as "R_f (truth)", is then ~0.7, like the seed's reconstructions).
 
 Writes ``benchmarks/results/reconstruction_<size>.json`` (numbers, sizes, configs, provenance).
 """
@@ -39,20 +43,26 @@ SEED_TABLE = {  # thesis Table 3.2 / SPEC §3 (simulated AuNP; Ta chart measured
 SEED_SPEED = "seed (Ta chart, 1755 frames): mixed-state 4.45 s/frame, mf-PIE 31.9 s/frame (CPU); PID3Net train 1760 s, inference 0.003 s/frame (A100)"
 
 SIZES = {
-    "quick": {"frames": 16, "size": 64, "epochs": 20, "width": 4, "refine_width": 8, "refine_steps": 2,
-              "batch_size": 4, "max_iter": 150},
+    # Both sizes shrink the seed's 5 um probe to half the field of view and keep the seed's photons per
+    # um^2 (match_fluence): the dose per pixel, not the photons per frame, sets the reconstruction noise.
+    "quick": {"frames": 32, "size": 64, "epochs": 60, "width": 4, "refine_width": 8, "refine_steps": 2,
+              "batch_size": 4, "tv_weight": 1.0, "max_iter": 150, "match_fluence": True},
     "full": {"frames": 200, "size": 256, "epochs": 50, "width": 8, "refine_width": 32, "refine_steps": 5,
-             "batch_size": 8, "max_iter": 500},
+             "batch_size": 8, "tv_weight": 1.0, "max_iter": 500, "match_fluence": True},
 }
 METHODS = ("PID3Net-PO", "PID3Net-MAE", "PID3Net-NR", "mixed-state", "mf-PIE")
 
 
 def run_case(case: str, size: dict, methods, device: str, seed: int) -> list[dict]:
-    sim = (simulate_aunp if case == "aunp" else simulate_test_chart)(n_frames=size["frames"], size=size["size"], seed=seed)
+    simulate = simulate_aunp if case == "aunp" else simulate_test_chart
+    sim = simulate(n_frames=size["frames"], size=size["size"], seed=seed, match_fluence=size["match_fluence"])
+    # the noise floor: R_f of the true objects against the counts (a lower R_f fits the noise)
+    floor = cx.evaluate(sim.objects, sim.counts, sim.probe, sim.pixel_size_nm)["rf"]
+    photons = float(sim.counts.sum(axis=(1, 2)).mean())
     rows = []
     for method in methods:
         if method.startswith("PID3Net"):
-            kwargs = {k: size[k] for k in ("epochs", "width", "refine_width", "batch_size")}
+            kwargs = {k: size[k] for k in ("epochs", "width", "refine_width", "batch_size", "tv_weight")}
             if method != "PID3Net-NR":
                 kwargs["refine_steps"] = size["refine_steps"]
             kwargs.update(device=device, seed=seed, preview_every=0)
@@ -63,7 +73,7 @@ def run_case(case: str, size: dict, methods, device: str, seed: int) -> list[dic
         wall = time.perf_counter() - t0
         m = result.metrics
         row = {
-            "case": case, "method": method, "rf": m["rf"], "phase_ssim": m.get("phase_ssim"),
+            "case": case, "method": method, "photons_per_frame": photons, "rf_truth": floor, "rf": m["rf"], "phase_ssim": m.get("phase_ssim"),
             "frc_resolution_nm": m.get("frc_resolution_nm"), "prtf_resolution_nm": m["prtf_resolution_nm"],
             "training_s": result.timings.get("training_s"),
             "inference_frames_per_s": result.timings.get("inference_frames_per_s"),
@@ -86,18 +96,21 @@ def fmt(value, spec=".3f"):
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'case':6s}{'method':13s}{'R_f':>7s}{'(seed)':>8s}{'SSIM':>7s}{'(seed)':>8s}{'FRC nm':>8s}{'(seed)':>8s}"
+    head = (f"{'case':6s}{'method':13s}{'R_f':>7s}{'(truth)':>8s}{'(seed)':>8s}{'SSIM':>7s}{'(seed)':>8s}{'FRC nm':>8s}{'(seed)':>8s}"
             f"{'PRTF nm':>8s}{'(seed)':>8s}{'v err':>7s}{'train s':>9s}{'inf f/s':>9s}{'iter s/f':>9s}")
     print(head)
     print("-" * len(head))
     for r in rows:
         s = r["seed"]
-        print(f"{r['case']:6s}{r['method']:13s}{fmt(r['rf']):>7s}{fmt(s.get('rf'), '.2f'):>8s}"
+        print(f"{r['case']:6s}{r['method']:13s}{fmt(r['rf']):>7s}{fmt(r['rf_truth']):>8s}{fmt(s.get('rf'), '.2f'):>8s}"
               f"{fmt(r['phase_ssim']):>7s}{fmt(s.get('phase_ssim'), '.2f'):>8s}"
               f"{fmt(r['frc_resolution_nm'], '.0f'):>8s}{fmt(s.get('frc_resolution_nm'), '.0f'):>8s}"
               f"{fmt(r['prtf_resolution_nm'], '.0f'):>8s}{fmt(s.get('prtf_resolution_nm'), '.0f'):>8s}"
               f"{fmt(r.get('velocity_error_nm_s'), '.0f'):>7s}{fmt(r['training_s'], '.0f'):>9s}"
               f"{fmt(r['inference_frames_per_s'], '.0f'):>9s}{fmt(r['iterative_s_per_frame'], '.2f'):>9s}")
+    print("R_f (truth): the true objects' R_f against the same counts, the noise floor; an R_f below it fits noise.")
+    for case in dict.fromkeys(r["case"] for r in rows):
+        print(f"{case}: {next(r['photons_per_frame'] for r in rows if r['case'] == case):.3g} photons per frame")
     print(SEED_SPEED)
 
 
@@ -109,9 +122,15 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the size's PID3Net epochs")
     args = ap.parse_args(argv)
     name = "quick" if args.quick else "full"
-    size = SIZES[name]
+    size = dict(SIZES[name])
+    if args.epochs:
+        size["epochs"] = args.epochs
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"size {name!r}: {size}; device {resolve_device(args.device)}; "
           f"torch threads {torch.get_num_threads()}", file=sys.stderr)
     rows = []

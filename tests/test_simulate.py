@@ -4,6 +4,7 @@ import pytest
 from napari_cxdi.errors import ConfigError
 from napari_cxdi.physics.geometry import wavelength_m
 from napari_cxdi.physics.materials import GOLD_5KEV, WATER_5KEV
+from napari_cxdi.physics.probe import AUNP_OPTICS
 from napari_cxdi.simulate import simulate_aunp, simulate_test_chart
 
 
@@ -16,6 +17,18 @@ def test_aunp_outputs_and_metadata(small_aunp):
     assert m.expected.sum(axis=(1, 2)).mean() == pytest.approx(3e6 * 0.1, rel=0.05)
     assert m.metadata["pixel_size_nm"] == pytest.approx(27.03, abs=0.02)
     assert {"frame", "particle", "y", "x", "diameter_nm"} <= set(m.trajectories.columns)
+
+
+def test_match_fluence_keeps_the_seeds_photons_per_area():
+    full = simulate_aunp(n_frames=1, size=64, seed=0, noise=False)
+    matched = simulate_aunp(n_frames=1, size=64, seed=0, noise=False, match_fluence=True)
+    side, seed_side = matched.metadata["probe_side_um"], AUNP_OPTICS.probe_side_um  # the seed's ~5 um triangle
+    assert side < 0.25 * seed_side  # the probe was shrunk to fit 64 px
+    ratio = matched.expected.sum() / full.expected.sum()
+    assert ratio == pytest.approx((side / seed_side) ** 2, rel=0.02)
+    assert matched.metadata["photons_per_frame"] == pytest.approx(3e6 * 0.1 * ratio, rel=0.02)
+    # photons per um^2 of the probe equal the seed's 3e5 photons over its (rounded) triangle
+    assert matched.metadata["photons_per_frame"] / side**2 == pytest.approx(3e6 * 0.1 / seed_side**2, rel=0.02)
 
 
 def test_trajectories_follow_the_requested_drift():

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--exposure", type=float, default=None, help="exposure per frame in s (default: the seed's)")
     p.add_argument("--flux", type=float, default=None, help="photons per second on the sample (default: the seed's)")
+    p.add_argument("--match-fluence", action="store_true",
+                   help="when the probe is shrunk to fit a small frame, scale the flux with its area (the seed's photons per um^2)")
     p.add_argument("--diameter", type=float, default=300.0, help="AuNP diameter in nm (default 300)")
     p.add_argument("--area-fraction", type=float, default=0.1, help="AuNP area fraction (default 0.1)")
     p.add_argument("--velocity", type=float, nargs=2, metavar=("VY", "VX"), default=None, help="drift in nm/s (default: AuNP 0 200, chart 0 340)")
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import write_cxi
     from ..simulate import simulate_aunp, simulate_test_chart
 
-    common = {"n_frames": args.frames, "size": args.size, "seed": args.seed, "noise": not args.no_noise}
+    common = {"n_frames": args.frames, "size": args.size, "seed": args.seed, "noise": not args.no_noise,
+              "match_fluence": args.match_fluence}
     if args.exposure is not None:
         common["exposure_s"] = args.exposure
     if args.flux is not None:

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..physics.geometry import AUNP_SIMULATION, Geometry
 from ..physics.materials import GOLD_5KEV, WATER_5KEV, Material, transmission
 from ..physics.probe import AUNP_MODE_SHARES, AUNP_OPTICS, FZPOptics
-from .movie import SimulatedMovie, diffract, setup_optics
+from .movie import SimulatedMovie, diffract, photons_per_frame, setup_optics
 
 
 @dataclass
@@ -25,7 +25,8 @@ class AuNPConfig:
     """Settings of the AuNP simulation. Lengths in nm, times in s, flux in photons/s.
 
     ``size`` < 384 bins the seed's detector (same 27 nm pixels, smaller field of view); the probe
-    triangle is then shrunk to ``probe_fill`` of the field of view unless ``probe_side_um`` is given.
+    triangle is then shrunk to ``probe_fill`` of the field of view unless ``probe_side_um`` is given,
+    and ``match_fluence`` scales the flux with the probe's area so the dose per um^2 stays the seed's.
     """
 
     n_frames: int = 64
@@ -42,6 +43,7 @@ class AuNPConfig:
     seed: int | None = 0
     probe_side_um: float | None = None
     probe_fill: float = 0.5
+    match_fluence: bool = False  # scale the flux with a shrunk probe's area (the seed's photons per um^2)
     mode_shares: tuple[float, ...] = AUNP_MODE_SHARES
     geometry: Geometry = field(default_factory=lambda: AUNP_SIMULATION)
     optics: FZPOptics = field(default_factory=lambda: AUNP_OPTICS)
@@ -147,6 +149,7 @@ def simulate_aunp(cfg: AuNPConfig | None = None, **overrides) -> SimulatedMovie:
         "distance_m": geometry.distance_m,
         "detector_pixel_um": geometry.detector_pixel_um,
         "flux_photons_s": cfg.flux_photons_s,
+        "photons_per_frame": photons_per_frame(cfg, probe_side),
         "probe_side_um": probe_side,
         "material": contrast.name,
         "config": asdict(cfg),

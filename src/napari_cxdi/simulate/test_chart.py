@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..physics.geometry import TA_CHART, Geometry
 from ..physics.materials import TANTALUM_5KEV, transmission
 from ..physics.probe import TA_CHART_MODE_SHARES, TA_CHART_OPTICS, FZPOptics
-from .movie import SimulatedMovie, diffract, setup_optics
+from .movie import SimulatedMovie, diffract, photons_per_frame, setup_optics
 
 
 @dataclass
@@ -36,6 +36,7 @@ class TestChartConfig:
     seed: int | None = 0
     probe_side_um: float | None = None
     probe_fill: float = 0.5
+    match_fluence: bool = False  # scale the flux with a shrunk probe's area (the seed's photons per um^2)
     mode_shares: tuple[float, ...] = TA_CHART_MODE_SHARES
     geometry: Geometry = field(default_factory=lambda: TA_CHART)
     optics: FZPOptics = field(default_factory=lambda: TA_CHART_OPTICS)
@@ -103,6 +104,7 @@ def simulate_test_chart(cfg: TestChartConfig | None = None, **overrides) -> Simu
         "distance_m": geometry.distance_m,
         "detector_pixel_um": geometry.detector_pixel_um,
         "flux_photons_s": cfg.flux_photons_s,
+        "photons_per_frame": photons_per_frame(cfg, probe_side),
         "velocity_nm_s": list(velocity),
         "probe_side_um": probe_side,
         "config": asdict(cfg),
