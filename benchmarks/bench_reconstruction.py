@@ -5,7 +5,7 @@ PID3Net-NR, mixed-state and mf-PIE, and prints R_f, phase SSIM, FRC and PRTF res
 velocity error for the chart, training time and inference frames/s — beside the seed's numbers.
 
     python benchmarks/bench_reconstruction.py --quick --threads 2   # 2 CPU cores, ~15 min (stated small size)
-    python benchmarks/bench_reconstruction.py                  # full size, meant for a GPU
+    python benchmarks/bench_reconstruction.py                       # full size, meant for a GPU
 
 Both sizes keep the seed's photons per um^2 on a probe shrunk to the smaller field of view
 (``match_fluence``), so the data are as noisy per pixel as the seed's (the true objects' R_f against

@@ -73,7 +73,7 @@ def photons_per_frame(cfg, probe_side_um: float) -> float:
     the seed's full flux and gives far cleaner data than the experiment (~35x the dose at 64 px).
     """
     photons = cfg.flux_photons_s * cfg.exposure_s
-    if getattr(cfg, "match_fluence", False):
+    if cfg.match_fluence:
         photons *= (probe_side_um / cfg.optics.probe_side_um) ** 2
     return photons
 
