@@ -41,3 +41,16 @@ class OutputExistsError(CXDIError):
 
 class CancelledError(CXDIError):
     """A long computation was stopped by the user."""
+
+
+class OutputWriteError(CXDIError):
+    """An output could not be written (disk full, quota, I/O error, read-only or unwritable folder).
+
+    The message names the path and what to do; the previous file under that name, if any, is unchanged
+    and no temporary file is left behind.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

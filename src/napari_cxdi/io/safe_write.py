@@ -1,0 +1,220 @@
+"""The one write path for every file napari-cxdi writes.
+
+Every writer (CXI, HDF5 tables, CSV, checkpoints, extxyz, JSON, models) goes through
+:func:`atomic_output`:
+
+* the output is checked **before** work starts (:func:`check_output`): never an input of the run
+  (symbolic and hard links resolved: device + inode are compared), ``overwrite`` never overrides that,
+  an existing file only with ``overwrite=True``, the folder must exist and be writable;
+* the data are written to a temporary file in the same folder (``.<name>.<random>.cxdi-tmp``), flushed
+  and fsync'ed, then renamed onto the final name (``os.replace``): a kill or a full disk leaves the
+  previous file intact;
+* ENOSPC / EDQUOT / EIO / EROFS while writing become :class:`~napari_cxdi.errors.OutputWriteError`
+  naming the path (and the space that was free), the temporary removed, no partial file under the
+  final name, the process alive;
+* files get the user's umask (typically 0644), not ``mkstemp``'s 0600;
+* temporaries of ours older than a day in that folder (left by a killed process) are removed on the
+  next write into it.
+
+Usage::
+
+    check_output(path, overwrite=args.overwrite, protected=[movie_path])   # before long work
+    ...
+    with atomic_output(path, overwrite=True, protected=[movie_path]) as tmp:
+        torch.save(payload, tmp)                                           # any writer of a path
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import OutputExistsError, OutputWriteError
+
+TMP_SUFFIX = ".cxdi-tmp"
+STALE_AFTER_S = 24 * 3600.0
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (links followed), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def is_same_file(a: str | Path, b: str | Path) -> bool:
+    """True if ``a`` and ``b`` name the same file (symlinks resolved, hard links compared by inode)."""
+    ia, ib = _identity(Path(a)), _identity(Path(b))
+    if ia is not None and ib is not None:
+        return ia == ib
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, protected: Iterable[str | Path | None] = ()) -> Path:
+    """Refuse an output that is an input (always), exists (unless ``overwrite``) or cannot be created.
+
+    Call it before long work starts; :func:`atomic_output` calls it again at write time.
+    """
+    path = Path(path).expanduser()
+    for p in protected:
+        if p is None:
+            continue
+        if is_same_file(path, p):
+            raise OutputExistsError(
+                f"{path}: this is an input of the run ({p}); napari-cxdi never writes onto its inputs, "
+                "even with overwrite - choose another output name")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a folder; give a file name")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputExistsError(f"{path}: file exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputExistsError(f"{path}: the folder {parent} does not exist; create it or choose another folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputWriteError(path, f"the folder {parent} is not writable; choose another folder")
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove our temporaries (``.*.cxdi-tmp``) older than ``older_than_s`` in ``folder``."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(Path(folder).glob(f".*{TMP_SUFFIX}"))
+    except OSError:
+        return removed
+    for p in entries:
+        try:
+            if now - p.lstat().st_mtime > older_than_s:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed
+
+
+def temporary_name(path: str | Path) -> Path:
+    """A hidden temporary name beside ``path`` that :func:`remove_stale_temporaries` recognises."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def disk_error(path: Path, exc: OSError, needed_bytes: int | None = None) -> OutputWriteError:
+    """The typed error for an OSError raised while writing ``path``."""
+    free = _free_bytes(path.parent)
+    parts = [f"could not be written: {os.strerror(exc.errno) if exc.errno else exc}"]
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        parts.append(f"the disk is full ({free / 1e6:.1f} MB free" if free is not None else "the disk is full (")
+        if needed_bytes:
+            parts[-1] += f", about {needed_bytes / 1e6:.1f} MB needed"
+        parts[-1] += ")"
+        parts.append("free some space or save to another disk; the previous file, if any, is unchanged")
+    else:
+        parts.append("check the disk and the folder's permissions, or save elsewhere; the previous file, if any, is unchanged")
+    return OutputWriteError(path, "; ".join(parts))
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    protected: Iterable[str | Path | None] = (),
+    needed_bytes: int | None = None,
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, publish it atomically.
+
+    The block writes the complete file to the yielded path (any library that writes to a path).
+    On any exception the temporary is removed and the final name is untouched; OSErrors of a full or
+    failing disk are raised as :class:`OutputWriteError`.
+    """
+    protected = list(protected)
+    path = check_output(path, overwrite=overwrite, protected=protected)
+    remove_stale_temporaries(path.parent)
+    tmp = temporary_name(path)
+    try:
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise OutputWriteError(path, "the writer produced no file (internal error)")
+            _fsync_path(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())
+            # The output may have become an input meanwhile (e.g. a link created during the run).
+            check_output(path, overwrite=True, protected=protected)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            if exc.errno in _DISK_ERRNOS or isinstance(exc, (PermissionError,)):
+                raise disk_error(path, exc, needed_bytes) from exc
+            raise OutputWriteError(path, f"could not be written: {exc}") from exc
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            with contextlib.suppress(OSError):
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink()
+
+
+def write_bytes(path: str | Path, data: bytes, **kwargs) -> Path:
+    """Write ``data`` atomically (see :func:`atomic_output` for ``overwrite`` / ``protected``)."""
+    with atomic_output(path, needed_bytes=len(data), **kwargs) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str, **kwargs) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    return write_bytes(path, text.encode("utf-8"), **kwargs)
+
+
+def write_json(path: str | Path, obj, *, indent: int = 1, **kwargs) -> Path:
+    """Write ``obj`` as JSON atomically (NumPy values converted)."""
+    import json
+
+    from ..provenance import to_jsonable
+
+    return write_text(path, json.dumps(to_jsonable(obj), indent=indent, sort_keys=False) + "\n", **kwargs)
