@@ -59,20 +59,18 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..errors import OutputExistsError
+    from ..io.safe_write import check_output
     from ..scann import (ScannConfig, TrainConfig, VoronoiConfig, evaluate, featurize, load_qm9,
                          load_structures, mae, save_checkpoint, split_indices, train_iter)
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    inputs = [args.data, args.init_from]
+    check_output(out, overwrite=args.overwrite, protected=inputs)  # before any work
     if args.data and not args.property:
         raise ConfigError("--data needs at least one --property KEY to learn")
     if args.qm9:
         structures = load_qm9((args.qm9,), n=args.n, seed=args.seed)
     else:
-        if args.data and Path(args.data).resolve() == out.resolve():
-            raise OutputExistsError("the output would overwrite the input data")
         structures = load_structures(args.data, args.property)
     voronoi = VoronoiConfig(legacy_box=args.legacy_box)
     print(f"featurising {len(structures)} structures ...", file=sys.stderr)
@@ -112,12 +110,18 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..errors import OutputExistsError
+    from ..io.safe_write import check_output, write_json
     from ..scann import ScannPredictor, export_extxyz, read_atoms
 
     src = Path(args.input)
     if not src.exists():
         raise InputFileError(src, "file does not exist")
+    inputs = [src, args.model if Path(str(args.model)).exists() else None]
+    outputs = [Path(o) for o in (args.output, args.json) if o]
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise ConfigError("--output and --json name the same file; choose two names")
+    for out in outputs:  # before any work
+        check_output(out, overwrite=args.overwrite, protected=inputs)
     predictor = ScannPredictor.load(args.model, device=args.device)
     frames = read_atoms(src)
     results = predictor.predict(frames)
@@ -128,17 +132,12 @@ def _predict(args: argparse.Namespace) -> int:
               f"max GA atom {top} ({atoms[top].symbol}, N*a = {res.relative_ga_scores[top]:.3f})")
     if args.output:
         path = export_extxyz(frames, results, args.output, overwrite=args.overwrite, source=src,
-                             model=str(args.model))
+                             model=str(args.model), protected=inputs)
         print(f"wrote {path}", file=sys.stderr)
     if args.json:
-        jpath = Path(args.json)
-        if jpath.exists() and not args.overwrite:
-            raise OutputExistsError(f"{jpath} exists; pass --overwrite to replace it")
         from ..provenance import provenance
 
         payload = provenance({"model": str(args.model), "input": str(src)}, None, frames=[
             {"properties": r.properties, "units": r.units, "ga_scores": r.ga_scores.tolist()} for r in results])
-        tmp = jpath.with_name(jpath.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(jpath)
+        write_json(args.json, payload, overwrite=args.overwrite, protected=inputs)
     return 0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -86,17 +84,16 @@ def register(subparsers) -> None:
 
 
 def _check_output(path: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
-    for inp in inputs:
-        if inp is not None and Path(inp).resolve() == path.resolve():
-            raise OutputExistsError(f"refusing to overwrite the input {inp}")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    from ..io.safe_write import check_output
+
+    check_output(path, overwrite=overwrite, protected=inputs)
 
 
-def _write_json(path: Path, record: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+def _write_json(path: Path, record: dict, inputs: tuple[Path, ...] = ()) -> None:
+    from ..io.safe_write import write_json
+
+    # the output was checked (exists / --overwrite) before the work; the inputs are protected again
+    write_json(path, record, overwrite=True, protected=inputs)
 
 
 def _simulate(args) -> int:
@@ -108,6 +105,7 @@ def _simulate(args) -> int:
         n_values=tuple(range(args.n_min, args.n_max + 1)), per_class=args.per_class, window=args.window,
         bin=args.bin, polydisperse=args.polydisperse, contrast=args.contrast, profile=args.profile,
         phase=args.phase, absorption=args.absorption, photons=args.photons, method=args.method, seed=args.seed)
+    _check_output(Path(args.output), args.overwrite)
     last = -1
     for p in write_dataset(args.output, cfg, args.workers, args.overwrite):
         pct = 100 * p["done"] // p["total"]
@@ -129,6 +127,7 @@ def _train(args) -> int:
     from ..speckle.train import TrainConfig
 
     _check_output(args.out, args.overwrite, (args.dataset,))
+    _check_output(args.out.with_suffix(".json"), args.overwrite, (args.dataset,))
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
@@ -147,8 +146,8 @@ def _train(args) -> int:
                   f"{p['seconds']:.1f} s", file=sys.stderr)
 
     clf, report = drain(gen, show)
-    save_checkpoint(clf, args.out, half=args.half)
-    _write_json(args.out.with_suffix(".json"), {**clf.provenance, "test_report": report})
+    save_checkpoint(clf, args.out, half=args.half, protected=(args.dataset,))
+    _write_json(args.out.with_suffix(".json"), {**clf.provenance, "test_report": report}, (args.dataset,))
     print(format_report(report["network"], "network (test split)"))
     for name, rep in report["baseline"].items():
         print(f"first-moment baseline ({name}): accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.3f}")
@@ -180,7 +179,7 @@ def _evaluate(args) -> int:
               f"accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.3f}")
     if args.json is not None:
         _write_json(args.json, provenance({"model": str(args.model), "dataset": str(args.dataset)},
-                                          {"network": report, "baseline": base}))
+                                          {"network": report, "baseline": base}), (args.model, args.dataset))
         print(f"wrote {args.json}")
     return 0
 
@@ -211,5 +210,5 @@ def _classify(args) -> int:
         print(line)
     if args.json is not None:
         _write_json(args.json, provenance({"model": str(args.model or default_model_path()), "input": str(args.input)},
-                                          {"predictions": rows}))
+                                          {"predictions": rows}), (args.input,))
     return 0

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import re
 import secrets
 import shutil
 import time
@@ -124,11 +126,28 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
-def disk_error(path: Path, exc: OSError, needed_bytes: int | None = None) -> OutputWriteError:
+def _errno_of(exc: BaseException) -> int | None:
+    """The errno of an OSError, also when a library only writes it into the message (h5py: ``errno = 28``)."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int) and code in _DISK_ERRNOS:
+        return code
+    text = str(exc)
+    m = re.search(r"errno\s*=\s*(\d+)", text)
+    if m:
+        return int(m.group(1))
+    if "No space left" in text:
+        return errno.ENOSPC
+    if "Disk quota exceeded" in text:
+        return errno.EDQUOT
+    return code if isinstance(code, int) else None
+
+
+def disk_error(path: Path, exc: BaseException, needed_bytes: int | None = None) -> OutputWriteError:
     """The typed error for an OSError raised while writing ``path``."""
     free = _free_bytes(path.parent)
-    parts = [f"could not be written: {os.strerror(exc.errno) if exc.errno else exc}"]
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    code = _errno_of(exc)
+    parts = [f"could not be written: {os.strerror(code) if code else exc}"]
+    if code in (errno.ENOSPC, errno.EDQUOT):
         parts.append(f"the disk is full ({free / 1e6:.1f} MB free" if free is not None else "the disk is full (")
         if needed_bytes:
             parts[-1] += f", about {needed_bytes / 1e6:.1f} MB needed"
@@ -186,9 +205,14 @@ def atomic_output(
             os.replace(tmp, path)
             _fsync_dir(path.parent)
         except OSError as exc:
-            if exc.errno in _DISK_ERRNOS or isinstance(exc, (PermissionError,)):
+            if _errno_of(exc) in _DISK_ERRNOS or isinstance(exc, (PermissionError,)):
                 raise disk_error(path, exc, needed_bytes) from exc
             raise OutputWriteError(path, f"could not be written: {exc}") from exc
+        except RuntimeError as exc:
+            # torch.save and other C++ writers report a failed write as RuntimeError
+            if _looks_like_write_failure(exc, path):
+                raise disk_error(path, exc, needed_bytes) from exc
+            raise
     finally:
         if tmp.exists() or tmp.is_symlink():
             with contextlib.suppress(OSError):
@@ -196,6 +220,139 @@ def atomic_output(
                     shutil.rmtree(tmp, ignore_errors=True)
                 else:
                     tmp.unlink()
+
+
+def _looks_like_write_failure(exc: BaseException, path: Path) -> bool:
+    text = str(exc).lower()
+    if any(k in text for k in ("write", "no space", "inline_container", "unexpected pos", "errno")):
+        return True
+    free = _free_bytes(path.parent)
+    return free is not None and free < 1 << 20
+
+
+class _GuardedFile(io.RawIOBase):
+    """A file for h5py's file-object driver that never lets HDF5 see a failed write.
+
+    HDF5 (2.0 at least) crashes the interpreter (segfault) when it closes a file or dataset whose
+    flush failed (ENOSPC). Here a failed write is recorded, later writes are skipped and HDF5 is told
+    they succeeded; :func:`hdf5_output` raises the recorded error once HDF5 has closed cleanly.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._fh = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed in close()
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._fh.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def readinto(self, b) -> int:
+        return self._fh.readinto(b)
+
+    def write(self, b) -> int:
+        view = memoryview(b).cast("B")
+        n = len(view)
+        if self.error is None:
+            try:
+                done = 0
+                while done < n:
+                    done += self._fh.write(view[done:])
+                return n
+            except OSError as exc:
+                self.error = exc
+        self._fh.seek(n, 1)
+        return n
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._fh.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self.tell() if size is None else size
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def hdf5_file(tmp: str | Path):
+    """An ``h5py.File`` opened for writing on ``tmp`` that cannot crash the interpreter on a full disk.
+
+    Use inside :func:`atomic_output`::
+
+        with atomic_output(path, overwrite=True) as tmp, hdf5_file(tmp) as f:
+            f.create_dataset(...)
+
+    A write that failed (ENOSPC, EIO ...) is raised as its OSError after HDF5 has closed the file.
+    """
+    import h5py
+
+    guard = _GuardedFile(Path(tmp))
+    try:
+        f = h5py.File(guard, "w")
+    except BaseException:
+        guard.close()
+        raise
+
+    def _close() -> OSError | None:
+        try:
+            f.close()
+        except Exception as exc:  # noqa: BLE001 - reported below unless a write failed first
+            if guard.error is None:
+                guard.error = exc if isinstance(exc, OSError) else OSError(errno.EIO, str(exc))
+        finally:
+            guard.close()
+        return guard.error
+
+    try:
+        yield f
+    except BaseException as exc:
+        error = _close()
+        if error is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise error from exc
+        raise
+    error = _close()
+    if error is not None:
+        raise error
+
+
+def hdf5_output(path: str | Path, **kwargs):
+    """``atomic_output`` + :func:`hdf5_file` in one: yields the open ``h5py.File``."""
+
+    @contextlib.contextmanager
+    def _cm():
+        with atomic_output(path, **kwargs) as tmp, hdf5_file(tmp) as f:
+            yield f
+
+    return _cm()
+
+
+def torch_save(obj, path: str | Path, **kwargs) -> Path:
+    """``torch.save`` through :func:`atomic_output` (serialised in memory, then written atomically)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes(path, buffer.getvalue(), **kwargs)
 
 
 def write_bytes(path: str | Path, data: bytes, **kwargs) -> Path:

@@ -1,7 +1,8 @@
 """Writing movies and reconstructions to CXI (HDF5) with metadata and provenance.
 
-Files are written atomically (a temporary file in the same folder, then ``os.replace``) and never
-over an input file or an existing file unless ``overwrite=True``.
+Files are written through :mod:`napari_cxdi.io.safe_write` (a temporary file in the same folder, fsync,
+then ``os.replace``; a full disk is a typed error) and never over an input file, nor over an existing
+file unless ``overwrite=True``.
 
 Layout (CXI 1.6 conventions, readable by PyNX/cdtools tools and h5py):
 ``/cxi_version``; ``/entry_1/data_1/data`` -> detector counts [T, H, W];
@@ -15,16 +16,14 @@ Layout (CXI 1.6 conventions, readable by PyNX/cdtools tools and h5py):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import h5py
 import numpy as np
 
-from ..errors import OutputExistsError
 from ..provenance import provenance, to_jsonable
+from .safe_write import atomic_output, check_output, hdf5_file
 
 JOULE_PER_KEV = 1.602176634e-16
 
@@ -41,15 +40,11 @@ def default_output_path(input_path: str | Path, suffix: str = "recon", extension
 
 
 def check_output_path(path: Path, overwrite: bool, protected: Iterable[str | Path] = ()) -> None:
-    """Refuse to write over a protected input file (always) or an existing file (unless ``overwrite``)."""
-    resolved = path.resolve()
-    for p in protected:
-        if p is not None and Path(p).resolve() == resolved:
-            raise OutputExistsError(f"{path}: refusing to overwrite the input file; choose another output name")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: file exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    if not path.parent.exists():
-        raise OutputExistsError(f"{path}: the folder {path.parent} does not exist")
+    """Refuse to write over an input (always) or an existing file (unless ``overwrite``).
+
+    Kept for compatibility: :func:`napari_cxdi.io.safe_write.check_output` does the work.
+    """
+    check_output(path, overwrite=overwrite, protected=protected)
 
 
 def _write_frames(group: h5py.Group, name: str, data, dtype) -> h5py.Dataset:
@@ -90,13 +85,12 @@ def write_cxi(
     tables: name -> pandas DataFrame (e.g. trajectories); protected: input paths never to overwrite.
     """
     path = Path(path)
-    check_output_path(path, overwrite, protected)
+    protected = list(protected)
+    check_output(path, overwrite=overwrite, protected=protected)
     metadata = dict(metadata or {})
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
+    needed = sum(int(np.prod(a.shape)) * size for a, size in ((counts, 4), (reconstruction, 8)) if a is not None)
+    with atomic_output(path, overwrite=overwrite, protected=protected, needed_bytes=needed or None) as tmp:
+        with hdf5_file(tmp) as f:
             f.create_dataset("cxi_version", data=160)
             f.attrs["default"] = "entry_1"
             entry = f.create_group("entry_1")
@@ -152,10 +146,6 @@ def write_cxi(
                 group.attrs["columns"] = json.dumps([str(c) for c in table.columns])
                 for column in table.columns:
                     group.create_dataset(str(column), data=table[column].to_numpy())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

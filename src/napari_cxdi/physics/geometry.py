@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..checks import POSITIVE, check_number
 from ..errors import ConfigError
 
 HC_KEV_ANGSTROM = 12.398419843320026
@@ -15,8 +16,7 @@ HC_KEV_ANGSTROM = 12.398419843320026
 
 def wavelength_m(energy_kev: float) -> float:
     """Photon wavelength in metres for an energy in keV."""
-    if energy_kev <= 0:
-        raise ConfigError(f"photon energy must be positive, got {energy_kev} keV")
+    check_number(energy_kev, "photon energy energy_kev", POSITIVE)
     return HC_KEV_ANGSTROM / energy_kev * 1e-10
 
 
@@ -36,9 +36,8 @@ class Geometry:
     def __post_init__(self):
         if self.n < 8:
             raise ConfigError(f"frame size n must be at least 8 pixels, got {self.n}")
-        if self.distance_m <= 0 or self.detector_pixel_um <= 0:
-            raise ConfigError("detector distance and pixel size must be positive")
-        wavelength_m(self.energy_kev)
+        for name in ("energy_kev", "distance_m", "detector_pixel_um"):
+            check_number(getattr(self, name), name, POSITIVE, where="geometry")
 
     @property
     def wavelength_m(self) -> float:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import InputFileError, OutputExistsError
+from ..errors import InputFileError
+from ..io.safe_write import check_output, torch_save
 from ..provenance import provenance
 from .config import PID3NetConfig
 from .model import PID3Net
@@ -35,11 +34,13 @@ def save_checkpoint(
     metrics: dict | None = None,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    protected: Iterable[str | Path | None] = (),
 ) -> Path:
-    """Write a checkpoint atomically (temp file + rename); refuses to replace a file unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: file exists; pass overwrite=True to replace it")
+    """Write a checkpoint through the one write path (temporary + fsync + rename).
+
+    Refuses to replace a file unless ``overwrite`` and never writes onto ``protected`` (the inputs).
+    """
+    path = check_output(path, overwrite=overwrite, protected=protected)
     probe = model.probe.detach().cpu().numpy()
     payload = {
         "format": FORMAT,
@@ -53,15 +54,7 @@ def save_checkpoint(
         "scheduler": scheduler_state,
         "provenance": provenance(model.config, metrics, n_parameters=model.n_parameters(), **(extra or {})),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return torch_save(payload, path, overwrite=overwrite, protected=protected)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> tuple[PID3Net, dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_fields
 from ..errors import ConfigError
 
 VARIANTS = {
@@ -14,6 +15,13 @@ VARIANTS = {
     "PID3Net-NR": ("poisson", False),
 }
 LOSSES = ("poisson", "mae", "sqrt_mse")
+FIELD_RULES = {
+    "width": AT_LEAST_ONE, "frames": AT_LEAST_ONE, "refine_steps": NON_NEGATIVE, "refine_width": AT_LEAST_ONE,
+    "image_size": AT_LEAST_ONE, "tv_weight": NON_NEGATIVE, "poisson_threshold": NON_NEGATIVE, "alpha0": POSITIVE,
+    "support_threshold": UNIT_INTERVAL, "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+    "lr_final_factor": (0, 1, False, True), "early_stop_patience": NON_NEGATIVE, "early_stop_tol": NON_NEGATIVE,
+    "preview_every": NON_NEGATIVE, "checkpoint_every": NON_NEGATIVE, "seed": NON_NEGATIVE,
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,9 @@ class PID3NetConfig:
     treated as zero. alpha0: initial refinement step size (one learnable value per step).
     Training: epochs, batch_size, lr (Adam), lr_final_factor (cosine decay to lr x factor),
     early_stop_patience epochs without R_f improvement (0 = never), seed, device, amp (CUDA only).
+    checkpoint_every: when training writes a checkpoint file, write it every this many steps
+    (0 = at the end of every epoch), so a crash or kill loses at most that much training.
+    Every numeric field is checked (finite, in range) when the config is made: :class:`ConfigError`.
     """
 
     width: int = 8
@@ -50,6 +61,10 @@ class PID3NetConfig:
     seed: int | None = 0
     device: str = "auto"
     amp: bool = True
+    checkpoint_every: int = 0
+
+    def __post_init__(self):
+        check_fields(self, FIELD_RULES, where="PID3Net config")
 
     @classmethod
     def variant(cls, name: str, **overrides: Any) -> "PID3NetConfig":

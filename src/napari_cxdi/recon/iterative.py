@@ -48,6 +48,13 @@ class IterativeConfig:
     support_threshold: float = 0.02
     device: str = "auto"
 
+    def __post_init__(self):
+        from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_fields
+
+        check_fields(self, {"max_iter": AT_LEAST_ONE, "alpha": POSITIVE, "tol": NON_NEGATIVE, "patience": AT_LEAST_ONE,
+                            "temporal_weight": NON_NEGATIVE, "tv_weight": NON_NEGATIVE, "batch_size": AT_LEAST_ONE,
+                            "support_threshold": UNIT_INTERVAL}, where="iterative config")
+
     def validate(self) -> None:
         if self.max_iter < 1 or self.batch_size < 1 or self.alpha <= 0:
             raise ConfigError("max_iter, batch_size and alpha must be positive")

@@ -8,7 +8,6 @@ import hashlib
 import importlib.util
 import multiprocessing as mp
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -43,24 +42,14 @@ def cache_dir() -> Path:
     return path
 
 
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Atomically move a finished temporary file into place with the usual permissions (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def _atomic_savez(path: Path, **arrays) -> None:
+    """A cache file through the one write path (temporary + fsync + rename)."""
+    from ..io.safe_write import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path, overwrite=True) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a path
+            np.savez(fh, **arrays)
 
 
 # ----------------------------------------------------------------------------------------------

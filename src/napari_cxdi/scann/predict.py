@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -12,9 +11,9 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
 from ..resources import sample_file
-from .data import EnvironmentSet, batches, featurize, publish, read_atoms, structures_from_atoms
+from .data import EnvironmentSet, batches, featurize, read_atoms, structures_from_atoms
 from .model import SCANN
 from .train import load_checkpoint
 from .voronoi import VoronoiConfig
@@ -133,25 +132,17 @@ def annotate(frames: Sequence, results: Sequence[ScannPrediction], model: str | 
 
 def export_extxyz(frames: Sequence, results: Sequence[ScannPrediction], path: str | os.PathLike,
                   overwrite: bool = False, source: str | os.PathLike | None = None,
-                  model: str | None = None) -> Path:
+                  model: str | None = None, protected=()) -> Path:
     """Write an extxyz file (one frame per structure) with a ``ga_score`` column, readable by
     ase gui and OVITO. Never overwrites ``source`` (the input), nor an existing file unless asked."""
     import ase.io
 
+    from ..io.safe_write import atomic_output
+
     path = Path(path)
-    if source is not None and path.resolve() == Path(source).resolve():
-        raise OutputExistsError(f"refusing to overwrite the input file {source}")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if len(frames) != len(results):
         raise ConfigError(f"{len(frames)} frames but {len(results)} predictions")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.extxyz")
-    os.close(fd)
-    try:
+    with atomic_output(path, overwrite=overwrite, protected=[source, *protected]) as tmp:
         ase.io.write(tmp, annotate(frames, results, model), format="extxyz")
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

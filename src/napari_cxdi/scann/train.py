@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from ..devices import resolve_device
 from ..errors import CancelledError, ConfigError, DataValidationError, InputFileError
 from ..provenance import provenance
-from .data import EnvironmentSet, batches, publish
+from .data import EnvironmentSet, batches
 from .model import SCANN, ScannConfig, build_model
 from .voronoi import VoronoiConfig
 
@@ -84,27 +83,20 @@ def mae(pred: np.ndarray, target: np.ndarray) -> list[float]:
     return [float(np.nanmean(np.abs(pred[:, t] - target[:, t]))) for t in range(target.shape[1])]
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def _atomic_torch_save(obj, path: Path, protected=()) -> None:
+    from ..io.safe_write import torch_save
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    torch_save(obj, path, overwrite=True, protected=protected)
 
 
 def save_checkpoint(path: str | os.PathLike, model: SCANN, *, voronoi: VoronoiConfig | None = None,
                     train_config: TrainConfig | None = None, metrics: dict | None = None,
                     target_units: list[str] | None = None, overwrite: bool = True) -> Path:
     """Write a self-contained checkpoint (weights, model + Voronoi config, target statistics, provenance)."""
-    from ..errors import OutputExistsError
+    from ..io.safe_write import check_output
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path = check_output(path, overwrite=overwrite)
     config = {"model": asdict(model.config), "voronoi": asdict(voronoi or VoronoiConfig()),
               "train": asdict(train_config) if train_config else None}
     obj = {
@@ -180,6 +172,10 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
                           f"{train_set.targets.shape[1]}")
     if np.all(np.isnan(train_set.targets)):
         raise DataValidationError("the training set has no target values")
+    if cfg.checkpoint:  # never train onto the model we start from; checked before any work
+        from ..io.safe_write import check_output
+
+        check_output(cfg.checkpoint, overwrite=True, protected=[cfg.init_from])
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
     model = build_model(model_config)

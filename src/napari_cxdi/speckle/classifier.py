@@ -10,7 +10,6 @@ Checkpoint (``torch.save`` of plain dicts/tensors, loadable with ``weights_only=
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,18 +82,17 @@ class SpeckleClassifier:
                 "provenance": json.loads(json.dumps(self.provenance, default=str))}
 
 
-def save_checkpoint(classifier: SpeckleClassifier, path: str | Path, half: bool = False) -> Path:
-    """Write atomically (temp file + ``os.replace``). ``half`` stores float16 weights (half the size)."""
+def save_checkpoint(classifier: SpeckleClassifier, path: str | Path, half: bool = False,
+                    overwrite: bool = True, protected=()) -> Path:
+    """Write through the one write path (temporary + fsync + rename); never onto ``protected``.
+
+    ``half`` stores float16 weights (half the size).
+    """
+    from ..io.safe_write import torch_save
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(classifier.checkpoint(half), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return torch_save(classifier.checkpoint(half), path, overwrite=overwrite, protected=protected)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> SpeckleClassifier:

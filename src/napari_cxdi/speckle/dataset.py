@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputFileError, OutputExistsError
+from ..errors import ConfigError, InputFileError
 from ..provenance import provenance
 from .disks import CONTRASTS, N_MAX, N_MIN, PROFILES, DiskSystem, object_function, random_disk_system
 from .patterns import BLOCK, PAD, WINDOW, add_poisson_noise, bin_pattern, block_center, speckle_analytic, speckle_dft
@@ -186,16 +186,13 @@ def write_dataset(path: str | Path, config: SpeckleDatasetConfig, workers: int =
     Yields ``{"done", "total"}`` per chunk. Raises :class:`OutputExistsError` if ``path`` exists and
     ``overwrite`` is False.
     """
-    import h5py
+    from ..io.safe_write import atomic_output, check_output, hdf5_file
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path = check_output(path, overwrite=overwrite)
     total = len(config.n_values) * config.per_class
     n_max = max(config.n_values)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
+    with atomic_output(path, overwrite=overwrite, needed_bytes=total * config.size**2 * 4) as tmp:
+        with hdf5_file(tmp) as f:
             s = config.size
             d_pat = f.create_dataset("patterns", (total, s, s), dtype="f4", chunks=(1, s, s), compression="lzf")
             d_lab = f.create_dataset("labels", (total,), dtype="i4")
@@ -211,10 +208,6 @@ def write_dataset(path: str | Path, config: SpeckleDatasetConfig, workers: int =
                 d_rad[sl], d_cen[sl] = part["radii"], part["centers"]
                 yield {"done": part["done"], "total": total}
             f.attrs["provenance"] = json.dumps(provenance(config.to_dict(), {"patterns": total}))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_dataset(path: str | Path) -> SpeckleData:

@@ -9,8 +9,6 @@ Never writes over an existing file unless ``overwrite=True``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +16,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..io.writer import check_output_path
+from ..io.safe_write import atomic_output, check_output, hdf5_file
 from ..provenance import provenance
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _atomic(path: Path, write, overwrite: bool = True, protected=()) -> None:
+    with atomic_output(path, overwrite=overwrite, protected=protected) as tmp:
+        write(tmp)
 
 
 def table_paths(path: str | Path, names: list[str]) -> dict[str, Path]:
@@ -53,15 +45,15 @@ def write_tables(path: str | Path, tables: dict[str, pd.DataFrame], config: Any 
     if not tables:
         raise ConfigError("no tables to write")
     targets = table_paths(path, list(tables))
+    protected = list(protected)
     for p in set(targets.values()):
-        check_output_path(p, overwrite, protected)
+        check_output(p, overwrite=overwrite, protected=protected)
     record = json.dumps(provenance(config, metrics, tables=list(tables)), sort_keys=True)
     path = Path(path)
     if path.suffix.lower() in HDF5_SUFFIXES:
-        import h5py
 
         def write_h5(tmp: Path) -> None:
-            with h5py.File(tmp, "w") as f:
+            with hdf5_file(tmp) as f:
                 f.attrs["provenance"] = record
                 for name, table in tables.items():
                     g = f.create_group(name)
@@ -69,7 +61,7 @@ def write_tables(path: str | Path, tables: dict[str, pd.DataFrame], config: Any 
                     for c in table.columns:
                         g.create_dataset(str(c), data=np.asarray(table[c].to_numpy()))
 
-        _atomic(path, write_h5)
+        _atomic(path, write_h5, overwrite, protected)
         return [path]
     written = []
     for name, p in targets.items():
@@ -78,7 +70,7 @@ def write_tables(path: str | Path, tables: dict[str, pd.DataFrame], config: Any 
                 fh.write(f"# napari-cxdi table: {name}\n# provenance: {record}\n")
                 table.to_csv(fh, index=False)
 
-        _atomic(p, write_csv)
+        _atomic(p, write_csv, overwrite, protected)
         written.append(p)
     return written
 
