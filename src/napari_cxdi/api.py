@@ -23,7 +23,8 @@ import torch
 from .devices import free_device_memory
 from .errors import ConfigError
 from .io import Movie, open_movie, read_probe, write_cxi
-from .io.validate import check_probe
+from .io.safe_write import check_output
+from .io.validate import check_probe, iter_check_movie
 from .metrics import estimate_velocity, frc, phase_ssim, prtf, r_factor, remove_phase_offset
 from .physics.forward import diffraction_intensity
 from .physics.probe import support_mask
@@ -51,6 +52,7 @@ class Reconstruction:
     probe: np.ndarray | None = None
     source: str | None = None
     cancelled: bool = False
+    inputs: list[str] = field(default_factory=list)  # files of the run (movie, probe, model): never written
 
     @property
     def phase(self) -> np.ndarray:
@@ -69,8 +71,25 @@ class Reconstruction:
         return write_cxi(
             path, counts=counts, probe=self.probe, reconstruction=self.objects, metadata=meta,
             config={"method": self.method, **self.config, "timings": self.timings}, metrics=scalar_metrics,
-            overwrite=overwrite, protected=[self.source] if self.source else (),
+            overwrite=overwrite, protected=[*([self.source] if self.source else []), *self.inputs],
         )
+
+
+def input_paths(*items) -> list[str]:
+    """The files among a run's inputs (paths, or objects with a ``path``): outputs may never be one of them."""
+    paths = []
+    for item in items:
+        if isinstance(item, (str, Path)):
+            paths.append(str(item))
+        elif getattr(item, "path", None):
+            paths.append(str(item.path))
+    return paths
+
+
+def _validated(data, source, cancel=None):
+    """Stream-check every frame (cached per file) before long work; returns CANCELLED if cancelled."""
+    target = source if source is not None and getattr(source, "path", None) else data
+    return _tag(iter_check_movie(target, mask=getattr(source, "mask", None)), "validate", cancel)
 
 
 def _movie_and_probe(movie, probe) -> tuple[Any, np.ndarray, Movie | None, dict]:
@@ -186,10 +205,13 @@ def iter_reconstruction(
     """
     import time
 
+    inputs = input_paths(movie, probe, model)
     data, probe_np, source, meta = _movie_and_probe(movie, probe)
     dx = pixel_size_nm or meta.get("pixel_size_nm")
     timings: dict[str, float] = {}
     history: list[dict] = []
+    if (yield from _validated(data, source, cancel)) is CANCELLED:
+        return Reconstruction(None, method, dx, {"method": method}, probe=probe_np, cancelled=True, inputs=inputs)
     if method in ITERATIVE_METHODS:
         cfg = config if isinstance(config, IterativeConfig) else IterativeConfig(**overrides)
         t0 = time.perf_counter()
@@ -235,6 +257,7 @@ def iter_reconstruction(
     result = Reconstruction(
         objects=np.asarray(objects), method=method, pixel_size_nm=dx, config=cfg_dict, history=history,
         timings=timings, model=trained, probe=probe_np, source=str(source.path) if source and source.path else None,
+        inputs=inputs,
     )
     if evaluate_metrics:
         yield {"event": "progress", "stage": "evaluate"}
@@ -262,8 +285,19 @@ def reconstruct(movie, probe=None, method: str = "PID3Net-PO", progress: Callabl
 def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path | None = None,
           progress: Callable[[dict], None] | None = None, model: PID3Net | str | Path | None = None,
           overwrite: bool = False, **overrides: Any) -> PID3Net:
-    """Train PID3Net on a movie (optionally continuing ``model``) and save a checkpoint if asked."""
-    data, probe_np, _, _ = _movie_and_probe(movie, probe)
+    """Train PID3Net on a movie (optionally continuing ``model``) and save a checkpoint if asked.
+
+    The checkpoint is checked before any work (never an input: movie, probe or ``model``; an existing
+    file only with ``overwrite``) and written every ``checkpoint_every`` steps (config; 0 = every epoch)
+    so a crash or kill loses at most that much; at the end it holds the best weights. Every frame is
+    checked first. A NaN loss stops training with :class:`TrainingDivergedError` (the file keeps the
+    last good state).
+    """
+    inputs = input_paths(movie, probe, model)
+    if checkpoint is not None:
+        check_output(checkpoint, overwrite=overwrite, protected=inputs)
+    data, probe_np, source, _ = _movie_and_probe(movie, probe)
+    drain(_validated(data, source), progress)
     history: list[dict] = []
     optimizer_state = None
     if isinstance(model, (str, Path)):
@@ -271,9 +305,14 @@ def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path
         history = list(payload.get("history", []))
         optimizer_state = payload.get("optimizer")
     cfg = model.config.with_(**overrides) if model is not None else PID3NetConfig.variant(variant, **overrides)
-    trainer = PID3NetTrainer(data, probe_np, cfg, model=model, optimizer_state=optimizer_state)
+
+    def save(tr: PID3NetTrainer) -> None:
+        save_checkpoint(checkpoint, tr.model, history + tr.history, optimizer_state=tr.optimizer.state_dict(),
+                        overwrite=True, protected=inputs, extra={"step": tr.step})
+
+    trainer = PID3NetTrainer(data, probe_np, cfg, model=model, optimizer_state=optimizer_state,
+                             on_checkpoint=save if checkpoint is not None else None)
     drain(trainer.run(), progress)
     if checkpoint is not None:
-        save_checkpoint(checkpoint, trainer.model, history + trainer.history,
-                        optimizer_state=trainer.optimizer.state_dict(), overwrite=overwrite)
+        save(trainer)
     return trainer.model

@@ -54,3 +54,11 @@ class OutputWriteError(CXDIError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class TrainingDivergedError(CXDIError):
+    """Training produced NaN or infinite values (loss or weights); it was stopped.
+
+    The model keeps its best weights so far and a checkpoint file, if one was being written, keeps
+    the last good state.
+    """

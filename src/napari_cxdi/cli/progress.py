@@ -35,6 +35,9 @@ class ProgressPrinter:
             bar = self._bar("train", event["total_steps"], "step")
             bar.update(event["step"] - bar.n)
             bar.set_postfix(epoch=event["epoch"] + 1, loss=f"{event['loss']:.4g}", Rf=f"{event['rf']:.3f}")
+        elif stage == "validate" and kind == "progress":
+            bar = self._bar("validate", event["total"], "frame")
+            bar.update(event["done"] - bar.n)
         elif stage == "inference" and kind == "progress":
             bar = self._bar("inference", event["total"], "window")
             bar.update(event["done"] - bar.n)

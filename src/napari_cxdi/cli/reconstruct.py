@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr", "tv_weight", "seed", "device", "image_size")
@@ -99,6 +98,9 @@ def run_train(args) -> int:
     from ..api import train
     from .progress import ProgressPrinter
 
+    from ..io.safe_write import check_output
+
+    check_output(args.output, overwrite=args.overwrite, protected=[args.movie, args.probe, args.resume])
     movie = _load(args)
     bar = ProgressPrinter(args.quiet)
     model = train(movie, args.probe, variant=args.variant, checkpoint=args.output, progress=bar,
@@ -111,13 +113,19 @@ def run_train(args) -> int:
 def run_reconstruct(args) -> int:
     from ..api import iter_reconstruction, drain
     from ..io import default_output_path
-    from ..io.writer import check_output_path
+    from ..errors import ConfigError
+    from ..io.safe_write import check_output
     from ..pid3net import save_checkpoint
     from .progress import ProgressPrinter
 
-    movie = _load(args)
+    inputs = [args.movie, args.probe, args.model]
     output = args.output or default_output_path(args.movie, suffix=args.method.replace("PID3Net-", "pid3net_").lower())
-    check_output_path(output, args.overwrite, protected=[args.movie])
+    check_output(output, overwrite=args.overwrite, protected=inputs)  # before any work
+    if args.save_model is not None:
+        if Path(args.save_model).resolve() == Path(output).resolve():
+            raise ConfigError("--save-model and the output name the same file; choose two names")
+        check_output(args.save_model, overwrite=args.overwrite, protected=inputs)
+    movie = _load(args)
     overrides = _overrides(args)
     if args.max_iter is not None:
         overrides["max_iter"] = args.max_iter
@@ -132,7 +140,7 @@ def run_reconstruct(args) -> int:
     bar.close()
     result.save(output, metadata=movie.metadata, overwrite=args.overwrite)
     if args.save_model and result.model is not None:
-        save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite)
+        save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite, protected=inputs)
     _print_metrics(result.metrics, result.timings)
     print(f"wrote {output}")
     return 0
@@ -143,7 +151,10 @@ def run_evaluate(args) -> int:
     from ..io import open_movie, read_hdf5_reconstruction, read_probe
 
     from ..errors import InputFileError
+    from ..io.safe_write import check_output
 
+    if args.json:
+        check_output(args.json, overwrite=True, protected=[args.reconstruction, args.movie, args.probe, args.truth])
     recon = read_hdf5_reconstruction(args.reconstruction)
     if recon is None:
         raise InputFileError(args.reconstruction, "holds no reconstruction (entry_1/image_1/data)")
@@ -157,7 +168,7 @@ def run_evaluate(args) -> int:
                        movie.metadata.get("frame_interval_s") if movie.metadata.get("velocity_nm_s") else None)
     _print_metrics(metrics)
     if args.json:
-        from ..provenance import to_jsonable
+        from ..io.safe_write import write_json
 
-        args.json.write_text(json.dumps(to_jsonable(metrics), indent=1))
+        write_json(args.json, metrics, overwrite=True, protected=[args.reconstruction, args.movie, args.probe, args.truth])
     return 0

@@ -139,12 +139,15 @@ def run(args: argparse.Namespace) -> int:
                         max_diameter_nm=args.max_diameter),
         max_displacement_nm=args.max_displacement, memory=args.memory, min_length=args.min_length,
     )
+    from ..io.safe_write import check_output, write_json
+
     if args.output is not None:  # refuse early, before the work
         from ..tracking.export import table_paths
-        from ..io.writer import check_output_path
 
         for p in set(table_paths(args.output, ["features", "tracks", "per_track"]).values()):
-            check_output_path(p, args.overwrite, [args.movie])
+            check_output(p, overwrite=args.overwrite, protected=[args.movie])
+    if args.json is not None:
+        check_output(args.json, overwrite=args.overwrite, protected=[args.movie])
     from ..progress import drain
 
     bar = _Progress()
@@ -176,11 +179,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         from ..provenance import provenance
 
-        if args.json.exists() and not args.overwrite:
-            from ..errors import OutputExistsError
-
-            raise OutputExistsError(f"{args.json}: file exists; pass --overwrite to replace it")
-        args.json.write_text(json.dumps(to_jsonable(provenance(config, {**summary, "scores": scores})), indent=1))
+        write_json(args.json, to_jsonable(provenance(config, {**summary, "scores": scores})),
+                   overwrite=args.overwrite, protected=[args.movie])
     return 0
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Generator
+
 import numpy as np
 
 from ..errors import DataValidationError, ProbeMismatchError
@@ -27,26 +33,126 @@ def check_dtype(dtype, where: str) -> None:
         raise DataValidationError(f"{where}: diffraction counts must be numeric, got dtype {dtype}")
 
 
-def check_counts(frames: np.ndarray, where: str, first_frame: int = 0) -> None:
-    """Raise :class:`DataValidationError` if ``frames`` [T, H, W] hold NaN/inf or negative counts."""
+def check_counts(frames: np.ndarray, where: str, first_frame: int = 0, mask: np.ndarray | None = None) -> None:
+    """Raise :class:`DataValidationError` if ``frames`` [T, H, W] hold NaN/inf or negative counts.
+
+    ``mask`` [H, W] bool, True = bad detector pixel: those pixels may hold anything and are ignored.
+    The error names the frame and the first bad pixel (y, x).
+    """
     frames = np.asarray(frames)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if np.iscomplexobj(frames):
+        raise DataValidationError(f"{where}: diffraction counts must be real, the data are complex ({frames.dtype})")
+    good = None if mask is None else ~np.asarray(mask, dtype=bool)
     if np.issubdtype(frames.dtype, np.floating):
         bad = ~np.isfinite(frames)
+        if good is not None:
+            bad &= good
         if bad.any():
-            t = int(np.argwhere(bad)[0][0]) + first_frame
-            raise DataValidationError(f"{where}: frame {t} contains NaN or infinite counts ({int(bad.sum())} pixels in this block)")
-    if np.issubdtype(frames.dtype, np.signedinteger) or np.issubdtype(frames.dtype, np.floating):
-        neg = frames < 0
-        if neg.any():
-            t = int(np.argwhere(neg)[0][0]) + first_frame
+            t, y, x = (int(v) for v in np.argwhere(bad)[0])
             raise DataValidationError(
-                f"{where}: frame {t} contains negative counts (min {frames.min()}); mask or clip detector gaps first"
+                f"{where}: frame {t + first_frame} contains NaN or infinite counts (first at pixel y={y}, x={x}; "
+                f"{int(bad.sum())} pixels in this block); mask those pixels or fix the file")
+    if np.issubdtype(frames.dtype, np.signedinteger) or np.issubdtype(frames.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            neg = frames < 0
+        if good is not None:
+            neg &= good
+        if neg.any():
+            t, y, x = (int(v) for v in np.argwhere(neg)[0])
+            raise DataValidationError(
+                f"{where}: frame {t + first_frame} contains negative counts (first at pixel y={y}, x={x}: "
+                f"{frames[t, y, x]}); mask or clip detector gaps first"
             )
+
+
+def _cache_key(source: Any, mask: np.ndarray | None) -> tuple | None:
+    """(path, dataset, mtime, size, mask hash) for a movie read from a file, else None (not cached)."""
+    path = getattr(source, "path", None)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    mask_hash = None if mask is None else hashlib.sha1(np.packbits(np.asarray(mask, bool)).tobytes()).hexdigest()
+    return (os.path.realpath(path), getattr(source, "dataset", None), st.st_mtime_ns, st.st_size, mask_hash)
+
+
+_CHECKED: OrderedDict[tuple, dict] = OrderedDict()
+_CHECKED_LOCK = threading.Lock()
+_CACHE_SIZE = 64
+
+
+def iter_check_movie(
+    movie, where: str | None = None, mask: np.ndarray | None = None, block: int = 16,
+) -> Generator[dict[str, Any], None, dict[str, Any]]:
+    """Check EVERY frame of a movie before long work: real, finite, non-negative, not all zero.
+
+    A streaming pass (``block`` frames at a time, so a lazy movie never sits in memory) that yields
+    ``{"event": "progress", "stage": "validate", "done", "total"}`` and returns a summary
+    ``{"frames", "total_counts", "max_count"}``. ``mask`` [H, W] (True = bad pixel) excludes pixels
+    from all checks. The result is cached per file (path, dataset, mtime, size, mask), so a movie is
+    checked once. Raises :class:`DataValidationError` naming the file, frame and pixel.
+    """
+    data = movie.data if hasattr(movie, "data") and hasattr(movie, "frames") else movie
+    where = where or str(getattr(movie, "path", None) or "movie")
+    shape = tuple(data.shape)
+    if len(shape) == 2:
+        data, shape = data[None], (1, *shape)
+    if len(shape) != 3 or 0 in shape:
+        raise DataValidationError(f"{where}: expected a movie [frames, H, W], got shape {shape}")
+    check_dtype(data.dtype, where)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != shape[1:]:
+            raise DataValidationError(f"{where}: the mask is {mask.shape}, the frames are {shape[1:]}")
+    key = _cache_key(movie, mask)
+    if key is not None:
+        with _CHECKED_LOCK:
+            if key in _CHECKED:
+                _CHECKED.move_to_end(key)
+                return dict(_CHECKED[key])
+    n = shape[0]
+    total, peak = 0.0, 0.0
+    yield {"event": "progress", "stage": "validate", "done": 0, "total": n}
+    for start in range(0, n, block):
+        part = data[start:start + block]
+        if hasattr(part, "compute"):
+            part = part.compute()
+        part = np.asarray(part)
+        check_counts(part, where, first_frame=start, mask=mask)
+        if mask is not None:
+            part = np.where(mask, 0, part)
+        total += float(part.sum(dtype=np.float64))
+        peak = max(peak, float(part.max()) if part.size else 0.0)
+        yield {"event": "progress", "stage": "validate", "done": min(start + block, n), "total": n}
+    if total <= 0:
+        raise DataValidationError(
+            f"{where}: all {n} frames are zero (no counts{' outside the mask' if mask is not None else ''}); "
+            "check the dataset, the exposure or the detector mask")
+    summary = {"frames": n, "total_counts": total, "max_count": peak}
+    if key is not None:
+        with _CHECKED_LOCK:
+            _CHECKED[key] = summary
+            while len(_CHECKED) > _CACHE_SIZE:
+                _CHECKED.popitem(last=False)
+    return summary
+
+
+def check_movie(movie, where: str | None = None, mask: np.ndarray | None = None, progress=None) -> dict[str, Any]:
+    """Blocking form of :func:`iter_check_movie`."""
+    from ..progress import drain
+
+    return drain(iter_check_movie(movie, where, mask), progress)
 
 
 def check_probe(probe: np.ndarray, frame_shape: tuple[int, ...], where: str = "probe") -> np.ndarray:
     """A complex64 probe [K, H, W] matching ``frame_shape`` (a 2D probe becomes one mode)."""
     p = np.asarray(probe)
+    if not np.issubdtype(p.dtype, np.number):
+        raise ProbeMismatchError(f"{where}: a probe must be numeric (complex), got dtype {p.dtype}")
     if p.ndim == 2:
         p = p[None]
     if p.ndim != 3:

@@ -30,6 +30,8 @@ class FrameWindows:
         self._resident = None
         if not self.lazy:
             array = np.asarray(data, dtype=np.float32)
+            if not array.flags.writeable:  # torch warns on read-only arrays (memory maps, views)
+                array = array.copy()
             check_counts(array, name)
             self._resident = torch.from_numpy(array).to(device)
 
@@ -42,6 +44,8 @@ class FrameWindows:
             return self._resident[start:stop]
         block = self.data[start:stop]
         block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float32)
+        if not block.flags.writeable:  # torch warns on read-only arrays (memory maps)
+            block = block.copy()
         check_counts(block, self.name, first_frame=start)
         return torch.from_numpy(block).to(self.device)
 

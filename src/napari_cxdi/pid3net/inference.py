@@ -3,11 +3,14 @@
 Windows of T frames start at 0, stride, 2 stride, ... plus a last window that ends on the last
 frame; where windows overlap the complex objects are averaged. Frames are streamed from lazy
 movies window batch by window batch; the output is a NumPy array or, for very large movies,
-a memory-mapped file.
+a memory-mapped scratch file in a :class:`tempfile.TemporaryDirectory` whose name is removed at once
+(the mapping keeps the data; nothing is left in the temporary folder on exit, cancel or kill).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import time
 from typing import Any, Generator
@@ -35,6 +38,8 @@ def iter_reconstruct(
 
     stride: window step (default T: no overlap except the last window; 1 = average every overlap).
     """
+    if stride is not None and (isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1):
+        raise ConfigError(f"inference stride must be a whole number >= 1, got {stride!r}")
     device = model.probe.device
     T = model.config.frames
     windows = FrameWindows(movie, T, device)
@@ -45,7 +50,7 @@ def iter_reconstruct(
     n, h, w = windows.n_frames, *windows.frame_shape
     if out is None:
         if n * h * w * 8 > MEMMAP_ABOVE_BYTES:
-            out = np.lib.format.open_memmap(tempfile.mktemp(suffix=".npy"), mode="w+", dtype=np.complex64, shape=(n, h, w))
+            out = _scratch_memmap((n, h, w))
         else:
             out = np.zeros((n, h, w), np.complex64)
     counts = np.zeros(n, np.int32)
@@ -77,6 +82,18 @@ def iter_reconstruct(
             yield {"event": "progress", "done": i, "total": len(starts), "frames_done": int((counts > 0).sum()),
                    "elapsed_s": elapsed, "frames_per_s": int((counts > 0).sum()) / max(elapsed, 1e-9)}
     assert (counts > 0).all()
+    return out
+
+
+def _scratch_memmap(shape: tuple[int, ...]) -> np.memmap:
+    """A writable complex64 memmap whose file is already unlinked (no leftovers, even after a kill)."""
+    scratch = tempfile.TemporaryDirectory(prefix="napari-cxdi-inference-")
+    try:
+        out = np.lib.format.open_memmap(os.path.join(scratch.name, "objects.npy"), mode="w+",
+                                        dtype=np.complex64, shape=shape)
+    finally:
+        with contextlib.suppress(OSError):  # POSIX: the open mapping keeps the data alive
+            scratch.cleanup()
     return out
 
 

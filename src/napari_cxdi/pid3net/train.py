@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..devices import free_device_memory, is_out_of_memory, resolve_device
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingDivergedError
 from ..io.validate import check_probe
 from .config import PID3NetConfig
 from .data import FrameWindows
@@ -50,7 +50,10 @@ class PID3NetTrainer:
         model: PID3Net | None = None,
         preview_frame: int = 0,
         optimizer_state: dict | None = None,
+        on_checkpoint=None,
     ):
+        #: called as ``on_checkpoint(trainer)`` every ``config.checkpoint_every`` steps (0: every epoch)
+        self.on_checkpoint = on_checkpoint
         self.config = config or (model.config if model is not None else PID3NetConfig())
         self.device = resolve_device(self.config.device)
         data = movie.data if hasattr(movie, "frames") and hasattr(movie, "data") else movie
@@ -180,7 +183,10 @@ class PID3NetTrainer:
                         group["lr"] = lr
                     values, warnings = self._train_step(starts)
                     yield from warnings
+                    self._check_finite(values["loss"])
                     self.step += 1
+                    if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                        self._checkpoint()
                     n += 1
                     sums["loss"] += values["loss"]
                     sums["rf"] += values["rf"]
@@ -198,6 +204,8 @@ class PID3NetTrainer:
                 if record["loss"] < self.best_loss:
                     self.best_loss = record["loss"]
                     self.best_state = copy.deepcopy(self.model.state_dict())
+                if not c.checkpoint_every:
+                    self._checkpoint()
                 yield {"event": "epoch", **record}
                 if c.early_stop_patience:
                     if record["rf"] < best_rf * (1 - c.early_stop_tol):
@@ -214,6 +222,24 @@ class PID3NetTrainer:
             self.finish()
         yield {"event": "done", "stopped": self.stopped_reason, "history": self.history, "steps": self.step,
                "elapsed_s": time.perf_counter() - t0}
+
+    def _check_finite(self, loss: float) -> None:
+        """Stop with :class:`TrainingDivergedError` on a NaN/inf loss (the best weights are restored)."""
+        if math.isfinite(loss):
+            return
+        self.stopped_reason = "diverged"
+        raise TrainingDivergedError(
+            f"training diverged at step {self.step + 1} (loss {loss}); stopped with the best weights so far"
+            f"{' (the checkpoint file keeps the last good state)' if self.on_checkpoint else ''}. "
+            f"Lower the learning rate (lr = {self.config.lr:g}) or check the movie for bad pixels")
+
+    def _checkpoint(self) -> None:
+        """Hand the current (finite) weights to ``on_checkpoint``; never saves NaN weights."""
+        if self.on_checkpoint is None:
+            return
+        if not all(bool(torch.isfinite(v).all()) for v in self.model.state_dict().values() if v.is_floating_point()):
+            self._check_finite(float("nan"))
+        self.on_checkpoint(self)
 
     def finish(self) -> PID3Net:
         """Load the best weights seen (if any), re-estimate BatchNorm statistics, switch to eval mode.
