@@ -11,12 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CXDIError
-from ..io import detect_format, inspect_hdf5, open_movie, read_hdf5_reconstruction
+from ..io import detect_format, inspect_hdf5, open_movie, read_hdf5_reconstruction, typed_errors
 from ..io.hdf5 import _open
 from .layers import LayerData, amplitude_layer, diffraction_layer, phase_layer, probe_layer
 
 
 def _claims(path: str) -> bool:
+    try:
+        return _claims_unchecked(path)
+    except Exception:  # noqa: BLE001 - never raise from get_reader; read_layers reports the typed error
+        return detect_format(path) is not None if Path(path).suffix else False
+
+
+def _claims_unchecked(path: str) -> bool:
     kind = detect_format(path)
     if kind != "hdf5":
         return kind is not None
@@ -50,6 +57,7 @@ def read_layers(path) -> list[LayerData]:
     return layers
 
 
+@typed_errors
 def file_layers(path: Path) -> list[LayerData]:
     layers: list[LayerData] = []
     stem = path.stem

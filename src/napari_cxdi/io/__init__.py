@@ -6,11 +6,12 @@ bitshuffle/LZ4), TIFF stacks and NPY/NPZ, lazily where the format allows.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..errors import CXDIError, InputFileError
 from .arrays import NUMPY_SUFFIXES, TIFF_SUFFIXES, read_numpy_movie, read_numpy_probe, read_tiff_movie
 from .hdf5 import HDF5_SUFFIXES, inspect_hdf5, is_hdf5, read_hdf5_movie, read_hdf5_probe, read_hdf5_reconstruction
 from .movie import Movie
@@ -32,6 +33,37 @@ def detect_format(path: str | Path) -> str | None:
     return None
 
 
+def typed_errors(func):
+    """Last line of defence at the reading boundary: any untyped exception becomes :class:`InputFileError`.
+
+    The readers raise specific typed errors; this catches what a library raises for inputs nobody
+    foresaw (struct/zlib errors of a corrupt file, MemoryError of a absurd declared size ...).
+    """
+
+    @functools.wraps(func)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return func(path, *args, **kwargs)
+        except CXDIError:
+            raise
+        except PermissionError as exc:
+            raise InputFileError(path, "permission denied: you may not read this file (check its permissions)") from exc
+        except IsADirectoryError as exc:
+            raise InputFileError(path, "is a folder, not a file; choose the movie file inside it") from exc
+        except MemoryError as exc:
+            raise InputFileError(path, "declares more data than fits in memory; the file is probably corrupt") from exc
+        except (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError,
+                ArithmeticError, EOFError, UnicodeError, LookupError) as exc:
+            raise InputFileError(path, f"cannot be read ({type(exc).__name__}: {exc}); the file may be corrupt "
+                                 "or of an unexpected layout") from exc
+        except Exception as exc:  # noqa: BLE001 - e.g. struct.error, zlib.error, zipfile.BadZipFile
+            raise InputFileError(path, f"cannot be read ({type(exc).__module__}.{type(exc).__name__}: {exc}); "
+                                 "the file may be corrupt") from exc
+
+    return wrapper
+
+
+@typed_errors
 def open_movie(path: str | Path, dataset: str | None = None, validate: bool = True) -> Movie:
     """Open a diffraction movie [T, H, W] from any supported file, lazily where possible.
 
@@ -57,6 +89,7 @@ def open_movie(path: str | Path, dataset: str | None = None, validate: bool = Tr
     return movie
 
 
+@typed_errors
 def read_probe(path: str | Path, frame_shape: tuple[int, ...] | None = None, dataset: str | None = None) -> np.ndarray:
     """A complex probe [K, H, W] from NPY/NPZ or CXI/HDF5; checked against ``frame_shape`` if given."""
     path = Path(path)
@@ -74,6 +107,7 @@ def read_probe(path: str | Path, frame_shape: tuple[int, ...] | None = None, dat
     return check_probe(probe, shape, where=str(path))
 
 
+@typed_errors
 def movie_info(path: str | Path) -> dict:
     """What a file holds (format, dataset, shape, dtype, geometry, probe, reconstruction) without reading frames."""
     path = Path(path)
@@ -82,6 +116,9 @@ def movie_info(path: str | Path) -> dict:
         layout = inspect_hdf5(path)
         info["reconstruction"] = layout.reconstruction
         if not layout.datasets:
+            if not layout.reconstruction:
+                raise InputFileError(path, "holds no diffraction frames and no reconstruction (looked for CXI paths, "
+                                     "NeXus signals, EIGER data links and 2-D/3-D numeric datasets)")
             info.update({"path": str(path), "format": layout.kind, **layout.metadata})
             return info
     movie = open_movie(path, validate=False)
@@ -91,5 +128,6 @@ def movie_info(path: str | Path) -> dict:
 
 __all__ = [
     "Movie", "SUPPORTED_SUFFIXES", "check_counts", "check_probe", "default_output_path", "detect_format",
-    "inspect_hdf5", "movie_info", "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "write_cxi",
+    "inspect_hdf5", "movie_info", "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "typed_errors",
+    "write_cxi",
 ]

@@ -8,48 +8,100 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ..errors import DataValidationError, InputFileError
+from ..errors import CXDIError, DataValidationError, InputFileError
 from .lazy import lazy_frames
 from .movie import Movie
-from .validate import as_frame_stack, check_dtype
+from .validate import as_frame_stack, check_dtype, check_readable
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NUMPY_SUFFIXES = (".npy", ".npz")
 
 
 def _exists(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise InputFileError(path, "the file is empty (0 bytes)")
+    check_readable(path)
+
+
+def _tiff_series_frames(series, path: Path) -> tuple[int, tuple[int, int]]:
+    """(frames, (H, W)) of one TIFF series: every axis but Y, X is a frame axis (T, Z, Q, I ...);
+    RGB/sample and channel axes are refused (a detector records one value per pixel)."""
+    axes, shape = str(series.axes), tuple(int(n) for n in series.shape)
+    for axis, what in (("S", "colour samples (an RGB/RGBA image?)"), ("C", "channels")):
+        if axis in axes and shape[axes.index(axis)] > 1:
+            raise DataValidationError(
+                f"{path}: the TIFF holds {shape[axes.index(axis)]} {what} per pixel (axes {axes}, shape {shape}); "
+                "a diffraction movie has one count per pixel - export the detector frames as grey-level images")
+    if not axes.endswith("YX") or len(shape) < 2:
+        raise DataValidationError(f"{path}: TIFF layout {axes} {shape} is not a stack of detector frames [.., Y, X]")
+    frames = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return frames, (shape[-2], shape[-1])
 
 
 def read_tiff_movie(path: str | Path) -> Movie:
-    """A TIFF stack (one frame per page, or one 3D page series) as a lazy [T, H, W] movie."""
+    """A TIFF movie as a lazy [T, H, W] stack of ALL its frames.
+
+    One page per frame (the usual detector TIFF), one multi-page series, several series (frames in
+    file order) and ImageJ/OME hyperstacks (T, Z ... flattened) are read; RGB and multi-channel
+    layouts are refused with :class:`DataValidationError`.
+    """
+    import dask.array as da
+
     path = Path(path)
     _exists(path)
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, dtype = tuple(series.shape), series.dtype
-            n_pages = len(tif.pages)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-        raise InputFileError(path, f"not a readable TIFF file: {exc}") from exc
+            all_series = list(tif.series)
+            if not all_series:
+                raise InputFileError(path, "the TIFF file holds no images")
+            layouts = []
+            for series in all_series:
+                n, frame = _tiff_series_frames(series, path)
+                page_index = [getattr(pg, "index", None) for pg in series.pages]
+                layouts.append((n, frame, series.dtype, page_index))
+    except CXDIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types (struct, zlib, ValueError ...)
+        raise InputFileError(path, f"not a readable TIFF file (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
+    frames = {layout[1] for layout in layouts}
+    if len(frames) > 1:
+        raise DataValidationError(f"{path}: the TIFF series have different frame sizes {sorted(frames)}; "
+                                  "a movie needs one frame size")
+    dtype = np.result_type(*[layout[2] for layout in layouts])
     check_dtype(dtype, str(path))
-    t, h, w = as_frame_stack(shape, str(path))
-    try:
-        data = tifffile.memmap(path, mode="r")  # uncompressed, contiguous: zero-copy
-        data = data.reshape(t, h, w)
-    except (ValueError, OSError):
-        if n_pages == t:
-
-            def read_page(i: int, _p=str(path)) -> np.ndarray:
-                return tifffile.imread(_p, key=i)
-
-            data = lazy_frames(read_page, t, (h, w), dtype, name=f"tiff-{path}")
-        else:
-            data = tifffile.imread(path).reshape(t, h, w)
+    (h, w), = frames
+    parts = []
+    for i, (n, _, sdtype, page_index) in enumerate(layouts):
+        parts.append(_tiff_series_data(path, i, n, h, w, sdtype, page_index))
+    if len(parts) == 1:
+        data = parts[0]
+    else:
+        data = da.concatenate([p if isinstance(p, da.Array) else da.from_array(p, chunks=(1, h, w)) for p in parts], axis=0)
+    as_frame_stack(tuple(data.shape), str(path))
     return Movie(data=data, path=path, format="tiff")
+
+
+def _tiff_series_data(path: Path, index: int, n: int, h: int, w: int, dtype, page_index: list):
+    try:
+        data = tifffile.memmap(path, series=index, mode="r")  # uncompressed, contiguous: zero-copy
+        if data.size == n * h * w:
+            return data.reshape(n, h, w)
+    except Exception:  # noqa: BLE001 - compressed / tiled / non-contiguous: read page by page
+        pass
+    if len(page_index) == n and all(i is not None for i in page_index):
+
+        def read_page(k: int, _p=str(path), _idx=tuple(page_index)) -> np.ndarray:
+            try:
+                with tifffile.TiffFile(_p) as tif:
+                    page = tif.pages[_idx[k]]
+                    return np.asarray(page.asarray()).reshape(h, w)
+            except Exception as exc:  # noqa: BLE001
+                raise InputFileError(_p, f"cannot read TIFF frame {k} (page {_idx[k]}): {type(exc).__name__}: {exc}") from exc
+
+        return lazy_frames(read_page, n, (h, w), dtype, name=f"tiff-{path}-{index}")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return np.asarray(tif.series[index].asarray()).reshape(n, h, w)
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(path, f"cannot read TIFF series {index}: {type(exc).__name__}: {exc}") from exc
 
 
 def _npz_key(z, path: Path) -> str:
@@ -72,8 +124,10 @@ def read_numpy_movie(path: str | Path) -> Movie:
                 data = np.asarray(z[_npz_key(z, path)])
         else:
             data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {exc}") from exc
+    except CXDIError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, RuntimeError, MemoryError) as exc:
+        raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
     check_dtype(data.dtype, str(path))
     return Movie(data=data.reshape(as_frame_stack(data.shape, str(path))), path=path, format=path.suffix.lower()[1:])
 
@@ -89,8 +143,8 @@ def read_numpy_probe(path: str | Path) -> np.ndarray:
                 key = "probe" if "probe" in keys else ("arr_0" if "arr_0" in keys else keys[0])
                 return np.asarray(z[key])
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputFileError(path, f"not a readable NumPy probe file: {exc}") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
+        raise InputFileError(path, f"not a readable NumPy probe file: {type(exc).__name__}: {exc}") from exc
 
 
 def ensure_probe_array(probe, path: Path) -> np.ndarray:

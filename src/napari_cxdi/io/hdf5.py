@@ -18,8 +18,9 @@ import numpy as np
 from ..errors import DataValidationError, InputFileError
 from .lazy import lazy_h5_dataset
 from .movie import Movie
-from .validate import as_frame_stack, check_dtype
+from .validate import as_frame_stack, check_dtype, check_readable
 
+MAX_PROBE_BYTES = 1 << 30
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi", ".nexus")
 JOULE_PER_KEV = 1.602176634e-16
 
@@ -52,13 +53,12 @@ class HDF5Layout:
 
 
 def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise InputFileError(path, "the file is empty (0 bytes)")
+    check_readable(path)
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except PermissionError as exc:
+        raise InputFileError(path, "permission denied: you may not read this file") from exc
+    except (OSError, ValueError, RuntimeError) as exc:
         raise InputFileError(path, f"not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
 
 
@@ -68,8 +68,10 @@ def _scalar(f: h5py.File, names: tuple[str, ...], units: dict, default_unit: str
             obj = f.get(name)
         except (KeyError, OSError):
             obj = None
-        if isinstance(obj, h5py.Dataset) and obj.size >= 1 and np.issubdtype(obj.dtype, np.number):
-            value = float(np.asarray(obj[()]).ravel()[0])
+        if isinstance(obj, h5py.Dataset) and obj.size >= 1 and (
+            np.issubdtype(obj.dtype, np.integer) or np.issubdtype(obj.dtype, np.floating)
+        ):
+            value = float(np.asarray(obj[(0,) * obj.ndim] if obj.ndim else obj[()]).ravel()[0])
             unit = obj.attrs.get("units", obj.attrs.get("unit", default_unit))
             unit = unit.decode() if isinstance(unit, bytes) else str(unit)
             return value * units.get(unit.strip().lower(), units.get(default_unit, 1.0))
@@ -97,15 +99,41 @@ def _read_metadata(f: h5py.File, kind: str) -> dict:
         ("energy_kev", energy, 1.0), ("distance_m", distance, 1.0), ("detector_pixel_um", pixel, 1e6),
         ("exposure_s", exposure, 1.0), ("pixel_size_nm", dx, 1e9),
     ):
-        if value:
+        if value is not None and (value != 0 or key != "exposure_s"):
             md[key] = value * scale
     extra = f.get("entry_1/napari_cxdi/metadata_json") if kind == "cxi" else None
     if isinstance(extra, h5py.Dataset):
         import json
 
-        stored = json.loads(extra[()].decode() if isinstance(extra[()], bytes) else extra[()])
+        try:
+            raw = extra[()]
+            stored = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        except (ValueError, TypeError, UnicodeDecodeError, OSError) as exc:
+            raise InputFileError(f.filename, f"{extra.name} is not valid JSON ({exc}); the file's metadata are "
+                                 "corrupt - rewrite it or remove that dataset") from exc
+        if not isinstance(stored, dict):
+            raise InputFileError(f.filename, f"{extra.name} must hold a JSON object, got {type(stored).__name__}")
         md = {**stored, **md}
+    check_geometry_metadata(md, f.filename)
     return md
+
+
+GEOMETRY_KEYS = ("energy_kev", "distance_m", "detector_pixel_um", "pixel_size_nm", "exposure_s", "frame_interval_s")
+
+
+def check_geometry_metadata(md: dict, where) -> None:
+    """Energies, distances, pixel sizes and times must be finite and positive (exposure may be 0)."""
+    import math
+
+    for key in GEOMETRY_KEYS:
+        if key not in md or md[key] is None:
+            continue
+        value = md[key]
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(float(value)) and (float(value) > 0 or (key == "exposure_s" and float(value) == 0))
+        if not ok:
+            raise InputFileError(where, f"the geometry value {key} = {value!r} is not a finite positive number; "
+                                 "fix the file's metadata (energy, detector distance, pixel size)")
 
 
 def _nexus_signal(f: h5py.File) -> str | None:
@@ -147,6 +175,34 @@ def _eiger_links(f: h5py.File, path: Path) -> list[str] | None:
     return [f"/entry/data/{n}" for n in names]
 
 
+def dangling_links(f: h5py.File, limit: int = 2000) -> list[str]:
+    """Soft / external links whose target cannot be opened (e.g. a missing EIGER data file)."""
+    found: list[str] = []
+    seen = 0
+    stack: list[h5py.Group] = [f]
+    while stack and seen < limit:
+        group = stack.pop()
+        for name in group:
+            seen += 1
+            link = group.get(name, getlink=True)
+            if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+                try:
+                    target = group.get(name)
+                except (KeyError, OSError, RuntimeError, ValueError):
+                    target = None
+                if target is None:
+                    extra = f" -> {link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) else f" -> {link.path}"
+                    found.append(f"{group.name.rstrip('/')}/{name}{extra}")
+                continue
+            try:
+                obj = group.get(name)
+            except (KeyError, OSError, RuntimeError, ValueError):
+                continue
+            if isinstance(obj, h5py.Group):
+                stack.append(obj)
+    return found
+
+
 def _generic_candidates(f: h5py.File) -> list[str]:
     found: list[str] = []
 
@@ -167,8 +223,8 @@ def inspect_hdf5(path: str | Path, dataset: str | None = None) -> HDF5Layout:
     with _open(path) as f:
         try:
             layout = _layout(f, path, dataset)
-        except (KeyError, OSError, RuntimeError) as exc:
-            raise InputFileError(path, f"cannot read the file structure: {exc}") from exc
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise InputFileError(path, f"cannot read the file structure: {type(exc).__name__}: {exc}") from exc
     return layout
 
 
@@ -190,6 +246,9 @@ def _layout(f: h5py.File, path: Path, dataset: str | None) -> HDF5Layout:
             raise InputFileError(
                 path, f"several datasets could be the movie ({', '.join(datasets[:6])}); choose one with dataset=..."
             )
+    if not datasets and (broken := dangling_links(f)):
+        raise InputFileError(path, f"link(s) to missing data: {', '.join(broken[:5])}; copy the linked files "
+                             "next to this one (same relative paths) and open it again")
     layout = HDF5Layout(kind=kind, datasets=datasets)
     if kind == "cxi":
         layout.probe = next((p for p in CXI_PROBE_PATHS if isinstance(f.get(p), h5py.Dataset)), None)
@@ -235,8 +294,14 @@ def read_hdf5_probe(path: str | Path, dataset: str | None = None) -> np.ndarray:
         if name is None:
             raise InputFileError(path, f"no probe found (looked for {', '.join(CXI_PROBE_PATHS)})")
         try:
-            return np.asarray(f[name][()])
-        except (OSError, KeyError) as exc:
+            obj = f[name]
+            if not isinstance(obj, h5py.Dataset):
+                raise InputFileError(path, f"{name} is not a dataset")
+            if obj.ndim not in (2, 3) or obj.size * obj.dtype.itemsize > MAX_PROBE_BYTES:
+                raise DataValidationError(f"{path}:{name}: a probe is [modes, H, W] of at most "
+                                          f"{MAX_PROBE_BYTES // 2**20} MB, got shape {obj.shape} {obj.dtype}")
+            return np.asarray(obj[()])
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise InputFileError(path, f"cannot read the probe {name}: {exc}") from exc
 
 

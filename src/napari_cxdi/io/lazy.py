@@ -32,8 +32,16 @@ class H5FrameSource:
         try:
             with h5py.File(self.path, "r") as f:
                 return f[self.dataset][key]
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputFileError(self.path, f"cannot read {self.dataset}{_fmt_key(key)}: {exc}") from exc
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+            text = str(exc)
+            if "filter" in text.lower() or "plugin" in text.lower():
+                hint = ("the data are compressed with an HDF5 filter that is not available here; install "
+                        "hdf5plugin (bitshuffle, LZ4, Blosc, Zstd ...) or the writer's plugin")
+            elif isinstance(exc, KeyError) or "doesn't exist" in text or "unable to open" in text.lower():
+                hint = "the dataset or a file it links to is missing"
+            else:
+                hint = "a data chunk is corrupt or truncated"
+            raise InputFileError(self.path, f"cannot read {self.dataset}{_fmt_key(key)}: {hint} ({exc})") from exc
 
 
 def _fmt_key(key) -> str:

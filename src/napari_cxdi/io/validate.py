@@ -10,19 +10,49 @@ from typing import Any, Generator
 
 import numpy as np
 
-from ..errors import DataValidationError, ProbeMismatchError
+from ..errors import DataValidationError, InputFileError, ProbeMismatchError
+
+MAX_FRAMES = 10_000_000  # a declared shape beyond these is corrupt (never allocated, never chunked)
+MAX_FRAME_SIDE = 65_536
+
+
+def check_readable(path) -> None:
+    """A typed :class:`InputFileError` for a missing, empty, folder or unreadable path."""
+    if not os.path.lexists(path):
+        raise InputFileError(path, "file not found")
+    if not os.path.exists(path):
+        raise InputFileError(path, f"is a symbolic link to a missing file ({os.readlink(path)})")
+    if os.path.isdir(path):
+        raise InputFileError(path, "is a folder, not a file; choose the movie file inside it")
+    if not os.access(path, os.R_OK):
+        raise InputFileError(path, "permission denied: you may not read this file (check its permissions)")
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read: {exc}") from exc
+    if size == 0:
+        raise InputFileError(path, "the file is empty (0 bytes)")
 
 
 def as_frame_stack(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
     """The [T, H, W] shape a movie of ``shape`` is read as: 2D -> one frame; 3D as is; else an error."""
+    shape = tuple(int(n) for n in shape)
     if len(shape) == 2:
-        return (1, *shape)
-    if len(shape) == 3:
-        if 0 in shape:
+        stack = (1, *shape)
+    elif len(shape) == 3:
+        stack = shape
+    elif len(shape) == 4 and shape[1] == 1:
+        stack = (shape[0], shape[2], shape[3])
+    else:
+        stack = None
+    if stack is not None:
+        if 0 in stack:
             raise DataValidationError(f"{where}: the movie is empty (shape {shape})")
-        return tuple(shape)
-    if len(shape) == 4 and shape[1] == 1:
-        return (shape[0], shape[2], shape[3])
+        if stack[0] > MAX_FRAMES or max(stack[1:]) > MAX_FRAME_SIDE or min(stack[1:]) < 2:
+            raise DataValidationError(
+                f"{where}: declared shape {shape} is not a plausible diffraction movie (at most {MAX_FRAMES} frames "
+                f"of at most {MAX_FRAME_SIDE} pixels a side, at least 2x2); the file is probably corrupt")
+        return stack
     raise DataValidationError(f"{where}: expected a diffraction movie [frames, H, W], got {len(shape)}-D data of shape {shape}")
 
 
