@@ -13,8 +13,8 @@ Every writer (CXI, HDF5 tables, CSV, checkpoints, extxyz, JSON, models) goes thr
   naming the path (and the space that was free), the temporary removed, no partial file under the
   final name, the process alive;
 * files get the user's umask (typically 0644), not ``mkstemp``'s 0600;
-* temporaries of ours older than a day in that folder (left by a killed process) are removed on the
-  next write into it.
+* temporaries of ours left by a killed process (its pid, on this host, is gone) or older than a day
+  are removed on the next write into that folder.
 
 Usage::
 
@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import os
 import re
 import secrets
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -92,8 +94,32 @@ def _umask() -> int:
     return mask
 
 
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_OWNER = re.compile(r"\.([0-9a-f]{6})-(\d+)-[0-9a-f]+" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _orphaned(p: Path) -> bool:
+    """A temporary written on this host by a process that no longer runs (killed mid-save)."""
+    m = _OWNER.search(p.name)
+    if not m or m.group(1) != _HOST:
+        return False  # another machine's (shared folder): only the age rule applies
+    pid = int(m.group(2))
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
 def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove our temporaries (``.*.cxdi-tmp``) older than ``older_than_s`` in ``folder``."""
+    """Remove our temporaries (``.*.cxdi-tmp``) in ``folder`` left by dead processes of this host
+    or older than ``older_than_s``."""
     removed = []
     now = time.time()
     try:
@@ -102,7 +128,7 @@ def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_AFT
         return removed
     for p in entries:
         try:
-            if now - p.lstat().st_mtime > older_than_s:
+            if now - p.lstat().st_mtime > older_than_s or _orphaned(p):
                 if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p, ignore_errors=True)
                 else:
@@ -116,7 +142,7 @@ def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_AFT
 def temporary_name(path: str | Path) -> Path:
     """A hidden temporary name beside ``path`` that :func:`remove_stale_temporaries` recognises."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
 
 
 def _free_bytes(folder: Path) -> int | None:
