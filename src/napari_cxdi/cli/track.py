@@ -41,7 +41,29 @@ def register(subparsers) -> None:
 
 
 def load_phase_movie(path: Path, amplitude: bool = False) -> tuple:
-    """(movie [T, H, W] float32, metadata dict, ground-truth trajectories or None) from a .cxi / .h5 / .npy file."""
+    """(movie [T, H, W] float32, metadata dict, ground-truth trajectories or None) from a .cxi / .h5 / .npy file.
+
+    Any problem with the file is an :class:`InputFileError` / :class:`DataValidationError`.
+    """
+    import numpy as np
+
+    from ..errors import DataValidationError
+    from ..io import typed_errors
+    from ..io.validate import check_readable
+
+    check_readable(path)
+    movie, meta, truth = typed_errors(_load_phase_movie)(path, amplitude)
+    if movie.ndim == 2:
+        movie = movie[None]
+    if movie.ndim != 3 or min(movie.shape[1:], default=0) < 2 or movie.shape[0] == 0:
+        raise DataValidationError(f"{path}: expected a phase movie [frames, H, W], got shape {movie.shape}")
+    if not np.isfinite(movie).all():
+        t = int(np.argwhere(~np.isfinite(movie))[0][0])
+        raise DataValidationError(f"{path}: frame {t} of the phase movie holds NaN or infinite values")
+    return movie, meta, truth
+
+
+def _load_phase_movie(path: Path, amplitude: bool = False) -> tuple:
     import numpy as np
 
     from ..errors import InputFileError
@@ -52,11 +74,13 @@ def load_phase_movie(path: Path, amplitude: bool = False) -> tuple:
     kind = detect_format(path)
     convert = np.abs if amplitude else np.angle
     if kind == "numpy":
-        data = np.load(path)
+        data = np.load(path, allow_pickle=False)
         if hasattr(data, "files"):
             raise InputFileError(path, "expected a .npy phase movie [T, H, W], not an .npz archive")
         if not np.iscomplexobj(data) and amplitude:
             raise InputFileError(path, "--amplitude needs a complex movie")
+        if not (np.issubdtype(data.dtype, np.number) and not np.issubdtype(data.dtype, np.timedelta64)):
+            raise InputFileError(path, f"expected a numeric phase movie, got dtype {data.dtype}")
         return (convert(data) if np.iscomplexobj(data) else data).astype(np.float32), {}, None
     if kind != "hdf5":
         raise InputFileError(path, "expected a .cxi/.h5 reconstruction or simulated movie, or a .npy phase movie")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import zipfile
 from pathlib import Path
 
@@ -21,10 +23,25 @@ def _exists(path: Path) -> None:
     check_readable(path)
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """tifffile logs every malformed tag it skips; we report problems ourselves (typed errors)."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _tiff_series_frames(series, path: Path) -> tuple[int, tuple[int, int]]:
     """(frames, (H, W)) of one TIFF series: every axis but Y, X is a frame axis (T, Z, Q, I ...);
     RGB/sample and channel axes are refused (a detector records one value per pixel)."""
     axes, shape = str(series.axes), tuple(int(n) for n in series.shape)
+    if "S" in axes and "Y" in axes and axes.index("S") < axes.index("Y") and np.dtype(series.dtype) != np.uint8:
+        # planar "samples" of detector data: tifffile stores a plain 3- or 4-frame stack this way; not colour
+        axes = axes.replace("S", "Q")
     for axis, what in (("S", "colour samples (an RGB/RGBA image?)"), ("C", "channels")):
         if axis in axes and shape[axes.index(axis)] > 1:
             raise DataValidationError(
@@ -48,7 +65,7 @@ def read_tiff_movie(path: str | Path) -> Movie:
     path = Path(path)
     _exists(path)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             all_series = list(tif.series)
             if not all_series:
                 raise InputFileError(path, "the TIFF file holds no images")
@@ -81,7 +98,8 @@ def read_tiff_movie(path: str | Path) -> Movie:
 
 def _tiff_series_data(path: Path, index: int, n: int, h: int, w: int, dtype, page_index: list):
     try:
-        data = tifffile.memmap(path, series=index, mode="r")  # uncompressed, contiguous: zero-copy
+        with _quiet_tifffile():
+            data = tifffile.memmap(path, series=index, mode="r")  # uncompressed, contiguous: zero-copy
         if data.size == n * h * w:
             return data.reshape(n, h, w)
     except Exception:  # noqa: BLE001 - compressed / tiled / non-contiguous: read page by page
@@ -90,7 +108,7 @@ def _tiff_series_data(path: Path, index: int, n: int, h: int, w: int, dtype, pag
 
         def read_page(k: int, _p=str(path), _idx=tuple(page_index)) -> np.ndarray:
             try:
-                with tifffile.TiffFile(_p) as tif:
+                with _quiet_tifffile(), tifffile.TiffFile(_p) as tif:
                     page = tif.pages[_idx[k]]
                     return np.asarray(page.asarray()).reshape(h, w)
             except Exception as exc:  # noqa: BLE001
@@ -98,7 +116,7 @@ def _tiff_series_data(path: Path, index: int, n: int, h: int, w: int, dtype, pag
 
         return lazy_frames(read_page, n, (h, w), dtype, name=f"tiff-{path}-{index}")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             return np.asarray(tif.series[index].asarray()).reshape(n, h, w)
     except Exception as exc:  # noqa: BLE001
         raise InputFileError(path, f"cannot read TIFF series {index}: {type(exc).__name__}: {exc}") from exc

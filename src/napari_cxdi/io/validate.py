@@ -185,8 +185,8 @@ def check_probe(probe: np.ndarray, frame_shape: tuple[int, ...], where: str = "p
         raise ProbeMismatchError(f"{where}: a probe must be numeric (complex), got dtype {p.dtype}")
     if p.ndim == 2:
         p = p[None]
-    if p.ndim != 3:
-        raise ProbeMismatchError(f"{where}: a probe must be [modes, H, W], got shape {p.shape}")
+    if p.ndim != 3 or min(p.shape) < 1 or min(p.shape[-2:]) < 2:
+        raise ProbeMismatchError(f"{where}: a probe must be [modes, H, W] (H, W >= 2), got shape {p.shape}")
     if tuple(p.shape[-2:]) != tuple(frame_shape[-2:]):
         raise ProbeMismatchError(
             f"{where}: probe frames are {p.shape[-2]}x{p.shape[-1]} but the diffraction frames are "

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputFileError
+from ..errors import ConfigError, CXDIError, DataValidationError, InputFileError
+from ..io.validate import check_counts
 from ..provenance import provenance
 from .disks import CONTRASTS, N_MAX, N_MIN, PROFILES, DiskSystem, object_function, random_disk_system
 from .patterns import BLOCK, PAD, WINDOW, add_poisson_noise, bin_pattern, block_center, speckle_analytic, speckle_dft
@@ -265,9 +266,10 @@ def split_indices(labels: np.ndarray, test_per_class: int | None = None, test_fr
 def load_patterns(path: str | Path, key: str | None = None) -> tuple[np.ndarray, int]:
     """Raw patterns ``(H, W)`` or ``(N, H, W)`` and their binning from ``.npy``, ``.npz`` (``key`` or the
     first array), ``.h5/.hdf5/.cxi`` (``key``, default ``patterns``; ``attrs["bin"]`` honoured) or TIFF."""
+    from ..io.validate import check_readable
+
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
+    check_readable(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -287,14 +289,26 @@ def load_patterns(path: str | Path, key: str | None = None) -> tuple[np.ndarray,
                     raise InputFileError(path, f"no dataset {name!r}; pass its HDF5 path")
                 arr, b = f[name][()], int(f.attrs.get("bin", 1)) if name == "patterns" else 1
         elif suffix in (".tif", ".tiff"):
-            import tifffile
+            from ..io.arrays import read_tiff_movie
 
-            arr, b = tifffile.imread(path), 1
+            movie = read_tiff_movie(path)
+            arr, b = movie.frames(0, movie.n_frames), 1
+            if movie.n_frames == 1:
+                arr = arr[0]
         else:
             raise InputFileError(path, "unsupported pattern file type (use .npy, .npz, .h5 or .tif)")
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"cannot read: {exc}") from exc
+    except CXDIError:
+        raise
+    except MemoryError as exc:
+        raise InputFileError(path, "declares more data than fits in memory; the file is probably corrupt") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy/h5py/zip raise many types for corrupt files
+        raise InputFileError(path, f"cannot read: {type(exc).__name__}: {exc}") from exc
     arr = np.asarray(arr)
-    if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.number):
+    if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.number) or min(arr.shape[-2:]) < 2:
         raise InputFileError(path, f"expected numeric patterns (H, W) or (N, H, W), got {arr.dtype} {arr.shape}")
+    if np.iscomplexobj(arr):
+        raise DataValidationError(f"{path}: speckle patterns must be real intensities, got complex data ({arr.dtype})")
+    check_counts(arr, str(path))
+    if not np.any(arr):
+        raise DataValidationError(f"{path}: the patterns are zero everywhere")
     return arr.astype(np.float32), b
