@@ -363,13 +363,14 @@ GENERATORS: dict[str, Callable] = {
 }
 
 
-def generate(folder: str | Path, n: int, seed: int = 0, kinds: list[str] | None = None) -> list[Case]:
-    """``n`` cases cycling over ``kinds`` (default all), reproducible from ``seed``."""
+def generate(folder: str | Path, n: int, seed: int = 0, kinds: list[str] | None = None,
+             indices=None) -> list[Case]:
+    """``n`` cases cycling over ``kinds`` (default all), reproducible from ``seed``; ``indices``: only those."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     kinds = kinds or list(GENERATORS)
     cases = []
-    for i in range(n):
+    for i in (range(n) if indices is None else indices):
         kind = kinds[i % len(kinds)]
         rng = np.random.default_rng([seed, i])
         sub = folder / f"case{i:05d}"
