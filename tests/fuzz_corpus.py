@@ -87,7 +87,7 @@ def _valid_file(folder, rng, i, fmt: str, stem: str) -> tuple[Path, np.ndarray]:
         import tifffile
 
         p = folder / f"{stem}_{i}.tif"
-        tifffile.imwrite(p, counts.astype(np.uint16), compression="zlib" if i % 2 else None)
+        tifffile.imwrite(p, counts.astype(np.uint16), photometric="minisblack", compression="zlib" if i % 2 else None)
     elif fmt == "npz":
         p = folder / f"{stem}_{i}.npz"
         np.savez_compressed(p, arr_0=counts)
