@@ -138,7 +138,7 @@ def read_numpy_movie(path: str | Path) -> Movie:
     _exists(path)
     try:
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # numpy leaks the file on a bad zip
                 data = np.asarray(z[_npz_key(z, path)])
         else:
             data = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -156,7 +156,7 @@ def read_numpy_probe(path: str | Path) -> np.ndarray:
     _exists(path)
     try:
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # numpy leaks the file on a bad zip
                 keys = list(z.keys())
                 key = "probe" if "probe" in keys else ("arr_0" if "arr_0" in keys else keys[0])
                 return np.asarray(z[key])

@@ -275,7 +275,7 @@ def load_patterns(path: str | Path, key: str | None = None) -> tuple[np.ndarray,
         if suffix == ".npy":
             arr, b = np.load(path, allow_pickle=False), 1
         elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # numpy leaks the file on a bad zip
                 name = key or (z.files[0] if z.files else None)
                 if name not in z.files:
                     raise InputFileError(path, f"no array {name!r} (has {', '.join(z.files)})")

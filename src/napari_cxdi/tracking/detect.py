@@ -202,8 +202,13 @@ def _detect_trackpy(frame, cfg, pixel_size_nm, frame_index, mask) -> pd.DataFram
     separation = (cfg.separation_nm / pixel_size_nm) if cfg.separation_nm else diameter
     minmass = cfg.minmass if cfg.minmass is not None else cfg.threshold * np.pi * (diameter / 2) ** 2 / 2
     noise = max(cfg.smooth_px, 0.5)
-    f = tp.locate(s, diameter, minmass=minmass, separation=separation, noise_size=noise, preprocess=True,
-                  characterize=True, engine="python" if s.size < 4096 else "auto")
+    import warnings
+
+    with warnings.catch_warnings():  # trackpy's pandas deprecation warnings are not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        f = tp.locate(s, diameter, minmass=minmass, separation=separation, noise_size=noise, preprocess=True,
+                      characterize=True, engine="python" if s.size < 4096 else "auto")
     if len(f) and mask is not None:
         m = np.asarray(mask, bool)
         f = f[m[f.y.round().astype(int).clip(0, m.shape[0] - 1), f.x.round().astype(int).clip(0, m.shape[1] - 1)]]

@@ -32,8 +32,13 @@ def link_tracks(features: pd.DataFrame, max_displacement_nm: float, pixel_size_n
 
     tp.quiet()
     logging.getLogger("trackpy").setLevel(logging.WARNING)
-    linked = tp.link(features.reset_index(drop=True), search_range=max_displacement_nm / pixel_size_nm,
-                     memory=memory, pos_columns=["y", "x"], t_column="frame", link_strategy="auto")
+    import warnings
+
+    with warnings.catch_warnings():  # trackpy's pandas deprecation warnings are not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        linked = tp.link(features.reset_index(drop=True), search_range=max_displacement_nm / pixel_size_nm,
+                         memory=memory, pos_columns=["y", "x"], t_column="frame", link_strategy="auto")
     return filter_tracks(linked, min_length)
 
 
