@@ -354,12 +354,35 @@ def g_structures(folder, rng, i):
     return Case(p.name, "structures", str(p), {"scann": "accept" if choice == 0 else ("any" if choice == 4 else "reject")})
 
 
+def g_speckle(folder, rng, i):
+    """Raw speckle patterns for ``speckle classify``: valid, NaN, negative, complex, all zero, RGB TIFF."""
+    choice = i % 6
+    pattern = rng.poisson(3.0, (513, 513)).astype(np.float32)
+    if choice == 5:
+        import tifffile
+
+        p = folder / f"speckle_rgb_{i}.tif"
+        tifffile.imwrite(p, rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), photometric="rgb")
+        return Case(p.name, "speckle", str(p), {"speckle": "reject"})
+    if choice == 1:
+        pattern[int(rng.integers(0, 513)), int(rng.integers(0, 513))] = np.nan
+    elif choice == 2:
+        pattern[int(rng.integers(0, 513)), int(rng.integers(0, 513))] = -5
+    elif choice == 3:
+        pattern = pattern.astype(np.complex64)
+    elif choice == 4:
+        pattern[:] = 0
+    p = folder / f"speckle{choice}_{i}.npy"
+    np.save(p, pattern)
+    return Case(p.name, "speckle", str(p), {"speckle": "accept" if choice == 0 else "reject"})
+
+
 GENERATORS: dict[str, Callable] = {
     "empty": g_empty, "random": g_random, "valid": g_valid, "truncated": g_truncated, "bitflip": g_bitflip,
     "wrong-dtype": g_wrong_dtype, "wrong-rank": g_wrong_rank, "giant-declared": g_giant, "nan": g_nan,
     "negative": g_negative, "zero": g_zero, "geometry": g_geometry, "no-data": g_no_data, "linked": g_linked,
     "tiff": g_tiff_layouts, "permission-denied": g_denied, "folder": g_folder, "probe": g_probe,
-    "phase": g_phase, "structures": g_structures,
+    "phase": g_phase, "structures": g_structures, "speckle": g_speckle,
 }
 
 
@@ -474,7 +497,7 @@ def run_target(target: str, case: Case, scratch: Path):
     if target == "reconstruct":
         support = _support_files(scratch)
         out = scratch / f"out_{abs(hash(path)) % 10**8}.cxi"
-        _cli(["reconstruct", path, "--method", "mixed-state", "--max-iter", "2", "--probe", str(support["probe"]),
+        _cli(["reconstruct", path, "--method", "mixed-state", "--max-iter", "1", "--probe", str(support["probe"]),
               "-o", str(out), "--overwrite", "--quiet", "--device", "cpu"])
         from napari_cxdi.io import read_hdf5_reconstruction
 
