@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
-from .arrays import NUMPY_SUFFIXES, TIFF_SUFFIXES, read_numpy_movie, read_numpy_probe, read_tiff_movie
-from .hdf5 import HDF5_SUFFIXES, inspect_hdf5, is_hdf5, read_hdf5_movie, read_hdf5_probe, read_hdf5_reconstruction
+from .arrays import NUMPY_SUFFIXES, TIFF_SUFFIXES, read_numpy_movie, read_tiff_movie
+from .hdf5 import HDF5_SUFFIXES, inspect_hdf5, is_hdf5, read_hdf5_movie, read_hdf5_reconstruction
 from .movie import Movie
+from .probes import ProbeFile, emit as emit_notes, fit_probe, load_probe
 from .validate import check_counts, check_probe
 from .writer import default_output_path, read_table, write_cxi
 
@@ -57,21 +58,32 @@ def open_movie(path: str | Path, dataset: str | None = None, validate: bool = Tr
     return movie
 
 
-def read_probe(path: str | Path, frame_shape: tuple[int, ...] | None = None, dataset: str | None = None) -> np.ndarray:
-    """A complex probe [K, H, W] from NPY/NPZ or CXI/HDF5; checked against ``frame_shape`` if given."""
-    path = Path(path)
-    kind = detect_format(path)
-    if kind == "numpy":
-        probe = read_numpy_probe(path)
-    elif kind == "hdf5":
-        probe = read_hdf5_probe(path, dataset)
+def read_probe(
+    path: str | Path,
+    frame_shape: tuple[int, ...] | None = None,
+    dataset: str | None = None,
+    *,
+    pixel_size_nm: float | None = None,
+    resample: bool = True,
+    opr: str = "first",
+    notes: list[str] | None = None,
+) -> np.ndarray:
+    """A complex probe [K, H, W] from any layout :mod:`.probes` knows (NPY/NPZ, CXI, PyNX, ptypy, cdtools, pty-chi).
+
+    With ``frame_shape`` it is fitted to the diffraction window: resampled when its recorded pixel size
+    differs from ``pixel_size_nm`` (the data's object-plane pixel), then cropped/padded about its centre.
+    What was assumed or done is appended to ``notes`` (or issued as warnings when ``notes`` is None).
+    """
+    probe_file = load_probe(path, dataset, opr=opr)
+    if frame_shape is None:
+        fitted, done = probe_file.modes, list(probe_file.notes)
     else:
-        raise InputFileError(path, f"unsupported probe file type {path.suffix!r}; use .npy, .npz, .cxi or .h5")
-    probe = np.asarray(probe)
-    if probe.ndim == 2:
-        probe = probe[None]
-    shape = frame_shape if frame_shape is not None else probe.shape
-    return check_probe(probe, shape, where=str(path))
+        fitted, done = fit_probe(probe_file, frame_shape, pixel_size_nm, resample=resample, where=str(path))
+    if notes is None:
+        emit_notes(done)
+    else:
+        notes.extend(done)
+    return check_probe(fitted, fitted.shape if frame_shape is None else frame_shape, where=str(path))
 
 
 def movie_info(path: str | Path) -> dict:
@@ -91,5 +103,5 @@ def movie_info(path: str | Path) -> dict:
 
 __all__ = [
     "Movie", "SUPPORTED_SUFFIXES", "check_counts", "check_probe", "default_output_path", "detect_format",
-    "inspect_hdf5", "movie_info", "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "write_cxi",
+    "ProbeFile", "fit_probe", "inspect_hdf5", "load_probe", "movie_info", "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "write_cxi",
 ]
