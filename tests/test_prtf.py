@@ -98,3 +98,28 @@ def test_frc_thresholds(rng):
     # the noise-adaptive thresholds are lower than 1/e at high q, so they resolve finer (or equal) detail
     assert r["3-sigma"] <= r["half-bit"] <= r["1/e"] + 1e-9 and r["1/e"] > 2 * DX
     assert noisy.as_dict()["resolutions_nm"] == r
+
+
+def test_api_prtf_runs_and_evaluate_runs(small_aunp):
+    import napari_cxdi as cx
+    from napari_cxdi.errors import ConfigError
+
+    sim = small_aunp
+    result = cx.reconstruct(sim, method="mixed-state", max_iter=20, device="cpu", prtf_runs=3)
+    m = result.metrics
+    assert m["prtf_runs"] == 3 and m["prtf_resolution_nm"] is not None and "3 runs" in m["prtf_note"]
+    assert m["fourier_fit_resolution_nm"] >= 2 * sim.pixel_size_nm - 1e-6
+    single = cx.evaluate(result.objects, sim.counts, sim.probe, sim.pixel_size_nm)
+    assert single["prtf_resolution_nm"] is None and "independent random starts" in single["prtf_note"]
+    # runs whose phases are random inside the probe footprint: the PRTF collapses, the Fourier fit does not care
+    rng = np.random.default_rng(0)
+    n = sim.objects.shape[-1]
+    randomised = [np.abs(sim.objects) * np.exp(1j * rng.uniform(-np.pi, np.pi, sim.objects.shape)) for _ in range(9)]
+    bad = cx.evaluate(randomised[0], sim.counts, sim.probe, sim.pixel_size_nm, runs=randomised[1:])
+    good = cx.evaluate(sim.objects, sim.counts, sim.probe, sim.pixel_size_nm, runs=[sim.objects * np.exp(0.7j)] * 8)
+    assert good["prtf_resolution_nm"] == pytest.approx(2 * sim.pixel_size_nm)
+    assert bad["prtf_resolution_nm"] > n * sim.pixel_size_nm / 4
+    with pytest.raises(ConfigError, match="iterative"):
+        cx.reconstruct(sim, method="PID3Net-NR", prtf_runs=3, epochs=1, device="cpu")
+    with pytest.raises(ConfigError, match="at least 2"):
+        cx.reconstruct(sim, method="mixed-state", prtf_runs=1, device="cpu")
