@@ -79,9 +79,20 @@ def register(subparsers) -> None:
 
 
 def _load(args):
-    from ..io import open_movie
+    """The movie of ``args.movie`` (``--dataset``); notes on the file's experiment kind are printed."""
+    import warnings
 
-    return open_movie(args.movie, dataset=args.dataset)
+    from ..io import ExperimentKindWarning, open_movie
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExperimentKindWarning)
+        movie = open_movie(args.movie, dataset=args.dataset)
+    for w in caught:
+        if issubclass(w.category, ExperimentKindWarning):
+            print(f"note: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return movie
 
 
 def _probe(args, movie):
@@ -107,6 +118,11 @@ def _probe(args, movie):
         raise type(exc)(f"--probe {exc}".replace("resampling is off", "--no-probe-resample")) from exc
     for note in notes:
         print(f"note: {note}")
+    from ..io.experiment import ExperimentKindError, classify
+
+    kind = classify(movie.metadata, movie.shape, probe, None, str(args.movie))
+    if kind.kind == "near-field":  # now judged on the probe's own size
+        raise ExperimentKindError(args.movie, kind.message.replace(f"{args.movie} ", "", 1))
     return probe
 
 
@@ -194,7 +210,7 @@ def run_evaluate(args) -> int:
     recon = read_hdf5_reconstruction(args.reconstruction)
     if recon is None:
         raise InputFileError(args.reconstruction, "holds no reconstruction (entry_1/image_1/data)")
-    movie = open_movie(args.movie, dataset=args.dataset)
+    movie = _load(args)
     if args.probe is None and movie.probe is None:
         from ..io.hdf5 import read_hdf5_probe
 

@@ -52,30 +52,50 @@ def read_tiff_movie(path: str | Path) -> Movie:
     return Movie(data=data, path=path, format="tiff")
 
 
-def _npz_key(z, path: Path) -> str:
+MOVIE_KEYS = ("arr_0", "data", "counts", "intensity", "diffraction", "reciprocal", "patterns", "frames")
+
+
+def _npz_key(z, path: Path, dataset: str | None = None) -> str:
     keys = list(z.keys())
-    for key in ("arr_0", "data", "counts", "intensity", "diffraction"):
+    if dataset is not None:
+        key = dataset.lstrip("/")
+        if key not in keys:
+            raise InputFileError(path, f"no array {dataset!r} in the NPZ file; its keys: {', '.join(keys)}")
+        return key
+    for key in MOVIE_KEYS:
         if key in keys:
             return key
     if len(keys) == 1:
         return keys[0]
-    raise InputFileError(path, f"cannot tell which array is the movie among keys {keys}; expected 'arr_0'")
+    shapes = ", ".join(f"{k} {z[k].shape}" for k in keys[:8])
+    raise InputFileError(path, f"cannot tell which array is the movie among {shapes}; choose one "
+                               "(CLI: --dataset KEY, API: dataset=KEY)")
 
 
-def read_numpy_movie(path: str | Path) -> Movie:
-    """``.npy`` (memory-mapped, lazy) or ``.npz`` (key ``arr_0``) as a [T, H, W] movie."""
+def read_numpy_movie(path: str | Path, dataset: str | None = None) -> Movie:
+    """``.npy`` (memory-mapped, lazy) or ``.npz`` (key ``dataset``, else ``arr_0`` or another known name) as [T, H, W]."""
     path = Path(path)
     _exists(path)
+    key = None
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                data = np.asarray(z[_npz_key(z, path)])
+                key = _npz_key(z, path, dataset)
+                data = np.asarray(z[key])
+                others = [k for k in z.keys() if k != key]
         else:
+            if dataset is not None:
+                raise InputFileError(path, f"a .npy file holds one array; --dataset / dataset={dataset!r} applies to NPZ and HDF5 files")
             data = np.load(path, mmap_mode="r", allow_pickle=False)
+            others = []
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {exc}") from exc
-    check_dtype(data.dtype, str(path))
-    return Movie(data=data.reshape(as_frame_stack(data.shape, str(path))), path=path, format=path.suffix.lower()[1:])
+    check_dtype(data.dtype, f"{path}[{key}]" if key else str(path))
+    movie = Movie(data=data.reshape(as_frame_stack(data.shape, f"{path}[{key}]" if key else str(path))), path=path,
+                  dataset=key, format=path.suffix.lower()[1:])
+    if others:
+        movie.metadata["other_arrays"] = ", ".join(others)
+    return movie
 
 
 def read_numpy_probe(path: str | Path) -> np.ndarray:

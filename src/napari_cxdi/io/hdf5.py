@@ -175,7 +175,7 @@ def inspect_hdf5(path: str | Path, dataset: str | None = None) -> HDF5Layout:
 def _layout(f: h5py.File, path: Path, dataset: str | None) -> HDF5Layout:
     if dataset is not None:
         if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-            raise InputFileError(path, f"no dataset {dataset!r} in the file")
+            raise InputFileError(path, f"no dataset {dataset!r} in the file; candidates: {', '.join(_generic_candidates(f)[:8]) or 'none'}")
         kind, datasets = "hdf5", [dataset]
     elif "entry_1" in f or "cxi_version" in f:
         kind = "cxi"
@@ -188,7 +188,7 @@ def _layout(f: h5py.File, path: Path, dataset: str | None) -> HDF5Layout:
         kind, datasets = "hdf5", _generic_candidates(f)
         if len(datasets) > 1:
             raise InputFileError(
-                path, f"several datasets could be the movie ({', '.join(datasets[:6])}); choose one with dataset=..."
+                path, f"several datasets could be the movie ({', '.join(datasets[:6])}); choose one (CLI: --dataset PATH, API: dataset=PATH)"
             )
     layout = HDF5Layout(kind=kind, datasets=datasets)
     if kind == "cxi":
