@@ -65,9 +65,8 @@ from ..errors import DataValidationError, InputFileError, ProbeMismatchError
 
 PROBE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".hdf", ".cxi", ".nxs", ".ptyr", ".pt", ".pth")
 
+_CXI_SOURCE_PATHS = ("entry_1/instrument_1/source_1/probe", "entry_1/instrument_1/source_1/illumination")
 _CXI_PROBE_PATHS = (
-    "entry_1/instrument_1/source_1/probe",
-    "entry_1/instrument_1/source_1/illumination",
     "entry_1/probe_1/data",
     "entry_1/probe/data",
     "entry_1/probe",
@@ -231,6 +230,12 @@ def _read_h5(path: Path, f: h5py.File, dataset: str | None, opr: str) -> ProbeFi
         where = f"/content/probe/{ids[0]}/data"
         return ProbeFile(_modes(store["data"][()], f"{path}:{where}", notes, opr), pixel, "ptypy", where, notes)
 
+    # CXI source_1/probe (ours and other CXI writers; PyNX does not use it)
+    for name in _CXI_SOURCE_PATHS:
+        obj = _dataset_of(_h5_get(f, name))
+        if obj is not None and obj.ndim >= 2:
+            return ProbeFile(_modes(obj[()], f"{path}:/{name}", notes, opr), _cxi_pixel(f, obj), "cxi", "/" + name, notes)
+
     # PyNX result CXI (entry_last/probe -> result_2)
     group = _pynx(f)
     if group is not None:
@@ -252,12 +257,11 @@ def _read_h5(path: Path, f: h5py.File, dataset: str | None, opr: str) -> ProbeFi
             pixel = _basis_pixel(basis[()]) if basis is not None else None
             return ProbeFile(modes, pixel, "cdtools", f"/{prefix}probe", notes)
 
-    # CXI (ours and others)
+    # other CXI places
     for name in _CXI_PROBE_PATHS:
         obj = _dataset_of(_h5_get(f, name))
         if obj is not None and obj.ndim >= 2:
-            pixel = _xy_pixel(obj) or _xy_pixel(obj.parent) or _xy_pixel(_h5_get(f, "entry_1/image_1")) or _cxi_geometry_pixel(f, obj.shape[-1])
-            return ProbeFile(_modes(obj[()], f"{path}:{obj.name}", notes, opr), pixel, "cxi", obj.name, notes)
+            return ProbeFile(_modes(obj[()], f"{path}:/{name}", notes, opr), _cxi_pixel(f, obj), "cxi", "/" + name, notes)
 
     # plain HDF5: a unique complex array (or a 'probe' dataset anywhere)
     found: list[str] = []
@@ -279,6 +283,11 @@ def _read_h5(path: Path, f: h5py.File, dataset: str | None, opr: str) -> ProbeFi
                                    "choose one (API: dataset=..., CLI: --probe-dataset)")
     raise InputFileError(path, "no probe layout recognised (PyNX entry_N/probe, ptypy content/probe, cdtools probe + basis, "
                                f"CXI source_1/probe, or a complex dataset); the file holds: {'; '.join(listing) or 'no datasets'}")
+
+
+def _cxi_pixel(f: h5py.File, obj) -> tuple[float, float] | None:
+    return (_xy_pixel(obj) or _xy_pixel(obj.parent) or _xy_pixel(_h5_get(f, "entry_1/probe_1"))
+            or _xy_pixel(_h5_get(f, "entry_1/image_1")) or _cxi_geometry_pixel(f, obj.shape[-1]))
 
 
 def _sibling_pixel(group) -> tuple[float, float] | None:
