@@ -99,7 +99,7 @@ def _movie_and_probe(movie, probe) -> tuple[Any, np.ndarray, Movie | None, dict]
     if probe is None:
         raise ConfigError("no probe given and the movie carries none; pass probe=array or a probe file")
     if isinstance(probe, (str, Path)):
-        probe = read_probe(probe, tuple(data.shape))
+        probe = read_probe(probe, tuple(data.shape), pixel_size_nm=meta.get("pixel_size_nm"))
     return data, check_probe(probe, tuple(data.shape)), source, meta
 
 

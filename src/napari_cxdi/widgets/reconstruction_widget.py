@@ -213,7 +213,13 @@ class ReconstructionWidget(QWidget):
         else:
             if not self.probe_path.text().strip():
                 raise ConfigError("give a probe file")
-            probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape))
+            notes: list[str] = []
+            probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape), pixel_size_nm=pixel_size_of(layer),
+                               notes=notes)
+            if notes:
+                from napari.utils.notifications import show_info
+
+                show_info("probe: " + "; ".join(notes))
         method = self.method_combo.currentText()
         kwargs: dict = {"movie": layer.data, "probe": probe, "method": method, "cancel": self._state["cancel"],
                         "preview_frame": int(min(self.viewer.dims.current_step[0], layer.data.shape[0] - 1)),
