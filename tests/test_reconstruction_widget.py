@@ -107,10 +107,10 @@ def test_errors_become_notifications(viewer_with_movie, qtbot, tmp_path, monkeyp
     widget = ReconstructionWidget(viewer_with_movie)
     tiny(widget)
     widget.probe_source.setCurrentText(PROBE_FROM_FILE)
-    np.save(tmp_path / "small_probe.npy", np.ones((2, 16, 16), np.complex64))
-    widget.probe_path.setText(str(tmp_path / "small_probe.npy"))
+    np.save(tmp_path / "bad_probe.npy", np.ones((2, 2, 2, 16, 16), np.complex64))  # (a smaller probe would be padded)
+    widget.probe_path.setText(str(tmp_path / "bad_probe.npy"))
     assert widget.start() is None
-    assert shown and "16x16" in shown[-1] and "32x32" in shown[-1]
+    assert shown and "[modes, H, W]" in shown[-1] and "(2, 2, 2, 16, 16)" in shown[-1]
     widget.probe_path.setText(str(tmp_path / "missing.npy"))
     assert widget.start() is None and "file not found" in shown[-1]
     # an error inside the worker (T larger than the movie) is reported, and the widget recovers
