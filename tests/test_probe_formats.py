@@ -138,3 +138,33 @@ def test_unknown_layouts_are_named(tmp_path):
 
     torch.save({"probe": torch.ones(2, 4, 4)}, tmp_path / "real.pt")
     assert any("real" in n for n in load_probe(tmp_path / "real.pt").notes)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(2, 12), w=st.integers(2, 12), th=st.integers(2, 16), tw=st.integers(2, 16), seed=st.integers(0, 99))
+def test_crop_pad_keeps_the_centre_pixel_and_round_trips(h, w, th, tw, seed):
+    from napari_cxdi.io.probes import _crop_pad
+
+    a = np.random.default_rng(seed).normal(size=(2, h, w))
+    b = _crop_pad(a, (th, tw))
+    assert b.shape == (2, th, tw)
+    if th >= 1 and tw >= 1:
+        assert np.array_equal(b[:, th // 2, tw // 2], a[:, h // 2, w // 2])  # centres (n // 2) stay aligned
+    if th >= h and tw >= w:  # padding loses nothing and cropping back is the identity
+        assert np.array_equal(_crop_pad(b, (h, w)), a)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(12, 24), factor=st.sampled_from([0.5, 2.0, 1.5]), seed=st.integers(0, 99))
+def test_resampling_keeps_photons_per_mode(n, factor, seed):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:n, :n] - n // 2
+    modes = (np.exp(-(x**2 + y**2) / (n / 4) ** 2) * np.exp(1j * rng.normal() * x / n))[None] * rng.uniform(1, 100)
+    out, actual = resample_modes(modes.astype(np.complex64), 10.0, 10.0 / factor)
+    assert abs(out.shape[-1] - n * factor) <= n / 2 * factor + 1  # the field of view is kept (plus padding)
+    assert abs(actual - 10.0 / factor) <= 1e-3 * 10.0 / factor  # the padding makes the new pixel count exact
+    np.testing.assert_allclose((abs(out) ** 2).sum(), (abs(modes) ** 2).sum(), rtol=1e-4)

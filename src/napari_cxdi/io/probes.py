@@ -40,9 +40,10 @@ probe is accepted as an amplitude with zero phase (noted).
 
 Resampling (``fit_probe``): when the probe pixel ``d_p`` differs from the data's object-plane pixel
 ``d_x`` by more than ``tolerance`` (relative), each mode is resampled in the Fourier domain: its
-centred spectrum over ``N_p`` pixels is cropped or zero-padded to ``M = round(N_p d_p / d_x)`` pixels
-and transformed back, which keeps the field of view and samples it at ``d_p N_p / M`` (within
-``1/(2M)`` of ``d_x``; the residual is noted). Each mode's power (photons) is then restored exactly, so
+real-space array is first zero-padded about its centre to the size ``N'`` (at most ``N_p / 2`` larger)
+whose ``N' d_p / d_x`` is closest to an integer ``M``; its centred spectrum is then cropped or zero-padded to
+``M`` pixels and transformed back, which keeps the field of view and samples it at ``d_p N' / M`` (the
+small residual from ``d_x`` is noted). Each mode's power (photons) is then restored exactly, so
 the photon normalisation and mode shares are kept. Ratios beyond ``max_zoom`` are refused with both
 pixel sizes in the message. Afterwards a probe larger than the window is cropped about its centre (the
 photons outside are reported), a smaller one zero-padded about its centre.
@@ -463,20 +464,33 @@ def _power(modes: np.ndarray) -> np.ndarray:
     return (np.abs(modes.astype(np.complex128)) ** 2).sum(axis=(-2, -1))
 
 
+def _padded_size(n: int, ratio: float) -> int:
+    """The size ``n' >= n`` (up to ``n + max(8, n // 2)``) whose ``n' ratio`` is closest to an integer."""
+    sizes = np.arange(n, n + max(8, n // 2) + 1)
+    target = sizes * ratio
+    residual = np.abs(np.maximum(np.rint(target), 2) / target - 1.0)
+    return int(sizes[np.argmin(residual + 1e-9 * (sizes - n))])  # ties: the smallest padding
+
+
 def resample_modes(modes: np.ndarray, probe_pixel_nm: float, target_pixel_nm: float) -> tuple[np.ndarray, float]:
     """Fourier-domain resampling of [K, H, W] modes to ``target_pixel_nm`` (power of each mode kept).
 
-    Returns the resampled modes and the pixel size they actually have (``d_p N_p / M``).
+    The modes are first zero-padded about their centre to the size whose resampled pixel count is
+    closest to an integer (so the residual pixel error is small), then their centred spectrum is
+    cropped/padded to ``M = round(N' d_p / d_x)`` and transformed back. Returns the resampled modes and the
+    pixel size they actually have (``d_p N' / M``, from the column axis).
     """
-    k, h, w = modes.shape
     ratio = probe_pixel_nm / target_pixel_nm
-    mh, mw = max(2, int(round(h * ratio))), max(2, int(round(w * ratio)))
-    spec = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(modes.astype(np.complex128), axes=(-2, -1))), axes=(-2, -1))
+    k, h, w = modes.shape
+    ph, pw = _padded_size(h, ratio), _padded_size(w, ratio)
+    padded = _crop_pad(modes.astype(np.complex128), (ph, pw))
+    mh, mw = max(2, int(round(ph * ratio))), max(2, int(round(pw * ratio)))
+    spec = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(padded, axes=(-2, -1))), axes=(-2, -1))
     spec = _crop_pad(spec, (mh, mw))
     out = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(spec, axes=(-2, -1))), axes=(-2, -1))
     before, after = _power(modes), _power(out)
     out *= np.sqrt(before / np.maximum(after, 1e-300))[:, None, None]
-    return out.astype(np.complex64), probe_pixel_nm * w / mw
+    return out.astype(np.complex64), probe_pixel_nm * pw / mw
 
 
 def _crop_pad(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
