@@ -15,6 +15,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="probe file: NPY/NPZ, CXI, PyNX result .cxi, ptypy .ptyr, cdtools .h5/.pt, pty-chi; "
                         "default: the probe stored in the movie file")
     p.add_argument("--probe-dataset", default=None, help="HDF5 path or NPZ key of the probe, if the probe file has several")
+    p.add_argument("--probe-opr", choices=["first", "mean"], default="first",
+                   help="pty-chi [n_opr, modes, H, W] probes: use the first OPR mode (default) or their mean")
     p.add_argument("--no-probe-resample", action="store_true",
                    help="refuse a probe whose pixel size differs from the data's instead of resampling it")
     p.add_argument("--dataset", default=None, help="HDF5 dataset or NPZ key holding the frames, if the file has several")
@@ -69,6 +71,7 @@ def register(subparsers) -> None:
     e.add_argument("movie", type=Path, help="the measured movie")
     e.add_argument("--probe", type=Path, default=None, help="probe file (default: the one in the movie or reconstruction file)")
     e.add_argument("--probe-dataset", default=None, help="HDF5 path or NPZ key of the probe, if the probe file has several")
+    e.add_argument("--probe-opr", choices=["first", "mean"], default="first", help="pty-chi probes: first OPR mode or mean")
     e.add_argument("--dataset", default=None, help="HDF5 dataset or NPZ key holding the frames of the movie")
     e.add_argument("--runs", type=Path, nargs="+", default=None,
                    help="further reconstructions (.cxi) of the same movie from independent random starts: "
@@ -111,7 +114,8 @@ def _probe(args, movie):
     notes: list[str] = []
     try:
         probe = read_probe(args.probe, movie.shape, getattr(args, "probe_dataset", None), pixel_size_nm=movie.pixel_size_nm,
-                           resample=not getattr(args, "no_probe_resample", False), notes=notes)
+                           resample=not getattr(args, "no_probe_resample", False), opr=getattr(args, "probe_opr", "first"),
+                           notes=notes)
     except InputFileError as exc:
         raise InputFileError(f"--probe {exc.path}", exc.problem.replace("dataset=...", "--probe-dataset")) from exc
     except DataValidationError as exc:

@@ -554,6 +554,9 @@ def fit_probe(
                          "photons per mode kept")
     elif probe_pixel is None and pixel_size_nm:
         notes.append(f"{where}: the file does not record the probe's pixel size; assumed equal to the data's ({pixel_size_nm:.4g} nm)")
+    elif probe_pixel is not None and not pixel_size_nm:
+        notes.append(f"{where}: the data's object-plane pixel is unknown (no geometry), so the probe's "
+                     f"{probe_pixel[1]:.4g} nm pixel could not be checked against it")
     if modes.shape[-2:] != (h, w):
         total = _power(modes).sum()
         old = modes.shape[-2:]
