@@ -1,4 +1,4 @@
-"""TIFF stacks and NumPy files (``.npy`` memory-mapped; ``.npz`` key ``arr_0`` as in the official PID3Net code)."""
+"""TIFF stacks and NumPy files (``.npy`` memory-mapped; ``.npz`` by key: ``--dataset``/``dataset=``, else ``arr_0`` as in the official PID3Net code or another known name). Probes: see :mod:`.probes`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ..errors import DataValidationError, InputFileError
+from ..errors import InputFileError
 from .lazy import lazy_frames
 from .movie import Movie
 from .validate import as_frame_stack, check_dtype
@@ -96,25 +96,3 @@ def read_numpy_movie(path: str | Path, dataset: str | None = None) -> Movie:
     if others:
         movie.metadata["other_arrays"] = ", ".join(others)
     return movie
-
-
-def read_numpy_probe(path: str | Path) -> np.ndarray:
-    """A complex probe [K, H, W] (or [H, W]) from ``.npy`` / ``.npz``."""
-    path = Path(path)
-    _exists(path)
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                key = "probe" if "probe" in keys else ("arr_0" if "arr_0" in keys else keys[0])
-                return np.asarray(z[key])
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputFileError(path, f"not a readable NumPy probe file: {exc}") from exc
-
-
-def ensure_probe_array(probe, path: Path) -> np.ndarray:
-    p = np.asarray(probe)
-    if not np.issubdtype(p.dtype, np.number):
-        raise DataValidationError(f"{path}: the probe must be numeric, got {p.dtype}")
-    return p
