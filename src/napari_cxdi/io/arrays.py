@@ -1,4 +1,8 @@
-"""TIFF stacks and NumPy files (``.npy`` memory-mapped; ``.npz`` by key: ``--dataset``/``dataset=``, else ``arr_0`` as in the official PID3Net code or another known name). Probes: see :mod:`.probes`."""
+"""TIFF stacks and NumPy files.
+
+``.npy`` is memory-mapped; ``.npz`` is read by key: ``--dataset`` / ``dataset=``, else ``arr_0`` (as in the
+official PID3Net code) or another known movie name. Probes are read by :mod:`.probes`.
+"""
 
 from __future__ import annotations
 
