@@ -45,7 +45,7 @@ def write_all_layouts(folder, p):
         for n, scale in ((1, 0.5), (2, 1.0)):  # an earlier step (entry_1) and the final one (entry_2)
             r = f.create_group(f"entry_{n}/result_2")
             r.attrs["NX_class"] = "NXdata"
-            r["data"] = p * scale
+            r["data"] = np.flip(p * scale, axis=-2)  # PyNX writes the probe flipped up/down
             r["x_pixel_size"] = DX_NM * 1e-9
             r["y_pixel_size"] = DX_NM * 1e-9
             f[f"entry_{n}/probe"] = h5py.SoftLink(f"/entry_{n}/result_2")
@@ -85,6 +85,7 @@ def test_every_layout_loads_to_the_same_modes(tmp_path, modes):
         if kind != "numpy":
             assert pf.pixel_size_nm == pytest.approx((DX_NM, DX_NM), rel=1e-6), kind
     assert any("OPR" in n for n in load_probe(files["pty-chi"]).notes)
+    assert any("flipped back" in n for n in load_probe(files["pynx"]).notes)
     mean = load_probe(files["pty-chi"], opr="mean").modes
     assert not np.allclose(mean, modes) and any("averaged" in n for n in load_probe(files["pty-chi"], opr="mean").notes)
 

@@ -10,11 +10,13 @@ What is read (layouts checked against each code's writer; assumptions marked *):
 PyNX          result CXI from ``save_obj_probe_cxi``: ``/entry_last`` (soft link to the last ``entry_N``)
               ``/probe`` (soft link to ``result_2``) ``/data`` [modes, H, W] complex, with
               ``x_pixel_size`` / ``y_pixel_size`` (m) beside it. PyNX flips the probe up/down before
-              writing so that the array origin is the top-left corner (CXI convention); that is also our
-              convention (row 0 at the top, as napari shows it), so the array is used as stored.
+              writing (``np.flip(probe, axis=-2)``, "origin at top, left corner") and flips it back when it
+              loads a result to continue: its working orientation is that of the diffraction frames. We
+              flip it back the same way, so the probe matches the frames it was reconstructed from.
 ptypy         ``.ptyr`` (HDF5): ``/content/probe/<storage ID>/data`` [modes, H, W] complex and
               ``_psize`` [2] (m, (y, x)) beside it. With several storages the first (sorted) is used
-              and a note names the others.
+              and a note names the others. Used as stored (ptypy's working orientation is that of its
+              prepared frames; a ``data.orientation`` flip applied when preparing them is not undone).
 pty-chi       probes are ``[n_opr, modes, H, W]``: the first OPR mode (index 0) is the mean
               illumination; the other OPR modes describe its variation from scan point to scan point and
               are dropped with a note (``opr="mean"`` averages them instead, also with a note).
@@ -26,7 +28,8 @@ cdtools       ``model.save_to_h5``: newer versions write the state dict (``/stat
               (or ``/probe_basis``) at the root. The pixel size along rows / columns is the norm of the
               basis' first / second column. ``.pt`` checkpoints (``torch.save(model.save_results())``)
               are read with ``torch.load(weights_only=True)``, allowing only NumPy's array
-              reconstruction globals; anything else is refused (never unpickled).
+              reconstruction globals; anything else is refused (never unpickled). cdtools saves its working
+              arrays unflipped, so the probe is used as stored.
 CXI           ours and other writers: ``entry_1/instrument_1/source_1/probe`` (or ``illumination``),
               ``entry_1/probe_1/data``, ``entry_1/probe`` ...; pixel from the dataset's or group's
               ``x_pixel_size``, else ``entry_1/image_1/x_pixel_size``, else the far-field geometry.
@@ -242,7 +245,9 @@ def _read_h5(path: Path, f: h5py.File, dataset: str | None, opr: str) -> ProbeFi
     if group is not None:
         g = f[group]
         where = f"/{group}/data"
-        return ProbeFile(_modes(g["data"][()], f"{path}:{where}", notes, opr), _xy_pixel(g), "pynx", where, notes)
+        modes = np.ascontiguousarray(np.flip(_modes(g["data"][()], f"{path}:{where}", notes, opr), axis=-2))
+        notes.append(f"{path}: PyNX stores the probe flipped up/down (top-left origin); flipped back to the frames' orientation")
+        return ProbeFile(modes, _xy_pixel(g), "pynx", where, notes)
 
     # cdtools save_to_h5 (state dict, or old root layout)
     for prefix in ("state_dict/", ""):
