@@ -120,6 +120,16 @@ def _probe(args, movie):
         raise InputFileError(f"--probe {exc.path}", exc.problem.replace("dataset=...", "--probe-dataset")) from exc
     except DataValidationError as exc:
         raise type(exc)(f"--probe {exc}".replace("resampling is off", "--no-probe-resample")) from exc
+    import numpy as np
+
+    picks = sorted({0, movie.n_frames // 2, movie.n_frames - 1})
+    good = 1.0 if getattr(movie, "mask", None) is None else ~np.asarray(movie.mask, bool)
+    counts = float(np.mean([np.nansum(movie.frames(t, t + 1) * good) for t in picks]))
+    photons = float((np.abs(probe.astype(np.complex128)) ** 2).sum())
+    if counts > 0 and not 1 / 3 <= photons / counts <= 3:
+        notes.append(f"the probe carries {photons:.3g} photons per frame but the frames hold {counts:.3g} counts on "
+                     "average: the code that wrote it may normalise its probe or FFT differently (the object's "
+                     "amplitude absorbs the factor)")
     for note in notes:
         print(f"note: {note}")
     from ..io.experiment import ExperimentKindError, classify
