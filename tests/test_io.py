@@ -150,8 +150,12 @@ def test_probe_files(tmp_path, rng):
         f.create_dataset("entry_1/instrument_1/source_1/probe", data=probe)
     for name in ("p.npy", "p.cxi", "p.h5"):
         assert np.allclose(read_probe(tmp_path / name, frame_shape=(10, 16, 16)), probe)
-    with pytest.raises(ProbeMismatchError, match="16x16.*32x32"):
-        read_probe(tmp_path / "p.npy", frame_shape=(10, 32, 32))
+    notes: list[str] = []  # a smaller probe is zero-padded about its centre, with a note
+    padded = read_probe(tmp_path / "p.npy", frame_shape=(10, 32, 32), notes=notes)
+    assert padded.shape == (3, 32, 32) and np.allclose(padded[:, 8:24, 8:24], probe) and "zero-padded" in notes[0]
+    np.save(tmp_path / "line.npy", probe[0, 0])
+    with pytest.raises(ProbeMismatchError, match=r"\[modes, H, W\]"):
+        read_probe(tmp_path / "line.npy", frame_shape=(10, 32, 32))
     np.save(tmp_path / "single.npy", probe[0])
     assert read_probe(tmp_path / "single.npy").shape == (1, 16, 16)
 

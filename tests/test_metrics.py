@@ -4,7 +4,7 @@ from scipy import ndimage
 
 from napari_cxdi.errors import DataValidationError
 from napari_cxdi.metrics import (
-    ONE_OVER_E, estimate_velocity, frc, image_entropy, phase_ssim, prtf, r_factor, register_shift,
+    ONE_OVER_E, estimate_velocity, fourier_fit_ratio, frc, image_entropy, phase_ssim, r_factor, register_shift,
     remove_phase_offset,
 )
 
@@ -22,12 +22,12 @@ def test_r_factor_known_cases(rng):
         r_factor(intensity[:1], intensity)
 
 
-def test_prtf_is_one_for_a_perfect_reconstruction_and_drops_for_noise(rng):
+def test_fourier_fit_ratio_is_one_for_a_perfect_fit_and_drops_for_a_bad_one(rng):
     intensity = rng.uniform(1, 100, size=(2, 64, 64))
-    perfect = prtf(np.sqrt(intensity), intensity, pixel_size_nm=27.0)
+    perfect = fourier_fit_ratio(np.sqrt(intensity), intensity, pixel_size_nm=27.0)
     assert np.allclose(perfect.curve[:32], 1.0)
     assert perfect.resolution_nm == pytest.approx(54.0)  # never crosses 1/e: Nyquist, 2 dx
-    half = prtf(0.2 * np.sqrt(intensity), intensity, pixel_size_nm=27.0)
+    half = fourier_fit_ratio(0.2 * np.sqrt(intensity), intensity, pixel_size_nm=27.0)
     assert half.resolution_nm > 64 * 27.0 / 2  # below 1/e from the first ring
 
 

@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .io import Movie, open_movie, read_probe, write_cxi
 from .io.safe_write import check_output
 from .io.validate import check_probe, iter_check_movie
-from .metrics import estimate_velocity, frc, phase_ssim, prtf, r_factor, remove_phase_offset
+from .metrics import estimate_velocity, fourier_fit_ratio, frc, phase_ssim, prtf, r_factor, remove_phase_offset
 from .physics.forward import diffraction_intensity
 from .physics.probe import support_mask
 from .progress import CANCELLED, cancellable, drain
@@ -118,7 +118,7 @@ def _movie_and_probe(movie, probe) -> tuple[Any, np.ndarray, Movie | None, dict]
     if probe is None:
         raise ConfigError("no probe given and the movie carries none; pass probe=array or a probe file")
     if isinstance(probe, (str, Path)):
-        probe = read_probe(probe, tuple(data.shape))
+        probe = read_probe(probe, tuple(data.shape), pixel_size_nm=meta.get("pixel_size_nm"))
     return data, check_probe(probe, tuple(data.shape)), source, meta
 
 
@@ -142,9 +142,16 @@ def evaluate(
     truth=None,
     frame_interval_s: float | None = None,
     velocity_lag: int = 3,
+    *,
+    runs=None,
 ) -> dict[str, Any]:
-    """Metrics of a reconstruction: R_f and PRTF against the counts; with ``truth`` (complex [N, H, W])
-    phase SSIM and FRC inside the probe support; with ``frame_interval_s`` the drift velocity (nm/s).
+    """Metrics of a reconstruction: R_f and the Fourier fit ratio against the counts; the consistency PRTF
+    when ``runs`` (further reconstructions of the same movie from independent random starts, each like
+    ``objects``) are given; with ``truth`` (complex [N, H, W]) phase SSIM and FRC inside the probe
+    support; with ``frame_interval_s`` the drift velocity (nm/s).
+
+    Without ``runs`` the PRTF is not defined (one run says nothing about how reproducible its phases are):
+    ``prtf_resolution_nm`` is None and ``prtf_note`` says why.
     """
     objects = np.asarray(objects)
     counts_np = np.asarray(counts.compute() if hasattr(counts, "compute") else counts, dtype=np.float32)
@@ -153,9 +160,23 @@ def evaluate(
         [diffraction_intensity(p, torch.as_tensor(objects[i : i + 32])).numpy() for i in range(0, len(objects), 32)]
     )
     dx = pixel_size_nm or 1.0
-    curve = prtf(np.sqrt(predicted), counts_np, dx)
-    out: dict[str, Any] = {"rf": r_factor(predicted, counts_np), "prtf_resolution_nm": curve.resolution_nm,
-                           "prtf_curve": curve.as_dict()}
+    fit = fourier_fit_ratio(np.sqrt(predicted), counts_np, dx)
+    out: dict[str, Any] = {"rf": r_factor(predicted, counts_np), "fourier_fit_resolution_nm": fit.resolution_nm,
+                           "fourier_fit_curve": fit.as_dict(), "prtf_resolution_nm": None}
+    run_list = [np.asarray(r) for r in (runs or [])]
+    if run_list:
+        for r in run_list:
+            if r.shape != objects.shape:
+                raise ConfigError(f"every PRTF run must have the reconstruction's shape {objects.shape}, got {r.shape}")
+        curve = prtf(np.stack([objects, *run_list]), dx, probe=np.asarray(probe))
+        out["prtf_resolution_nm"] = curve.resolution_nm
+        out["prtf_runs"] = len(run_list) + 1
+        out["prtf_curve"] = curve.as_dict()
+        if curve.notes:
+            out["prtf_note"] = "; ".join(curve.notes)
+    else:
+        out["prtf_note"] = ("the PRTF needs reconstructions from several independent random starts "
+                            "(API: runs=... or prtf_runs=N; CLI: evaluate --runs FILE ... or reconstruct --prtf-runs N)")
     mask = support_mask(np.asarray(probe), threshold=0.2, dilate_px=0)
     phase = np.angle(objects)
     if truth is not None:
@@ -167,6 +188,8 @@ def evaluate(
         soft = ndimage.gaussian_filter(mask.astype(float), 2.0)
         f = frc(aligned * soft, true_phase * soft, dx, window=False)
         out["frc_resolution_nm"] = f.resolution_nm
+        out["frc_resolution_half_bit_nm"] = f.resolutions_nm["half-bit"]
+        out["frc_resolution_3sigma_nm"] = f.resolutions_nm["3-sigma"]
         out["frc_curve"] = f.as_dict()
     if frame_interval_s and len(objects) > velocity_lag:
         weights = interior_weights(support_mask(np.asarray(probe), threshold=0.05, dilate_px=0))
@@ -190,6 +213,7 @@ def iter_reconstruction(
     measure_velocity: bool | None = None,
     cancel: threading.Event | None = None,
     pixel_size_nm: float | None = None,
+    prtf_runs: int = 0,
     **overrides: Any,
 ) -> Generator[dict[str, Any], None, Reconstruction]:
     """Reconstruct a movie with PID3Net (train on the movie, or reuse ``model``) or an iterative baseline.
@@ -202,6 +226,8 @@ def iter_reconstruction(
     ``cancel``: when this event is set the run stops after the current step and returns a
     Reconstruction with ``cancelled=True`` (``objects`` None) that keeps the best model trained so far.
     ``pixel_size_nm`` sets the object-plane pixel when the movie is a bare array (default: its metadata).
+    ``prtf_runs`` (iterative methods, >= 2): reconstruct that many times from independent random starts
+    (``start_seed`` 0, 1, ...) and report the consistency PRTF; the first run is the result.
     """
     import time
 
@@ -210,13 +236,30 @@ def iter_reconstruction(
     dx = pixel_size_nm or meta.get("pixel_size_nm")
     timings: dict[str, float] = {}
     history: list[dict] = []
+    extra_runs: list[np.ndarray] = []
+    if prtf_runs and method not in ITERATIVE_METHODS:
+        raise ConfigError("prtf_runs is offered for the iterative methods; for PID3Net train with different seeds and "
+                          "pass the reconstructions to evaluate(runs=...) (CLI: evaluate --runs)")
+    if prtf_runs == 1 or prtf_runs < 0:
+        raise ConfigError(f"prtf_runs must be 0 (no PRTF) or at least 2, got {prtf_runs}")
     if (yield from _validated(data, source, cancel)) is CANCELLED:
         return Reconstruction(None, method, dx, {"method": method}, probe=probe_np, cancelled=True, inputs=inputs)
     if method in ITERATIVE_METHODS:
+        from dataclasses import replace
+
         cfg = config if isinstance(config, IterativeConfig) else IterativeConfig(**overrides)
+        if prtf_runs and cfg.start_seed is None:
+            cfg = replace(cfg, start_seed=0)
         t0 = time.perf_counter()
         gen = iter_iterative(data, probe_np, method, cfg)
         objects = yield from _tag(gen, "iterative", cancel)
+        for k in range(1, prtf_runs if objects is not CANCELLED else 0):
+            run = yield from _tag(iter_iterative(data, probe_np, method, replace(cfg, start_seed=cfg.start_seed + k)),
+                                  f"prtf run {k + 1}/{prtf_runs}", cancel)
+            if run is CANCELLED:
+                objects = CANCELLED
+                break
+            extra_runs.append(np.asarray(run))
         timings["reconstruction_s"] = time.perf_counter() - t0
         trained = None
         cfg_dict = {"method": method, **cfg.__dict__}
@@ -265,7 +308,7 @@ def iter_reconstruction(
         if measure_velocity is None:
             measure_velocity = "velocity_nm_s" in meta
         interval = meta.get("frame_interval_s", meta.get("exposure_s")) if measure_velocity else None
-        result.metrics = evaluate(result.objects, data, probe_np, dx, truth_objects, interval)
+        result.metrics = evaluate(result.objects, data, probe_np, dx, truth_objects, interval, runs=extra_runs or None)
     if trained is not None:
         trained.to("cpu")
     free_device_memory()

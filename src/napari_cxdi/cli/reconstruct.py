@@ -10,8 +10,15 @@ TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr"
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("movie", type=Path, help="diffraction movie (CXI, NeXus/EIGER, HDF5, TIFF, NPY/NPZ)")
-    p.add_argument("--probe", type=Path, default=None, help="probe file (NPY/CXI/HDF5); default: the probe stored in the movie file")
-    p.add_argument("--dataset", default=None, help="HDF5 dataset holding the frames, if the file has several")
+    p.add_argument("--probe", type=Path, default=None,
+                   help="probe file: NPY/NPZ, CXI, PyNX result .cxi, ptypy .ptyr, cdtools .h5/.pt, pty-chi; "
+                        "default: the probe stored in the movie file")
+    p.add_argument("--probe-dataset", default=None, help="HDF5 path or NPZ key of the probe, if the probe file has several")
+    p.add_argument("--probe-opr", choices=["first", "mean"], default="first",
+                   help="pty-chi [n_opr, modes, H, W] probes: use the first OPR mode (default) or their mean")
+    p.add_argument("--no-probe-resample", action="store_true",
+                   help="refuse a probe whose pixel size differs from the data's instead of resampling it")
+    p.add_argument("--dataset", default=None, help="HDF5 dataset or NPZ key holding the frames, if the file has several")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -50,6 +57,8 @@ def register(subparsers) -> None:
     r.add_argument("--finetune", action="store_true", help="with --model: train it further on this movie first")
     r.add_argument("--max-iter", type=int, default=None, help="iterative methods: iterations per batch (default 300)")
     r.add_argument("--stride", type=int, default=None, help="PID3Net inference window stride (default T; 1 averages all overlaps)")
+    r.add_argument("--prtf-runs", type=int, default=0,
+                   help="iterative methods: reconstruct N >= 2 times from random starts and report the consistency PRTF")
     r.add_argument("-o", "--output", type=Path, default=None, help="output .cxi (default <movie>_<method>.cxi next to the input)")
     r.add_argument("--save-model", type=Path, default=None, help="also save the trained model here")
     r.add_argument("--overwrite", action="store_true")
@@ -60,15 +69,74 @@ def register(subparsers) -> None:
     e.add_argument("reconstruction", type=Path, help="a .cxi written by napari-cxdi reconstruct")
     e.add_argument("movie", type=Path, help="the measured movie")
     e.add_argument("--probe", type=Path, default=None, help="probe file (default: the one in the movie or reconstruction file)")
+    e.add_argument("--probe-dataset", default=None, help="HDF5 path or NPZ key of the probe, if the probe file has several")
+    e.add_argument("--probe-opr", choices=["first", "mean"], default="first", help="pty-chi probes: first OPR mode or mean")
+    e.add_argument("--dataset", default=None, help="HDF5 dataset or NPZ key holding the frames of the movie")
+    e.add_argument("--runs", type=Path, nargs="+", default=None,
+                   help="further reconstructions (.cxi) of the same movie from independent random starts: "
+                        "the consistency PRTF is computed over these and RECONSTRUCTION")
     e.add_argument("--truth", type=Path, default=None, help="a simulated movie (.cxi from napari-cxdi simulate) with ground truth")
     e.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
     e.set_defaults(func=run_evaluate)
 
 
 def _load(args):
-    from ..io import open_movie
+    """The movie of ``args.movie`` (``--dataset``); notes on the file's experiment kind are printed."""
+    import warnings
 
-    return open_movie(args.movie, dataset=args.dataset)
+    from ..io import ExperimentKindWarning, open_movie
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExperimentKindWarning)
+        movie = open_movie(args.movie, dataset=args.dataset)
+    for w in caught:
+        if issubclass(w.category, ExperimentKindWarning):
+            print(f"note: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return movie
+
+
+def _probe(args, movie):
+    """The probe for ``movie``: ``--probe`` fitted to its frames (notes printed), else the movie's own.
+
+    Errors name the CLI option, not the API argument.
+    """
+    from ..errors import ConfigError, DataValidationError, InputFileError
+    from ..io import read_probe
+
+    if args.probe is None:
+        if movie.probe is None:
+            raise ConfigError(f"{args.movie} carries no probe; give one with --probe FILE "
+                              "(NPY/NPZ, CXI, PyNX .cxi, ptypy .ptyr, cdtools .h5/.pt, pty-chi .h5/.npz)")
+        return movie.probe
+    notes: list[str] = []
+    try:
+        probe = read_probe(args.probe, movie.shape, getattr(args, "probe_dataset", None), pixel_size_nm=movie.pixel_size_nm,
+                           resample=not getattr(args, "no_probe_resample", False), opr=getattr(args, "probe_opr", "first"),
+                           notes=notes)
+    except InputFileError as exc:
+        raise InputFileError(f"--probe {exc.path}", exc.problem.replace("dataset=...", "--probe-dataset")) from exc
+    except DataValidationError as exc:
+        raise type(exc)(f"--probe {exc}".replace("resampling is off", "--no-probe-resample")) from exc
+    import numpy as np
+
+    picks = sorted({0, movie.n_frames // 2, movie.n_frames - 1})
+    good = 1.0 if getattr(movie, "mask", None) is None else ~np.asarray(movie.mask, bool)
+    counts = float(np.mean([np.nansum(movie.frames(t, t + 1) * good) for t in picks]))
+    photons = float((np.abs(probe.astype(np.complex128)) ** 2).sum())
+    if counts > 0 and not 1 / 3 <= photons / counts <= 3:
+        notes.append(f"the probe carries {photons:.3g} photons per frame but the frames hold {counts:.3g} counts on "
+                     "average: the code that wrote it may normalise its probe or FFT differently (the object's "
+                     "amplitude absorbs the factor)")
+    for note in notes:
+        print(f"note: {note}")
+    from ..io.experiment import ExperimentKindError, classify
+
+    kind = classify(movie.metadata, movie.shape, probe, None, str(args.movie))
+    if kind.kind == "near-field":  # now judged on the probe's own size
+        raise ExperimentKindError(args.movie, kind.message.replace(f"{args.movie} ", "", 1))
+    return probe
 
 
 def _truth_from(path: Path | None):
@@ -89,7 +157,9 @@ def _print_metrics(metrics: dict, timings: dict | None = None) -> None:
     for key, value in {**metrics, **(timings or {})}.items():
         if isinstance(value, dict):
             continue
-        if isinstance(value, float):
+        if value is None:
+            value = "-"
+        elif isinstance(value, float):
             value = f"{value:.4g}"
         print(f"{key:<24} {value}")
 
@@ -102,8 +172,9 @@ def run_train(args) -> int:
 
     check_output(args.output, overwrite=args.overwrite, protected=[args.movie, args.probe, args.resume])
     movie = _load(args)
+    probe = _probe(args, movie)
     bar = ProgressPrinter(args.quiet)
-    model = train(movie, args.probe, variant=args.variant, checkpoint=args.output, progress=bar,
+    model = train(movie, probe, variant=args.variant, checkpoint=args.output, progress=bar,
                   model=args.resume, overwrite=args.overwrite, **_overrides(args))
     bar.close()
     print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
@@ -126,15 +197,21 @@ def run_reconstruct(args) -> int:
             raise ConfigError("--save-model and the output name the same file; choose two names")
         check_output(args.save_model, overwrite=args.overwrite, protected=inputs)
     movie = _load(args)
+    probe = _probe(args, movie)
     overrides = _overrides(args)
     if args.max_iter is not None:
         overrides["max_iter"] = args.max_iter
     if args.method in ("mixed-state", "mf-PIE"):
         overrides = {k: v for k, v in overrides.items() if k in ("max_iter", "device")}
+    elif args.prtf_runs:
+        from ..errors import ConfigError
+
+        raise ConfigError("--prtf-runs is offered for --method mixed-state / mf-PIE; for PID3Net train with several "
+                          "--seed values and give the results to `napari-cxdi evaluate --runs`")
     bar = ProgressPrinter(args.quiet)
     result = drain(
-        iter_reconstruction(movie, args.probe, args.method, model=args.model, train=args.model is None or args.finetune,
-                            inference_stride=args.stride, **overrides),
+        iter_reconstruction(movie, probe, args.method, model=args.model, train=args.model is None or args.finetune,
+                            inference_stride=args.stride, prtf_runs=args.prtf_runs, **overrides),
         bar,
     )
     bar.close()
@@ -148,7 +225,7 @@ def run_reconstruct(args) -> int:
 
 def run_evaluate(args) -> int:
     from ..api import evaluate
-    from ..io import open_movie, read_hdf5_reconstruction, read_probe
+    from ..io import open_movie, read_hdf5_reconstruction
 
     from ..errors import InputFileError
     from ..io.safe_write import check_output
@@ -158,14 +235,26 @@ def run_evaluate(args) -> int:
     recon = read_hdf5_reconstruction(args.reconstruction)
     if recon is None:
         raise InputFileError(args.reconstruction, "holds no reconstruction (entry_1/image_1/data)")
-    movie = open_movie(args.movie)
-    probe = read_probe(args.probe, movie.shape) if args.probe else movie.probe
-    if probe is None:
+    movie = _load(args)
+    if args.probe is None and movie.probe is None:
         from ..io.hdf5 import read_hdf5_probe
 
         probe = read_hdf5_probe(args.reconstruction)
+    else:
+        probe = _probe(args, movie)
+    runs = []
+    for path in args.runs or []:
+        run = read_hdf5_reconstruction(path)
+        if run is None:
+            raise InputFileError(f"--runs {path}", "holds no reconstruction (entry_1/image_1/data)")
+        if tuple(run.shape) != tuple(recon.shape):
+            raise InputFileError(f"--runs {path}", f"its reconstruction is {tuple(run.shape)}, RECONSTRUCTION is {tuple(recon.shape)}")
+        runs.append(run.compute())
     metrics = evaluate(recon.compute(), movie.data, probe, movie.pixel_size_nm, _truth_from(args.truth),
-                       movie.metadata.get("frame_interval_s") if movie.metadata.get("velocity_nm_s") else None)
+                       movie.metadata.get("frame_interval_s") if movie.metadata.get("velocity_nm_s") else None,
+                       runs=runs or None)
+    if metrics.get("prtf_note") and not runs:
+        metrics["prtf_note"] = "the PRTF needs reconstructions from independent random starts: give them with --runs FILE ..."
     _print_metrics(metrics)
     if args.json:
         from ..io.safe_write import write_json

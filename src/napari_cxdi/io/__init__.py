@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CXDIError, InputFileError
-from .arrays import NUMPY_SUFFIXES, TIFF_SUFFIXES, read_numpy_movie, read_numpy_probe, read_tiff_movie
-from .hdf5 import HDF5_SUFFIXES, inspect_hdf5, is_hdf5, read_hdf5_movie, read_hdf5_probe, read_hdf5_reconstruction
+from .arrays import NUMPY_SUFFIXES, TIFF_SUFFIXES, read_numpy_movie, read_tiff_movie
+from .hdf5 import HDF5_SUFFIXES, inspect_hdf5, is_hdf5, read_hdf5_movie, read_hdf5_reconstruction
+from .experiment import ExperimentKindError, ExperimentKindWarning, check_kind, classify, scan_positions
 from .movie import Movie
+from .probes import ProbeFile, emit as emit_notes, fit_probe, load_probe
 from .validate import check_counts, check_probe
 from .writer import default_output_path, read_table, write_cxi
 
@@ -67,7 +69,7 @@ def typed_errors(func):
 def open_movie(path: str | Path, dataset: str | None = None, validate: bool = True) -> Movie:
     """Open a diffraction movie [T, H, W] from any supported file, lazily where possible.
 
-    ``dataset`` picks the HDF5 dataset when a plain HDF5 file holds several. With ``validate``, the
+    ``dataset`` picks the HDF5 dataset or NPZ key when the file holds several. With ``validate``, the
     first, middle and last frames are checked for NaN and negative counts (the reconstruction code
     checks every frame it loads). Raises :class:`InputFileError` / :class:`DataValidationError`.
     """
@@ -76,9 +78,11 @@ def open_movie(path: str | Path, dataset: str | None = None, validate: bool = Tr
     if kind == "hdf5":
         movie = read_hdf5_movie(path, dataset)
     elif kind == "tiff":
+        if dataset is not None:
+            raise InputFileError(path, f"a TIFF stack holds one movie; dataset={dataset!r} (CLI --dataset) applies to NPZ and HDF5 files")
         movie = read_tiff_movie(path)
     elif kind == "numpy":
-        movie = read_numpy_movie(path)
+        movie = read_numpy_movie(path, dataset)
     else:
         raise InputFileError(path, f"unsupported file type {path.suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
     if validate:
@@ -86,34 +90,47 @@ def open_movie(path: str | Path, dataset: str | None = None, validate: bool = Tr
             check_counts(movie.frames(t, t + 1), str(path), first_frame=t)
     if movie.probe is not None:
         movie.probe = check_probe(movie.probe, movie.shape, where=f"{path} (probe)")
+    if validate:
+        check_kind(movie)  # ptychography scans: a warning; near-field data: ExperimentKindError (or a warning)
     return movie
 
 
 @typed_errors
-def read_probe(path: str | Path, frame_shape: tuple[int, ...] | None = None, dataset: str | None = None) -> np.ndarray:
-    """A complex probe [K, H, W] from NPY/NPZ or CXI/HDF5; checked against ``frame_shape`` if given."""
-    path = Path(path)
-    kind = detect_format(path)
-    if kind == "numpy":
-        probe = read_numpy_probe(path)
-    elif kind == "hdf5":
-        probe = read_hdf5_probe(path, dataset)
+def read_probe(
+    path: str | Path,
+    frame_shape: tuple[int, ...] | None = None,
+    dataset: str | None = None,
+    *,
+    pixel_size_nm: float | None = None,
+    resample: bool = True,
+    opr: str = "first",
+    notes: list[str] | None = None,
+) -> np.ndarray:
+    """A complex probe [K, H, W] from any layout :mod:`.probes` knows (NPY/NPZ, CXI, PyNX, ptypy, cdtools, pty-chi).
+
+    With ``frame_shape`` it is fitted to the diffraction window: resampled when its recorded pixel size
+    differs from ``pixel_size_nm`` (the data's object-plane pixel), then cropped/padded about its centre.
+    What was assumed or done is appended to ``notes`` (or issued as warnings when ``notes`` is None).
+    """
+    probe_file = load_probe(path, dataset, opr=opr)
+    if frame_shape is None:
+        fitted, done = probe_file.modes, list(probe_file.notes)
     else:
-        raise InputFileError(path, f"unsupported probe file type {path.suffix!r}; use .npy, .npz, .cxi or .h5")
-    probe = np.asarray(probe)
-    if probe.ndim == 2:
-        probe = probe[None]
-    shape = frame_shape if frame_shape is not None else probe.shape
-    return check_probe(probe, shape, where=str(path))
+        fitted, done = fit_probe(probe_file, frame_shape, pixel_size_nm, resample=resample, where=str(path))
+    if notes is None:
+        emit_notes(done)
+    else:
+        notes.extend(done)
+    return check_probe(fitted, fitted.shape if frame_shape is None else frame_shape, where=str(path))
 
 
 @typed_errors
-def movie_info(path: str | Path) -> dict:
+def movie_info(path: str | Path, dataset: str | None = None) -> dict:
     """What a file holds (format, dataset, shape, dtype, geometry, probe, reconstruction) without reading frames."""
     path = Path(path)
     info: dict = {}
     if detect_format(path) == "hdf5":
-        layout = inspect_hdf5(path)
+        layout = inspect_hdf5(path, dataset)
         info["reconstruction"] = layout.reconstruction
         if not layout.datasets:
             if not layout.reconstruction:
@@ -121,13 +138,22 @@ def movie_info(path: str | Path) -> dict:
                                      "NeXus signals, EIGER data links and 2-D/3-D numeric datasets)")
             info.update({"path": str(path), "format": layout.kind, **layout.metadata})
             return info
-    movie = open_movie(path, validate=False)
+    movie = open_movie(path, dataset=dataset, validate=False)
     info = {**movie.describe(), **info}
+    positions = scan_positions(path, movie.dataset)
+    kind = classify(movie.metadata, movie.shape, movie.probe, positions, str(path))
+    info["experiment"] = kind.kind
+    if kind.fresnel_number is not None:
+        info["fresnel_number"] = kind.fresnel_number
+    if kind.n_positions:
+        info["scan_positions"] = kind.n_positions
+    if kind.message:
+        info["note"] = kind.message
     return info
 
 
 __all__ = [
-    "Movie", "SUPPORTED_SUFFIXES", "check_counts", "check_probe", "default_output_path", "detect_format",
-    "inspect_hdf5", "movie_info", "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "typed_errors",
-    "write_cxi",
+    "ExperimentKindError", "ExperimentKindWarning", "Movie", "SUPPORTED_SUFFIXES", "check_counts", "check_probe",
+    "default_output_path", "detect_format", "ProbeFile", "fit_probe", "inspect_hdf5", "load_probe", "movie_info",
+    "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "typed_errors", "write_cxi",
 ]

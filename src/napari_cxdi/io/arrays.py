@@ -1,4 +1,8 @@
-"""TIFF stacks and NumPy files (``.npy`` memory-mapped; ``.npz`` key ``arr_0`` as in the official PID3Net code)."""
+"""TIFF stacks and NumPy files.
+
+``.npy`` is memory-mapped; ``.npz`` is read by key: ``--dataset`` / ``dataset=``, else ``arr_0`` (as in the
+official PID3Net code) or another known movie name. Probes are read by :mod:`.probes`.
+"""
 
 from __future__ import annotations
 
@@ -122,51 +126,49 @@ def _tiff_series_data(path: Path, index: int, n: int, h: int, w: int, dtype, pag
         raise InputFileError(path, f"cannot read TIFF series {index}: {type(exc).__name__}: {exc}") from exc
 
 
-def _npz_key(z, path: Path) -> str:
+MOVIE_KEYS = ("arr_0", "data", "counts", "intensity", "diffraction", "reciprocal", "patterns", "frames")
+
+
+def _npz_key(z, path: Path, dataset: str | None = None) -> str:
     keys = list(z.keys())
-    for key in ("arr_0", "data", "counts", "intensity", "diffraction"):
+    if dataset is not None:
+        key = dataset.lstrip("/")
+        if key not in keys:
+            raise InputFileError(path, f"no array {dataset!r} in the NPZ file; its keys: {', '.join(keys)}")
+        return key
+    for key in MOVIE_KEYS:
         if key in keys:
             return key
     if len(keys) == 1:
         return keys[0]
-    raise InputFileError(path, f"cannot tell which array is the movie among keys {keys}; expected 'arr_0'")
+    shapes = ", ".join(f"{k} {z[k].shape}" for k in keys[:8])
+    raise InputFileError(path, f"cannot tell which array is the movie among {shapes}; choose one "
+                               "(CLI: --dataset KEY, API: dataset=KEY)")
 
 
-def read_numpy_movie(path: str | Path) -> Movie:
-    """``.npy`` (memory-mapped, lazy) or ``.npz`` (key ``arr_0``) as a [T, H, W] movie."""
+def read_numpy_movie(path: str | Path, dataset: str | None = None) -> Movie:
+    """``.npy`` (memory-mapped, lazy) or ``.npz`` (key ``dataset``, else ``arr_0`` or another known name) as [T, H, W]."""
     path = Path(path)
     _exists(path)
+    key = None
     try:
         if path.suffix.lower() == ".npz":
             with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # numpy leaks the file on a bad zip
-                data = np.asarray(z[_npz_key(z, path)])
+                key = _npz_key(z, path, dataset)
+                data = np.asarray(z[key])
+                others = [k for k in z.keys() if k != key]
         else:
+            if dataset is not None:
+                raise InputFileError(path, f"a .npy file holds one array; --dataset / dataset={dataset!r} applies to NPZ and HDF5 files")
             data = np.load(path, mmap_mode="r", allow_pickle=False)
+            others = []
     except CXDIError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, RuntimeError, MemoryError) as exc:
         raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
-    check_dtype(data.dtype, str(path))
-    return Movie(data=data.reshape(as_frame_stack(data.shape, str(path))), path=path, format=path.suffix.lower()[1:])
-
-
-def read_numpy_probe(path: str | Path) -> np.ndarray:
-    """A complex probe [K, H, W] (or [H, W]) from ``.npy`` / ``.npz``."""
-    path = Path(path)
-    _exists(path)
-    try:
-        if path.suffix.lower() == ".npz":
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # numpy leaks the file on a bad zip
-                keys = list(z.keys())
-                key = "probe" if "probe" in keys else ("arr_0" if "arr_0" in keys else keys[0])
-                return np.asarray(z[key])
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
-        raise InputFileError(path, f"not a readable NumPy probe file: {type(exc).__name__}: {exc}") from exc
-
-
-def ensure_probe_array(probe, path: Path) -> np.ndarray:
-    p = np.asarray(probe)
-    if not np.issubdtype(p.dtype, np.number):
-        raise DataValidationError(f"{path}: the probe must be numeric, got {p.dtype}")
-    return p
+    check_dtype(data.dtype, f"{path}[{key}]" if key else str(path))
+    movie = Movie(data=data.reshape(as_frame_stack(data.shape, f"{path}[{key}]" if key else str(path))), path=path,
+                  dataset=key, format=path.suffix.lower()[1:])
+    if others:
+        movie.metadata["other_arrays"] = ", ".join(others)
+    return movie

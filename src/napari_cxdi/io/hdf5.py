@@ -33,6 +33,8 @@ CXI_PROBE_PATHS = (
     "probe",
 )
 RECONSTRUCTION_PATH = "entry_1/image_1/data"
+CXI_MASK_PATH = "entry_1/instrument_1/detector_1/mask"
+CXI_HAS_SIGNAL = 0x00001000  # the one CXI mask bit that does not make a pixel bad
 
 _LENGTH = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "nm": 1e-9, "angstrom": 1e-10, "a": 1e-10, "å": 1e-10}
 _TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
@@ -231,7 +233,7 @@ def inspect_hdf5(path: str | Path, dataset: str | None = None) -> HDF5Layout:
 def _layout(f: h5py.File, path: Path, dataset: str | None) -> HDF5Layout:
     if dataset is not None:
         if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-            raise InputFileError(path, f"no dataset {dataset!r} in the file")
+            raise InputFileError(path, f"no dataset {dataset!r} in the file; candidates: {', '.join(_generic_candidates(f)[:8]) or 'none'}")
         kind, datasets = "hdf5", [dataset]
     elif "entry_1" in f or "cxi_version" in f:
         kind = "cxi"
@@ -244,7 +246,7 @@ def _layout(f: h5py.File, path: Path, dataset: str | None) -> HDF5Layout:
         kind, datasets = "hdf5", _generic_candidates(f)
         if len(datasets) > 1:
             raise InputFileError(
-                path, f"several datasets could be the movie ({', '.join(datasets[:6])}); choose one with dataset=..."
+                path, f"several datasets could be the movie ({', '.join(datasets[:6])}); choose one (CLI: --dataset PATH, API: dataset=PATH)"
             )
     if not datasets and (broken := dangling_links(f)):
         raise InputFileError(path, f"link(s) to missing data: {', '.join(broken[:5])}; copy the linked files "
@@ -283,7 +285,33 @@ def read_hdf5_movie(path: str | Path, dataset: str | None = None) -> Movie:
     if data.ndim == 4:
         data = data[:, 0]
     probe = read_hdf5_probe(path, layout.probe) if layout.probe else None
-    return Movie(data=data, path=path, dataset=",".join(layout.datasets), format=layout.kind, metadata=layout.metadata, probe=probe)
+    mask = read_cxi_mask(path, tuple(data.shape[-2:])) if layout.kind == "cxi" else None
+    return Movie(data=data, path=path, dataset=",".join(layout.datasets), format=layout.kind, metadata=layout.metadata,
+                 probe=probe, mask=mask)
+
+
+def read_cxi_mask(path: str | Path, frame_shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The CXI ``detector_1/mask`` as bool [H, W] (True = bad), or None if the file has none.
+
+    CXI bit convention: 0 is a good pixel, any set bit marks it bad except exactly ``0x1000``
+    (``CXI_PIXEL_HAS_SIGNAL``), as cdtools reads it. A [T, H, W] mask is reduced to pixels bad in any frame.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        obj = f.get(CXI_MASK_PATH)
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        raw = np.asarray(obj[()])
+    if raw.dtype == bool:
+        bad = raw
+    else:
+        values = raw.astype(np.uint64)
+        bad = (values != 0) & (values != CXI_HAS_SIGNAL)
+    if bad.ndim == 3:
+        bad = bad.any(axis=0)
+    if frame_shape is not None and bad.shape != tuple(frame_shape):
+        raise DataValidationError(f"{path}:/{CXI_MASK_PATH}: the mask is {bad.shape} but the frames are {tuple(frame_shape)}")
+    return bad
 
 
 def read_hdf5_probe(path: str | Path, dataset: str | None = None) -> np.ndarray:

@@ -35,7 +35,9 @@ class IterativeConfig:
     """max_iter per batch; stop when R_f improves by less than ``tol`` (relative) over ``patience`` iterations.
 
     alpha: update step; temporal_weight (mf-PIE): pull toward neighbouring frames; tv_weight (mf-PIE):
-    spatial TV step; batch_size: frames per batch; support_threshold: probe footprint for the support.
+    spatial TV step; batch_size: frames per batch; support_threshold: probe footprint for the support;
+    start_seed: None starts from a flat object (1 everywhere); an integer starts from random phases inside
+    the support (an independent random start, as the consistency PRTF needs).
     """
 
     max_iter: int = 300
@@ -47,6 +49,7 @@ class IterativeConfig:
     batch_size: int = 32
     support_threshold: float = 0.02
     device: str = "auto"
+    start_seed: int | None = None
 
     def __post_init__(self):
         from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_fields
@@ -98,6 +101,10 @@ def iter_iterative(
         lo, hi = max(start - halo, 0), min(stop + halo, n)
         measured = windows.frames(lo, hi)
         obj = torch.ones_like(measured, dtype=torch.complex64)
+        if cfg.start_seed is not None:
+            gen = torch.Generator().manual_seed(int(cfg.start_seed) * 1_000_003 + lo)
+            phase = (torch.rand(obj.shape, generator=gen) * 2 - 1) * torch.pi
+            obj = support * torch.polar(torch.ones_like(phase), phase).to(device) + (1 - support)
         history: list[float] = []
         for it in range(cfg.max_iter):
             obj = obj + cfg.alpha * mixed_state_update(obj, p, measured)

@@ -213,7 +213,13 @@ class ReconstructionWidget(QWidget):
         else:
             if not self.probe_path.text().strip():
                 raise ConfigError("give a probe file")
-            probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape))
+            notes: list[str] = []
+            probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape), pixel_size_nm=pixel_size_of(layer),
+                               notes=notes)
+            if notes:
+                from napari.utils.notifications import show_info
+
+                show_info("probe: " + "; ".join(notes))
         method = self.method_combo.currentText()
         kwargs: dict = {"movie": layer.data, "probe": probe, "method": method, "cancel": self._state["cancel"],
                         "preview_frame": int(min(self.viewer.dims.current_step[0], layer.data.shape[0] - 1)),
@@ -369,8 +375,12 @@ class ReconstructionWidget(QWidget):
         add_layer_data(self.viewer, result_layers(result, base, self._pixel_size))
         self.save_recon_button.setEnabled(True)
         m = result.metrics
-        parts = [f"R_f {m['rf']:.3f}", f"PRTF resolution {m['prtf_resolution_nm']:.0f} nm" if self._pixel_size else
-                 f"PRTF resolution {m['prtf_resolution_nm']:.1f} px"]
+        unit, digits = ("nm", 0) if self._pixel_size else ("px", 1)
+        parts = [f"R_f {m['rf']:.3f}"]
+        if m.get("prtf_resolution_nm") is not None:  # only with several independent runs
+            parts.append(f"PRTF resolution {m['prtf_resolution_nm']:.{digits}f} {unit}")
+        else:
+            parts.append(f"Fourier fit to {m['fourier_fit_resolution_nm']:.{digits}f} {unit}")
         if "frc_resolution_nm" in m:
             parts.append(f"FRC {m['frc_resolution_nm']:.0f} nm")
         times = result.timings
@@ -384,8 +394,9 @@ class ReconstructionWidget(QWidget):
         self.status.setText("done")
         self._plot_loss()
         ax = self.plots.clear(1, "PRTF / FRC", "q (1/nm)" if self._pixel_size else "q (1/px)", "")
-        curve = m["prtf_curve"]
-        ax.plot(curve["spatial_frequency_per_nm"], curve["curve"], color="#60b0f0", lw=1, label="PRTF")
+        curve = m.get("prtf_curve") or m["fourier_fit_curve"]
+        label = "PRTF" if "prtf_curve" in m else "Fourier fit"
+        ax.plot(curve["spatial_frequency_per_nm"], curve["curve"], color="#60b0f0", lw=1, label=label)
         if "frc_curve" in m:
             ax.plot(m["frc_curve"]["spatial_frequency_per_nm"], m["frc_curve"]["curve"], color="#f06060", lw=1, label="FRC")
         ax.axhline(np.exp(-1), color="#909090", ls="--", lw=0.8)
