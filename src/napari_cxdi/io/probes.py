@@ -65,7 +65,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 
-from ..errors import DataValidationError, InputFileError, ProbeMismatchError
+from ..errors import ConfigError, DataValidationError, InputFileError, ProbeMismatchError
 
 PROBE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".hdf", ".cxi", ".nxs", ".ptyr", ".pt", ".pth")
 
@@ -436,11 +436,10 @@ def load_probe(path: str | Path, dataset: str | None = None, opr: str = "first")
     """
     path = Path(path)
     if opr not in ("first", "mean"):
-        raise ValueError(f"opr must be 'first' or 'mean', got {opr!r}")
-    if not path.exists():
-        raise InputFileError(path, "probe file not found")
-    if path.stat().st_size == 0:
-        raise InputFileError(path, "the probe file is empty (0 bytes)")
+        raise ConfigError(f"opr must be 'first' or 'mean', got {opr!r}")
+    from .validate import check_readable
+
+    check_readable(path)  # missing, empty, folder, dangling link, permission denied: typed
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
