@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DataValidationError, InputFileError
 from .lazy import lazy_h5_dataset
+from .mask import DetectorMask, read_hdf5_detector
 from .movie import Movie
 from .validate import as_frame_stack, check_dtype
 
@@ -220,11 +221,20 @@ def read_hdf5_movie(path: str | Path, dataset: str | None = None) -> Movie:
     with h5py.File(path, "r") as f:
         for name in layout.datasets:
             parts.append(lazy_h5_dataset(path, name, f[name].shape, f[name].dtype))
+        try:
+            detector = read_hdf5_detector(f, layout.kind)
+        except (KeyError, OSError, ValueError) as exc:
+            raise InputFileError(path, f"cannot read the detector mask / beam centre: {exc}") from exc
     data = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
     if data.ndim == 4:
         data = data[:, 0]
     probe = read_hdf5_probe(path, layout.probe) if layout.probe else None
-    return Movie(data=data, path=path, dataset=",".join(layout.datasets), format=layout.kind, metadata=layout.metadata, probe=probe)
+    mask = DetectorMask.for_dtype(data.dtype, saturation=detector.get("saturation"))
+    if "bad" in detector:
+        mask = mask.with_bad(detector["bad"], detector["source"])
+        mask.bit_counts = detector.get("bit_counts", {})
+    return Movie(data=data, path=path, dataset=",".join(layout.datasets), format=layout.kind, metadata=layout.metadata,
+                 probe=probe, mask=mask, beam_centre=detector.get("centre"))
 
 
 def read_hdf5_probe(path: str | Path, dataset: str | None = None) -> np.ndarray:

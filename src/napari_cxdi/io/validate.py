@@ -27,16 +27,42 @@ def check_dtype(dtype, where: str) -> None:
         raise DataValidationError(f"{where}: diffraction counts must be numeric, got dtype {dtype}")
 
 
-def check_counts(frames: np.ndarray, where: str, first_frame: int = 0) -> None:
-    """Raise :class:`DataValidationError` if ``frames`` [T, H, W] hold NaN/inf or negative counts."""
+def check_measured(frames: np.ndarray, mask, where: str, first_frame: int = 0) -> None:
+    """Raise :class:`DataValidationError` if a frame of ``frames`` [T, H, W] has no measured pixel.
+
+    Invalid values (NaN, inf, negative, the integer maximum, saturated) are unmeasured pixels, not errors;
+    a frame made only of them is.
+    """
+    frames = np.asarray(frames)
+    invalid = mask.invalid(frames)
+    if mask.bad is not None:
+        invalid |= mask.bad
+    for i in range(len(frames)):
+        if invalid[i].all():
+            f = frames[i]
+            nan = int((~np.isfinite(f)).sum()) if np.issubdtype(f.dtype, np.floating) else 0
+            neg = int((f < 0).sum()) if np.issubdtype(f.dtype, np.signedinteger) or np.issubdtype(f.dtype, np.floating) else 0
+            raise DataValidationError(
+                f"{where}: frame {i + first_frame} has no measured pixel ({nan} NaN or infinite, {neg} negative counts, "
+                f"the rest masked or invalid); check the dataset and the mask"
+            )
+
+
+def check_counts(frames: np.ndarray, where: str, first_frame: int = 0, allow_unmeasured: bool = False) -> None:
+    """Raise :class:`DataValidationError` if ``frames`` [T, H, W] hold NaN/inf or negative counts.
+
+    allow_unmeasured: NaN marks an unmeasured (masked) pixel and is allowed; infinities and negative
+    counts are still errors.
+    """
     frames = np.asarray(frames)
     if np.issubdtype(frames.dtype, np.floating):
-        bad = ~np.isfinite(frames)
+        bad = np.isinf(frames) if allow_unmeasured else ~np.isfinite(frames)
         if bad.any():
             t = int(np.argwhere(bad)[0][0]) + first_frame
             raise DataValidationError(f"{where}: frame {t} contains NaN or infinite counts ({int(bad.sum())} pixels in this block)")
     if np.issubdtype(frames.dtype, np.signedinteger) or np.issubdtype(frames.dtype, np.floating):
-        neg = frames < 0
+        with np.errstate(invalid="ignore"):
+            neg = frames < 0
         if neg.any():
             t = int(np.argwhere(neg)[0][0]) + first_frame
             raise DataValidationError(

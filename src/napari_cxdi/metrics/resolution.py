@@ -49,16 +49,20 @@ def _curve(values_num, values_den, shape, pixel_size_nm, threshold) -> Resolutio
     return ResolutionCurve(freq, curve, threshold, ring_to_resolution_nm(crossing, n, pixel_size_nm))
 
 
-def prtf(predicted_modulus, measured_intensity, pixel_size_nm: float, threshold: float = ONE_OVER_E) -> ResolutionCurve:
+def prtf(predicted_modulus, measured_intensity, pixel_size_nm: float, threshold: float = ONE_OVER_E, mask=None) -> ResolutionCurve:
     """PRTF(q) = ring average of ``|Psi_hat| / sqrt(I)`` over pixels with counts, averaged over frames.
 
     predicted_modulus: [..., H, W] modulus of the reconstruction's far field (``sqrt(sum_k |F(P_k O)|^2)``);
-    measured_intensity: counts of the same shape. Pixels without counts are left out.
+    measured_intensity: counts of the same shape. Pixels without counts are left out, and so are
+    unmeasured pixels: NaN counts and ``mask`` (True = bad; [H, W] or the counts' shape).
     """
     a = np.asarray(predicted_modulus, np.float64)
     i = np.asarray(measured_intensity, np.float64)
     if a.shape != i.shape:
         raise DataValidationError(f"PRTF needs equal shapes, got {a.shape} and {i.shape}")
+    i = np.nan_to_num(i, nan=0.0)
+    if mask is not None:
+        i = np.where(np.broadcast_to(np.asarray(mask, bool), i.shape), 0.0, i)
     valid = i > 0
     ratio = np.where(valid, a / np.sqrt(np.where(valid, i, 1.0)), 0.0)
     return _curve(np.clip(ratio, 0, 1.0), valid.astype(float), a.shape[-2:], pixel_size_nm, threshold)

@@ -13,7 +13,8 @@ class FrameWindows:
     """Serves windows ``frames[s : s + T]`` of a [N, H, W] movie as float32 tensors [B, T, H, W].
 
     In-memory movies are validated once and kept on the device; lazy (dask / memmap) movies are
-    read and validated window by window, so memory stays bounded.
+    read and validated window by window, so memory stays bounded. NaN counts mark unmeasured
+    (masked) pixels and pass through; every consumer leaves them out.
     """
 
     def __init__(self, movie, frames_per_window: int, device: torch.device, name: str = "movie"):
@@ -30,7 +31,7 @@ class FrameWindows:
         self._resident = None
         if not self.lazy:
             array = np.asarray(data, dtype=np.float32)
-            check_counts(array, name)
+            check_counts(array, name, allow_unmeasured=True)
             self._resident = torch.from_numpy(array).to(device)
 
     @property
@@ -42,7 +43,7 @@ class FrameWindows:
             return self._resident[start:stop]
         block = self.data[start:stop]
         block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float32)
-        check_counts(block, self.name, first_frame=start)
+        check_counts(block, self.name, first_frame=start, allow_unmeasured=True)
         return torch.from_numpy(block).to(self.device)
 
     def batch(self, starts) -> torch.Tensor:
