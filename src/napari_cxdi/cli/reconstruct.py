@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .detector_options import add_detector_options, detector_settings
+
 TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr", "tv_weight", "seed", "device", "image_size")
 
 
@@ -14,6 +16,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", type=Path, default=None, help="probe file (NPY/CXI/HDF5); default: the probe stored in the movie file")
     p.add_argument("--dataset", default=None, help="HDF5 dataset holding the frames, if the file has several")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_detector_options(p)
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -69,7 +72,7 @@ def register(subparsers) -> None:
 def _load(args):
     from ..io import open_movie
 
-    return open_movie(args.movie, dataset=args.dataset)
+    return open_movie(args.movie, dataset=args.dataset, mask=args.mask, use_file_mask=not args.no_file_mask)
 
 
 def _truth_from(path: Path | None):
@@ -102,7 +105,8 @@ def run_train(args) -> int:
     movie = _load(args)
     bar = ProgressPrinter(args.quiet)
     model = train(movie, args.probe, variant=args.variant, checkpoint=args.output, progress=bar,
-                  model=args.resume, overwrite=args.overwrite, **_overrides(args))
+                  model=args.resume, overwrite=args.overwrite, detector=detector_settings(args).with_(mask=None),
+                  **_overrides(args))
     bar.close()
     print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
     return 0
@@ -126,11 +130,11 @@ def run_reconstruct(args) -> int:
     bar = ProgressPrinter(args.quiet)
     result = drain(
         iter_reconstruction(movie, args.probe, args.method, model=args.model, train=args.model is None or args.finetune,
-                            inference_stride=args.stride, **overrides),
+                            inference_stride=args.stride, detector=detector_settings(args).with_(mask=None), **overrides),
         bar,
     )
     bar.close()
-    result.save(output, metadata=movie.metadata, overwrite=args.overwrite)
+    result.save(output, metadata={**movie.metadata, **result.metadata}, overwrite=args.overwrite)
     if args.save_model and result.model is not None:
         save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite)
     _print_metrics(result.metrics, result.timings)

@@ -342,3 +342,38 @@ def centre_crop_probe(probe: np.ndarray, size: int) -> tuple[np.ndarray, str | N
     ch, cw = min(h, size), min(w, size)
     out[..., dy : dy + ch, dx : dx + cw] = p[..., sy : sy + ch, sx : sx + cw]
     return out, f"the probe ({h}x{w}) was {'cropped' if h > size else 'padded'} to the {size}x{size} window, centred"
+
+
+def detector_report(movie: Movie, size: int | None = None, bin: int = 1, centre: tuple[float, float] | None = None,
+                    hot_pixels: bool = True) -> dict:
+    """What ``info`` prints about a detector movie: beam centre and its source, mask statistics, the crop
+    :func:`prepare_movie` would use and the resulting object-plane pixel (or "pixels" without geometry).
+
+    Reads frames only to estimate a centre or count hot-pixel candidates (up to 32 frames).
+    """
+    from .mask import suggest_hot_pixels
+
+    info: dict = {}
+    if movie.mask is not None:
+        info.update(movie.mask.describe())
+    c, window = plan_crop(movie, size, bin, centre)
+    info["beam_centre_yx"] = f"{c.y:.2f}, {c.x:.2f}"
+    info["beam_centre_source"] = c.source
+    info["crop"] = (f"{window.extent}x{window.extent} px at (y {window.y0}, x {window.x0})"
+                    + (f", binned {bin}x{bin}" if bin > 1 else "") + f" -> {window.size}x{window.size} frames")
+    if not window.fits(tuple(movie.shape[1:])):
+        info["crop"] += " (extends beyond the detector: outside pixels unmeasured)"
+    m = movie.metadata
+    if all(m.get(k) for k in ("energy_kev", "distance_m", "detector_pixel_um")):
+        from ..physics.geometry import Geometry
+
+        g = Geometry(m["energy_kev"], m["distance_m"], m["detector_pixel_um"] * bin, window.size)
+        info["cropped_pixel_size_nm"] = round(g.pixel_size_nm, 4)
+    elif m.get("pixel_size_nm"):
+        info["cropped_pixel_size_nm"] = round(m["pixel_size_nm"] * movie.shape[-1] / window.extent, 4)
+    else:
+        info["cropped_pixel_size_nm"] = "unknown (no geometry: sizes in pixels; give --energy-kev, --distance-m, --pixel-size-um)"
+    if hot_pixels:
+        _, n_hot = suggest_hot_pixels(summed_pattern(movie), movie.mask.bad if movie.mask is not None else None)
+        info["hot_pixel_candidates"] = n_hot
+    return info
