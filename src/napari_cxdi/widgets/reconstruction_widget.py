@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 from ..api import ALL_METHODS, Reconstruction, iter_reconstruction
 from ..devices import DEVICE_CHOICES
 from ..errors import CXDIError
+from .._napari.detector_layers import detector_inputs
 from .._napari.scripting import add_layer_data, pixel_size_of, probe_of, result_layers
 from .._napari.layers import amplitude_layer, phase_layer
 from .plots import PlotCanvas
@@ -213,11 +214,12 @@ class ReconstructionWidget(QWidget):
         else:
             if not self.probe_path.text().strip():
                 raise ConfigError("give a probe file")
-            probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape))
+            probe = read_probe(self.probe_path.text().strip())  # crop/pad to the frames happens in the API
         method = self.method_combo.currentText()
         kwargs: dict = {"movie": layer.data, "probe": probe, "method": method, "cancel": self._state["cancel"],
                         "preview_frame": int(min(self.viewer.dims.current_step[0], layer.data.shape[0] - 1)),
                         "measure_velocity": False}
+        kwargs.update(detector_inputs(layer, self.viewer.layers))  # painted mask, dragged beam centre, crop box
         if method.startswith("PID3Net"):
             source = self.model_source.currentText()
             if source == MODEL_CURRENT:
@@ -366,11 +368,12 @@ class ReconstructionWidget(QWidget):
         base = self._source_name.replace(" diffraction", "")
         for layer in [layer for layer in self.viewer.layers if layer.name.startswith(f"{base} preview ")]:
             self.viewer.layers.remove(layer)
+        self._pixel_size = result.pixel_size_nm or self._pixel_size  # a cropped detector movie has its own dx
         add_layer_data(self.viewer, result_layers(result, base, self._pixel_size))
         self.save_recon_button.setEnabled(True)
         m = result.metrics
-        parts = [f"R_f {m['rf']:.3f}", f"PRTF resolution {m['prtf_resolution_nm']:.0f} nm" if self._pixel_size else
-                 f"PRTF resolution {m['prtf_resolution_nm']:.1f} px"]
+        parts = [f"R_f {m['rf']:.3f}", f"PRTF resolution {m['prtf_resolution_nm']:.0f} nm" if "prtf_resolution_nm" in m else
+                 f"PRTF resolution {m['prtf_resolution_px']:.1f} px"]
         if "frc_resolution_nm" in m:
             parts.append(f"FRC {m['frc_resolution_nm']:.0f} nm")
         times = result.timings
