@@ -222,13 +222,20 @@ def bin_mask(bad: np.ndarray, b: int) -> np.ndarray:
     return bad.reshape(hh // b, b, ww // b, b).all(axis=(1, 3))
 
 
-def _process(block: np.ndarray, window: CropWindow, mask: DetectorMask, bad_window: np.ndarray | None) -> np.ndarray:
-    invalid = mask.invalid(block)
-    cut = window.cut(block.astype(np.float32))
-    cut[window.cut(invalid.astype(np.float32), fill=1.0) > 0] = np.nan
+def _process(block: np.ndarray, window: CropWindow, mask: DetectorMask, bad_window: np.ndarray | None,
+             offset: tuple[int, int]) -> np.ndarray:
+    """Frames [t, h, w] of the window's on-detector part (native dtype) -> [t, m, m] float32, NaN = unmeasured."""
+    values = block.astype(np.float32)
+    values[mask.invalid(block)] = np.nan
+    e = window.extent
+    if values.shape[-2:] != (e, e):
+        padded = np.full((block.shape[0], e, e), np.nan, np.float32)
+        oy, ox = offset
+        padded[:, oy : oy + values.shape[1], ox : ox + values.shape[2]] = values
+        values = padded
     if bad_window is not None:
-        cut[..., bad_window] = np.nan
-    return bin_frames(cut, window.bin)
+        values[:, bad_window] = np.nan
+    return bin_frames(values, window.bin)
 
 
 def resolve_centre(movie: Movie, centre: tuple[float, float] | None = None, estimate: bool = True) -> BeamCentre:
@@ -309,12 +316,16 @@ def prepare_movie(
     data = movie.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=(1, h, w), asarray=True)
-    elif data.chunks[1] != (h,) or data.chunks[2] != (w,):
-        data = data.rechunk({1: -1, 2: -1})
+    # only the window's on-detector part is read and processed (one task per frame chunk)
+    ys, xs = max(window.y0, 0), max(window.x0, 0)
+    ye, xe = min(window.y0 + window.extent, h), min(window.x0 + window.extent, w)
+    if ye <= ys or xe <= xs:
+        raise ConfigError(f"the crop window {window.to_dict()} does not overlap the {h}x{w} detector")
+    region = data[:, ys:ye, xs:xe].rechunk({1: -1, 2: -1})
     m = window.size
-    prepared = data.map_blocks(
-        _process, window, replace(base, bad=None), bad_window,
-        dtype=np.float32, chunks=(data.chunks[0], (m,), (m,)),
+    prepared = region.map_blocks(
+        _process, window, replace(base, bad=None), bad_window, (ys - window.y0, xs - window.x0),
+        dtype=np.float32, chunks=(region.chunks[0], (m,), (m,)),
     )
     static = bin_mask(bad_window, window.bin) if bad_window is not None else np.zeros((m, m), bool)
     meta = dict(movie.metadata)

@@ -78,7 +78,10 @@ def write_eiger_master(
     pixel_mask: bool = True,
     saturation: int | None = 1_000_000,
 ) -> Path:
-    """Write ``<name>_master.h5`` + ``<name>_data_00000N.h5`` (bitshuffle/LZ4, one chunk per frame) as an EIGER does."""
+    """Write ``<name>_master.h5`` + ``<name>_data_00000N.h5`` (bitshuffle/LZ4, one chunk per frame) as an EIGER does.
+
+    frames: [T, H, W] uint32, or any object with ``shape``, ``dtype``, ``len`` and slicing (written 16 frames at a time).
+    """
     import h5py
     import hdf5plugin
 
@@ -91,9 +94,12 @@ def write_eiger_master(
         data.attrs["NX_class"] = "NXdata"
         for i, start in enumerate(range(0, len(frames), frames_per_file)):
             fname = f"{name}_data_{i + 1:06d}.h5"
+            stop = min(start + frames_per_file, len(frames))
             with h5py.File(folder / fname, "w") as d:
-                d.create_dataset("entry/data/data", data=frames[start : start + frames_per_file],
-                                 chunks=(1, *frames.shape[1:]), **hdf5plugin.Bitshuffle(cname="lz4"))
+                ds = d.create_dataset("entry/data/data", shape=(stop - start, *frames.shape[1:]), dtype=frames.dtype,
+                                      chunks=(1, *frames.shape[1:]), **hdf5plugin.Bitshuffle(cname="lz4"))
+                for s in range(start, stop, 16):  # in blocks: ``frames`` may be a lazy frame source
+                    ds[s - start : min(s + 16, stop) - start] = frames[s : min(s + 16, stop)]
             data[f"data_{i + 1:06d}"] = h5py.ExternalLink(fname, "/entry/data/data")
         det = entry.create_group("instrument/detector")
         det.attrs["NX_class"] = "NXdetector"
