@@ -89,6 +89,19 @@ def _truth_from(path: Path | None):
         return np.asarray(f["entry_1/napari_cxdi/ground_truth/objects"][()])
 
 
+def _stored_crop(path: Path) -> dict | None:
+    """The crop (window, centre, bin) recorded in a reconstruction written by ``reconstruct``, if any."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        obj = f.get("entry_1/napari_cxdi/metadata_json")
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        raw = obj[()]
+        crop = json.loads(raw.decode() if isinstance(raw, bytes) else raw).get("crop")
+    return crop if isinstance(crop, dict) and {"centre_y", "centre_x", "size", "bin"} <= set(crop) else None
+
+
 def _print_metrics(metrics: dict, timings: dict | None = None) -> None:
     for key, value in {**metrics, **(timings or {})}.items():
         if isinstance(value, dict):
@@ -152,12 +165,18 @@ def run_evaluate(args) -> int:
     if recon is None:
         raise InputFileError(args.reconstruction, "holds no reconstruction (entry_1/image_1/data)")
     movie = open_movie(args.movie)
-    probe = read_probe(args.probe, movie.shape) if args.probe else movie.probe
+    probe = read_probe(args.probe) if args.probe else movie.probe
     if probe is None:
         from ..io.hdf5 import read_hdf5_probe
 
         probe = read_hdf5_probe(args.reconstruction)
-    metrics = evaluate(recon.compute(), movie.data, probe, movie.pixel_size_nm, _truth_from(args.truth),
+    # a reconstruction of a detector movie: the same mask, centre and crop as when it was made
+    from ..api import DetectorSettings, prepare_input
+
+    crop = _stored_crop(args.reconstruction)
+    detector = DetectorSettings(center=(crop["centre_y"], crop["centre_x"]), crop_size=crop["size"], bin=crop["bin"]) if crop else None
+    data, probe, _, meta = prepare_input(movie, probe, detector)
+    metrics = evaluate(recon.compute(), data, probe, meta.get("pixel_size_nm"), _truth_from(args.truth),
                        movie.metadata.get("frame_interval_s") if movie.metadata.get("velocity_nm_s") else None)
     _print_metrics(metrics)
     if args.json:

@@ -176,7 +176,14 @@ def read_hdf5_detector(f, kind: str) -> dict:
     from .detector import read_centre_hdf5
 
     out: dict = {}
-    paths = CXI_MASK_PATHS if kind == "cxi" else NEXUS_MASK_PATHS
+    paths = list(CXI_MASK_PATHS if kind == "cxi" else NEXUS_MASK_PATHS)
+    if kind != "cxi":  # any NXdetector group's pixel_mask (e.g. /entry/instrument/eiger/pixel_mask)
+        instrument = f.get("entry/instrument")
+        if isinstance(instrument, h5py.Group):
+            for group in instrument.values():
+                c = group.attrs.get("NX_class", b"") if isinstance(group, h5py.Group) else b""
+                if (c.decode() if isinstance(c, bytes) else str(c)) == "NXdetector" and "pixel_mask" in group:
+                    paths.append(group["pixel_mask"].name.lstrip("/"))
     for name in paths:
         obj = f.get(name)
         if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3):
