@@ -23,11 +23,13 @@ from .layers import LayerData
 
 
 def is_detector_movie(movie, probe_size: int | None = None) -> bool:
-    """True when a movie needs masking/centring/cropping: a file mask or centre, or frames that are not
-    square or not of the probe's size."""
+    """True when a movie needs masking/centring/cropping: bad pixels in the file mask, a recorded beam centre
+    off the frame's middle, or frames that are not square or not of the probe's size."""
     h, w = movie.shape[1:]
-    has_mask = movie.mask is not None and movie.mask.bad is not None
-    return has_mask or movie.beam_centre is not None or h != w or (probe_size is not None and probe_size != h)
+    has_mask = movie.mask is not None and movie.mask.bad is not None and bool(movie.mask.bad.any())
+    c = movie.beam_centre
+    off_centre = c is not None and (abs(c.y - h // 2) > 1 or abs(c.x - w // 2) > 1)
+    return has_mask or off_centre or h != w or (probe_size is not None and probe_size != h)
 
 
 def crop_rectangle(window) -> np.ndarray:

@@ -263,10 +263,13 @@ def plan_crop(movie: Movie, size: int | None = None, bin: int = 1, centre: tuple
     """The beam centre and the crop window :func:`prepare_movie` would use (reads frames only to estimate a centre).
 
     A square frame already of the requested size (or any square frame when no size is asked), with no
-    centre given or recorded, is taken as centred: the window is the whole frame.
+    centre given and none recorded more than 1 px off its middle, is taken as centred: the window is the
+    whole frame (a file that records the conventional centre N/2 or (N-1)/2 is not shifted by a pixel).
     """
     h, w = movie.shape[1:]
-    square_ok = h == w and (size is None or size * bin == h) and centre is None and movie.beam_centre is None
+    recorded = movie.beam_centre
+    centred = recorded is None or (abs(recorded.y - h // 2) <= 1 and abs(recorded.x - w // 2) <= 1)
+    square_ok = h == w and (size is None or size * bin == h) and centre is None and centred
     if square_ok:
         c = BeamCentre(float(h // 2), float(w // 2), "frame centre")
         m = h // bin
