@@ -291,6 +291,9 @@ def test_api_centre_crop_bin_and_bad_options(tmp_path, sim):
     assert r.objects.shape == (6, 32, 32) and r.metadata["crop"]["centre_source"] == "given"
     r2 = cx.reconstruct(master, probe_small, method="mixed-state", max_iter=3, bin=2, evaluate_metrics=False)
     assert r2.metadata["crop"]["bin"] == 2 and r2.pixel_size_nm == pytest.approx(r.pixel_size_nm / 2, rel=1e-6)
+    # a bare array cropped to a smaller probe: the given object pixel follows the window (dx = lambda z / (m p))
+    r3 = cx.reconstruct(sim.counts, probe_small, method="mixed-state", max_iter=2, pixel_size_nm=10.0, evaluate_metrics=False)
+    assert r3.objects.shape == (6, 32, 32) and r3.pixel_size_nm == pytest.approx(20.0)
     with pytest.raises(ConfigError, match="outside"):
         cx.reconstruct(master, probe_small, method="mixed-state", center=(500, 5))
     assert main(["reconstruct", str(master), "--probe", str(tmp_path / "nope.npy"), "--bin", "0"]) == 2

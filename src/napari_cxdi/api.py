@@ -318,6 +318,9 @@ def iter_reconstruction(
 
     detector = _detector_from(detector, overrides)
     data, probe_np, source, meta = _movie_and_probe(movie, probe, detector)
+    crop = meta.get("crop")
+    if pixel_size_nm and crop:  # given for the uncropped frames: dx = lambda z / (m b p) follows the window
+        pixel_size_nm = pixel_size_nm * crop["detector_shape"][-1] / (crop["size"] * crop["bin"])
     dx = pixel_size_nm or meta.get("pixel_size_nm")
     for note in meta.get("notes", []):
         yield {"event": "warning", "stage": "prepare", "message": note}

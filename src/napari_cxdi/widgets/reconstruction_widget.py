@@ -214,7 +214,8 @@ class ReconstructionWidget(QWidget):
         else:
             if not self.probe_path.text().strip():
                 raise ConfigError("give a probe file")
-            probe = read_probe(self.probe_path.text().strip())  # crop/pad to the frames happens in the API
+            linked = bool(layer.metadata.get("mask_layer"))  # a detector movie: the API crops to the probe
+            probe = read_probe(self.probe_path.text().strip(), None if linked else tuple(layer.data.shape))
         method = self.method_combo.currentText()
         kwargs: dict = {"movie": layer.data, "probe": probe, "method": method, "cancel": self._state["cancel"],
                         "preview_frame": int(min(self.viewer.dims.current_step[0], layer.data.shape[0] - 1)),
