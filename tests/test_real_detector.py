@@ -269,6 +269,13 @@ def test_cli_reconstruct_master_with_probe_and_no_flags(tmp_path, sim, capsys):
     info = __import__("json").loads(capsys.readouterr().out)
     assert info["beam_centre_source"].startswith("file:") and info["mask_gap"] == 2 * 140 + 2 * 150 - 4
     assert info["crop"].startswith("64x64 px at (y 39, x 30)") and info["cropped_pixel_size_nm"] == pytest.approx(161.44, abs=0.01)
+    extra = np.zeros((150, 140), bool)
+    extra[5, 5:9] = True
+    np.save(tmp_path / "extra.npy", extra)
+    assert main(["info", str(master), "--mask", str(tmp_path / "extra.npy"), "--json"]) == 0
+    assert __import__("json").loads(capsys.readouterr().out)["mask_pixels"] == info["mask_pixels"] + 4
+    assert main(["info", str(master), "--no-file-mask", "--json"]) == 0
+    assert __import__("json").loads(capsys.readouterr().out)["mask_pixels"] == 0
 
 
 def test_without_geometry_lengths_are_in_pixels(tmp_path, sim, capsys):
