@@ -16,6 +16,8 @@ from ._version import __version__
 _EXPORTS = {
     "reconstruct": "api", "iter_reconstruction": "api", "train": "api", "evaluate": "api", "Reconstruction": "api",
     "open_movie": "io", "read_probe": "io", "write_cxi": "io", "movie_info": "io",
+    "DetectorSettings": "api", "prepare_input": "api", "read_mask_file": "io", "suggest_hot_pixels": "io",
+    "prepare_movie": "io.detector", "estimate_centre": "io.detector", "plan_crop": "io.detector",
     "simulate_aunp": "simulate", "simulate_test_chart": "simulate",
     "PID3Net": "pid3net", "PID3NetConfig": "pid3net", "load_checkpoint": "pid3net", "save_checkpoint": "pid3net",
     "resolve_device": "devices",

@@ -22,7 +22,7 @@ import torch
 
 from .devices import free_device_memory
 from .errors import ConfigError
-from .io import Movie, open_movie, read_probe, write_cxi
+from .io import Movie, open_movie, write_cxi
 from .io.safe_write import check_output
 from .io.validate import check_probe, iter_check_movie
 from .metrics import estimate_velocity, fourier_fit_ratio, frc, phase_ssim, prtf, r_factor, remove_phase_offset
@@ -53,6 +53,9 @@ class Reconstruction:
     source: str | None = None
     cancelled: bool = False
     inputs: list[str] = field(default_factory=list)  # files of the run (movie, probe, model): never written
+    mask: np.ndarray | None = None  # [H, W] bool, True = unmeasured pixel of the reconstructed frames
+    filled_intensity: np.ndarray | None = None  # [N, H, W]: counts, with the model's intensity where unmeasured
+    metadata: dict[str, Any] = field(default_factory=dict)  # geometry of the reconstructed frames (crop, pixel)
 
     @property
     def phase(self) -> np.ndarray:
@@ -86,39 +89,167 @@ def input_paths(*items) -> list[str]:
     return paths
 
 
-def _validated(data, source, cancel=None):
-    """Stream-check every frame (cached per file) before long work; returns CANCELLED if cancelled."""
-    target = source if source is not None and getattr(source, "path", None) else data
-    return _tag(iter_check_movie(target, mask=getattr(source, "mask", None)), "validate", cancel)
+def _validated(data, source, cancel=None, prepared: bool = False):
+    """Stream-check every frame (cached per file) before long work; returns CANCELLED if cancelled.
+
+    A file's movie is checked with its detector mask (invalid values are unmeasured pixels); prepared
+    frames (NaN = unmeasured) likewise; a bare array must be finite and non-negative everywhere.
+    """
+    if source is not None and getattr(source, "path", None):
+        target, mask = source, getattr(source, "mask", None)
+    else:
+        from .io.mask import DetectorMask
+
+        target, mask = data, (DetectorMask.for_dtype(np.dtype(data.dtype)) if prepared else None)
+    return _tag(iter_check_movie(target, mask=mask), "validate", cancel)
 
 
-def _movie_and_probe(movie, probe) -> tuple[Any, np.ndarray, Movie | None, dict]:
-    """Normalise the inputs: (counts array-like [N, H, W], probe [K, H, W], Movie or None, metadata)."""
+MATERIALISE_BELOW_BYTES = 512 * 1024**2
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How a detector movie becomes reconstruction frames (all optional; see :mod:`napari_cxdi.io.detector`).
+
+    mask: extra bad pixels (array [H, W], True = bad, or a mask file); use_file_mask: honour the file's
+    pixel mask; center: beam centre (y, x) in detector pixels (default: the file's, else estimated);
+    crop_size: m, frame size after cropping (default: the probe's size, else the largest that fits);
+    bin: b x b binning; energy_kev, distance_m, detector_pixel_um: geometry the file lacks (override it).
+    """
+
+    mask: Any = None
+    use_file_mask: bool = True
+    center: tuple[float, float] | None = None
+    crop_size: int | None = None
+    bin: int = 1
+    energy_kev: float | None = None
+    distance_m: float | None = None
+    detector_pixel_um: float | None = None
+    probe_resample: bool = True  # a probe file whose pixel differs from the data's: resample (else refuse)
+
+    def validate(self) -> None:
+        if self.bin < 1:
+            raise ConfigError(f"bin must be a positive integer, got {self.bin}")
+        if self.crop_size is not None and self.crop_size < 8:
+            raise ConfigError(f"crop_size must be at least 8 pixels, got {self.crop_size}")
+        for name in ("energy_kev", "distance_m", "detector_pixel_um"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+
+    def with_(self, **changes) -> "DetectorSettings":
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "mask"}
+        out["mask"] = str(self.mask) if isinstance(self.mask, (str, Path)) else (None if self.mask is None else "array")
+        return out
+
+    @property
+    def needs_preparation(self) -> bool:
+        return self.mask is not None or self.center is not None or self.crop_size is not None or self.bin != 1
+
+
+def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray | None, Movie | None, dict]:
+    """(counts [N, m, m] with NaN = unmeasured, probe [K, m, m] or None, source Movie or None, metadata).
+
+    A movie file or :class:`Movie` is masked (file mask, ``detector.mask``, invalid values), centred,
+    cropped to the probe's size (or ``detector.crop_size``) and binned, lazily; small results are
+    loaded into memory. Bare arrays pass through unchanged unless ``detector`` asks for a mask or crop,
+    or their frames differ from the probe's. ``metadata["notes"]`` lists what was adapted.
+    """
+    from .io.detector import centre_crop_probe, plan_crop, prepare_movie
     from .simulate import SimulatedMovie
 
+    det = detector or DetectorSettings()
+    det.validate()
     meta: dict = {}
+    notes: list[str] = []
     source = None
+    from .io.probes import ProbeFile, load_probe
+
+    probe_file, probe_path = None, "probe"
+    if isinstance(probe, (str, Path)):
+        probe_path, probe = str(probe), load_probe(probe)
+    if isinstance(probe, ProbeFile):  # modes + their pixel size: fitted to the reconstruction window below
+        probe_file, probe = probe, probe.modes
     if isinstance(movie, (str, Path)):
-        movie = open_movie(movie)
+        movie = open_movie(movie, mask=det.mask, use_file_mask=det.use_file_mask)
+        det = det.with_(mask=None, use_file_mask=True)
     if isinstance(movie, SimulatedMovie):
         meta = {k: v for k, v in movie.metadata.items() if k != "config"}
         probe = movie.probe if probe is None else probe
-        data = movie.counts
+        movie = movie.counts
     elif isinstance(movie, Movie):
         source = movie
-        meta = dict(movie.metadata)
-        if movie.pixel_size_nm:
-            meta["pixel_size_nm"] = movie.pixel_size_nm
         probe = movie.probe if probe is None else probe
-        data = movie.data
+    if not isinstance(movie, Movie):
+        data = movie if movie.ndim == 3 else movie[None]
+        frame = tuple(data.shape[-2:])
+        probe_frame = None if probe is None else tuple(np.shape(probe)[-2:])
+        if not det.needs_preparation and (probe_frame is None or probe_frame == frame):
+            return data, probe, None, meta
+        from .io.mask import DetectorMask
+
+        movie = Movie(data=data, metadata=dict(meta), mask=DetectorMask.for_dtype(data.dtype))
+    geometry = {k: getattr(det, k) for k in ("energy_kev", "distance_m", "detector_pixel_um") if getattr(det, k)}
+    if geometry:
+        movie = Movie(**{**movie.__dict__, "metadata": {**movie.metadata, **geometry}})
+        movie.metadata.pop("pixel_size_nm", None)
+    size = det.crop_size
+    if size is None and probe is not None:
+        size = int(np.shape(probe)[-1]) // 1
+    if movie.prepared:
+        prepared = movie
     else:
-        data = movie
-    if data.ndim == 2:
-        data = data[None]
+        extra = det.mask
+        if isinstance(extra, (str, Path)):
+            from .io.mask import read_mask_file
+
+            extra = read_mask_file(extra)
+        mask = movie.mask if movie.mask is not None else None
+        if mask is not None and not det.use_file_mask:
+            mask = mask.without_file_mask()
+        movie = Movie(**{**movie.__dict__, "mask": mask})
+        if extra is not None:
+            from .io.mask import DetectorMask
+
+            movie.mask = (movie.mask or DetectorMask.for_dtype(movie.data.dtype)).with_bad(extra, "given")
+        centre, window = plan_crop(movie, size, det.bin, det.center)
+        prepared = prepare_movie(movie, window=window, centre=None if centre.source == "frame centre" else centre.as_tuple())
+        prepared.metadata["crop"].update(centre_y=round(centre.y, 3), centre_x=round(centre.x, 3), centre_source=centre.source)
+        if not window.is_identity(tuple(movie.shape[1:])):
+            notes.append(f"cropped a {window.extent}x{window.extent} window at ({window.y0}, {window.x0}) around the beam "
+                         f"centre ({centre.y:.1f}, {centre.x:.1f}, {centre.source})"
+                         + (f", binned {det.bin}x{det.bin}" if det.bin > 1 else ""))
+    meta = {**meta, **{k: v for k, v in prepared.metadata.items() if not isinstance(v, np.ndarray)}}
+    if prepared.pixel_size_nm:
+        meta["pixel_size_nm"] = prepared.pixel_size_nm
+    data = prepared.data
+    if np.prod(data.shape) * 4 <= MATERIALISE_BELOW_BYTES and hasattr(data, "compute"):
+        data = np.asarray(data.compute(), np.float32)
+    if probe_file is not None:
+        from .io.probes import fit_probe
+
+        probe, done = fit_probe(probe_file, tuple(data.shape), meta.get("pixel_size_nm"), where=probe_path,
+                                resample=det.probe_resample)
+        notes.extend(done)
+    elif probe is not None:
+        probe, note = centre_crop_probe(np.asarray(probe), int(data.shape[-1]))
+        if note:
+            notes.append(note)
+    meta["notes"] = notes
+    meta["mask_bad"] = prepared.mask.bad if prepared.mask is not None else None
+    return data, probe, source, meta
+
+
+def _movie_and_probe(movie, probe, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray, Movie | None, dict]:
+    """Normalise the inputs: (counts array-like [N, H, W], probe [K, H, W], Movie or None, metadata)."""
+    data, probe, source, meta = prepare_input(movie, probe, detector)
     if probe is None:
-        raise ConfigError("no probe given and the movie carries none; pass probe=array or a probe file")
-    if isinstance(probe, (str, Path)):
-        probe = read_probe(probe, tuple(data.shape), pixel_size_nm=meta.get("pixel_size_nm"))
+        raise ConfigError("no probe given and the movie carries none; pass probe=array or a probe file (CLI: --probe)")
     return data, check_probe(probe, tuple(data.shape)), source, meta
 
 
@@ -142,6 +273,8 @@ def evaluate(
     truth=None,
     frame_interval_s: float | None = None,
     velocity_lag: int = 3,
+    mask=None,
+    keep_filled: bool = False,
     *,
     runs=None,
 ) -> dict[str, Any]:
@@ -152,6 +285,10 @@ def evaluate(
 
     Without ``runs`` the PRTF is not defined (one run says nothing about how reproducible its phases are):
     ``prtf_resolution_nm`` is None and ``prtf_note`` says why.
+
+    Unmeasured pixels (NaN counts, ``mask`` True) are left out of R_f, the Fourier fit and the PRTF.
+    Without ``pixel_size_nm`` resolutions and velocities are in pixels (``*_px`` keys). ``keep_filled``
+    adds ``filled_intensity``: the counts with the model's intensity in the unmeasured pixels.
     """
     objects = np.asarray(objects)
     counts_np = np.asarray(counts.compute() if hasattr(counts, "compute") else counts, dtype=np.float32)
@@ -159,17 +296,19 @@ def evaluate(
     predicted = np.concatenate(
         [diffraction_intensity(p, torch.as_tensor(objects[i : i + 32])).numpy() for i in range(0, len(objects), 32)]
     )
+    # without a pixel size, lengths are in pixels (keys end in _px), never invented nm
     dx = pixel_size_nm or 1.0
-    fit = fourier_fit_ratio(np.sqrt(predicted), counts_np, dx)
-    out: dict[str, Any] = {"rf": r_factor(predicted, counts_np), "fourier_fit_resolution_nm": fit.resolution_nm,
-                           "fourier_fit_curve": fit.as_dict(), "prtf_resolution_nm": None}
+    unit = "nm" if pixel_size_nm else "px"
+    fit = fourier_fit_ratio(np.sqrt(predicted), counts_np, dx, mask=mask)
+    out: dict[str, Any] = {"rf": r_factor(predicted, counts_np, mask=mask), f"fourier_fit_resolution_{unit}": fit.resolution_nm,
+                           "fourier_fit_curve": fit.as_dict(), f"prtf_resolution_{unit}": None}
     run_list = [np.asarray(r) for r in (runs or [])]
     if run_list:
         for r in run_list:
             if r.shape != objects.shape:
                 raise ConfigError(f"every PRTF run must have the reconstruction's shape {objects.shape}, got {r.shape}")
-        curve = prtf(np.stack([objects, *run_list]), dx, probe=np.asarray(probe))
-        out["prtf_resolution_nm"] = curve.resolution_nm
+        curve = prtf(np.stack([objects, *run_list]), dx, probe=np.asarray(probe), mask=mask)
+        out[f"prtf_resolution_{unit}"] = curve.resolution_nm
         out["prtf_runs"] = len(run_list) + 1
         out["prtf_curve"] = curve.as_dict()
         if curve.notes:
@@ -177,6 +316,13 @@ def evaluate(
     else:
         out["prtf_note"] = ("the PRTF needs reconstructions from several independent random starts "
                             "(API: runs=... or prtf_runs=N; CLI: evaluate --runs FILE ... or reconstruct --prtf-runs N)")
+    unmeasured = ~np.isfinite(counts_np)
+    if mask is not None:
+        unmeasured |= np.broadcast_to(np.asarray(mask, bool), counts_np.shape)
+    if unmeasured.any():
+        out["unmeasured_fraction"] = float(unmeasured.mean())
+        if keep_filled:
+            out["filled_intensity"] = np.where(unmeasured, predicted, counts_np).astype(np.float32)
     mask = support_mask(np.asarray(probe), threshold=0.2, dilate_px=0)
     phase = np.angle(objects)
     if truth is not None:
@@ -187,15 +333,15 @@ def evaluate(
 
         soft = ndimage.gaussian_filter(mask.astype(float), 2.0)
         f = frc(aligned * soft, true_phase * soft, dx, window=False)
-        out["frc_resolution_nm"] = f.resolution_nm
-        out["frc_resolution_half_bit_nm"] = f.resolutions_nm["half-bit"]
-        out["frc_resolution_3sigma_nm"] = f.resolutions_nm["3-sigma"]
+        out[f"frc_resolution_{unit}"] = f.resolution_nm
+        out[f"frc_resolution_half_bit_{unit}"] = f.resolutions_nm["half-bit"]
+        out[f"frc_resolution_3sigma_{unit}"] = f.resolutions_nm["3-sigma"]
         out["frc_curve"] = f.as_dict()
     if frame_interval_s and len(objects) > velocity_lag:
         weights = interior_weights(support_mask(np.asarray(probe), threshold=0.05, dilate_px=0))
         v = estimate_velocity(phase, dx, frame_interval_s, lag=velocity_lag, weights=weights)
-        out["velocity_nm_s"] = v["mean_nm_s"].tolist()
-        out["velocity_std_nm_s"] = v["std_nm_s"].tolist()
+        out[f"velocity_{unit}_s"] = v["mean_nm_s"].tolist()
+        out[f"velocity_std_{unit}_s"] = v["std_nm_s"].tolist()
     return out
 
 
@@ -214,6 +360,7 @@ def iter_reconstruction(
     cancel: threading.Event | None = None,
     pixel_size_nm: float | None = None,
     prtf_runs: int = 0,
+    detector: DetectorSettings | None = None,
     **overrides: Any,
 ) -> Generator[dict[str, Any], None, Reconstruction]:
     """Reconstruct a movie with PID3Net (train on the movie, or reuse ``model``) or an iterative baseline.
@@ -228,12 +375,22 @@ def iter_reconstruction(
     ``pixel_size_nm`` sets the object-plane pixel when the movie is a bare array (default: its metadata).
     ``prtf_runs`` (iterative methods, >= 2): reconstruct that many times from independent random starts
     (``start_seed`` 0, 1, ...) and report the consistency PRTF; the first run is the result.
+    ``detector`` (:class:`DetectorSettings`) or its fields as keywords (``mask=``, ``center=(y, x)``,
+    ``crop_size=``, ``bin=``, ``use_file_mask=``, ``energy_kev=``, ``distance_m=``, ``detector_pixel_um=``)
+    say how a detector movie is masked, centred, cropped and binned; by default the file's mask and
+    beam centre are used and the frames are cropped to the probe's size.
     """
     import time
 
     inputs = input_paths(movie, probe, model)
-    data, probe_np, source, meta = _movie_and_probe(movie, probe)
+    detector = _detector_from(detector, overrides)
+    data, probe_np, source, meta = _movie_and_probe(movie, probe, detector)
+    crop = meta.get("crop")
+    if pixel_size_nm and crop:  # given for the uncropped frames: dx = lambda z / (m b p) follows the window
+        pixel_size_nm = pixel_size_nm * crop["detector_shape"][-1] / (crop["size"] * crop["bin"])
     dx = pixel_size_nm or meta.get("pixel_size_nm")
+    for note in meta.get("notes", []):
+        yield {"event": "warning", "stage": "prepare", "message": note}
     timings: dict[str, float] = {}
     history: list[dict] = []
     extra_runs: list[np.ndarray] = []
@@ -242,7 +399,7 @@ def iter_reconstruction(
                           "pass the reconstructions to evaluate(runs=...) (CLI: evaluate --runs)")
     if prtf_runs == 1 or prtf_runs < 0:
         raise ConfigError(f"prtf_runs must be 0 (no PRTF) or at least 2, got {prtf_runs}")
-    if (yield from _validated(data, source, cancel)) is CANCELLED:
+    if (yield from _validated(data, source, cancel, prepared="crop" in meta)) is CANCELLED:
         return Reconstruction(None, method, dx, {"method": method}, probe=probe_np, cancelled=True, inputs=inputs)
     if method in ITERATIVE_METHODS:
         from dataclasses import replace
@@ -301,6 +458,8 @@ def iter_reconstruction(
         objects=np.asarray(objects), method=method, pixel_size_nm=dx, config=cfg_dict, history=history,
         timings=timings, model=trained, probe=probe_np, source=str(source.path) if source and source.path else None,
         inputs=inputs,
+        mask=meta.get("mask_bad"),
+        metadata={k: v for k, v in meta.items() if k not in ("mask_bad", "config") and not isinstance(v, np.ndarray)},
     )
     if evaluate_metrics:
         yield {"event": "progress", "stage": "evaluate"}
@@ -308,11 +467,26 @@ def iter_reconstruction(
         if measure_velocity is None:
             measure_velocity = "velocity_nm_s" in meta
         interval = meta.get("frame_interval_s", meta.get("exposure_s")) if measure_velocity else None
-        result.metrics = evaluate(result.objects, data, probe_np, dx, truth_objects, interval, runs=extra_runs or None)
+        result.metrics = evaluate(result.objects, data, probe_np, dx, truth_objects, interval, keep_filled=True,
+                                  runs=extra_runs or None)
+        filled = result.metrics.pop("filled_intensity", None)
+        result.filled_intensity = filled
     if trained is not None:
         trained.to("cpu")
     free_device_memory()
     return result
+
+
+DETECTOR_KEYS = ("mask", "use_file_mask", "center", "crop_size", "bin", "energy_kev", "distance_m", "detector_pixel_um")
+
+
+def _detector_from(detector: DetectorSettings | None, overrides: dict) -> DetectorSettings:
+    """``detector`` updated by (and the detector keywords removed from) ``overrides``."""
+    given = {k: overrides.pop(k) for k in DETECTOR_KEYS if k in overrides}
+    det = detector or DetectorSettings()
+    if given.get("center") is not None:
+        given["center"] = tuple(float(c) for c in given["center"])
+    return det.with_(**given) if given else det
 
 
 def _tag(gen, stage: str, cancel: threading.Event | None = None):
@@ -327,20 +501,21 @@ def reconstruct(movie, probe=None, method: str = "PID3Net-PO", progress: Callabl
 
 def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path | None = None,
           progress: Callable[[dict], None] | None = None, model: PID3Net | str | Path | None = None,
-          overwrite: bool = False, **overrides: Any) -> PID3Net:
+          overwrite: bool = False, detector: DetectorSettings | None = None, **overrides: Any) -> PID3Net:
     """Train PID3Net on a movie (optionally continuing ``model``) and save a checkpoint if asked.
 
     The checkpoint is checked before any work (never an input: movie, probe or ``model``; an existing
     file only with ``overwrite``) and written every ``checkpoint_every`` steps (config; 0 = every epoch)
     so a crash or kill loses at most that much; at the end it holds the best weights. Every frame is
     checked first. A NaN loss stops training with :class:`TrainingDivergedError` (the file keeps the
-    last good state).
+    last good state). ``detector`` / its fields as keywords: masking, centring, cropping as in
+    :func:`iter_reconstruction`.
     """
     inputs = input_paths(movie, probe, model)
     if checkpoint is not None:
         check_output(checkpoint, overwrite=overwrite, protected=inputs)
-    data, probe_np, source, _ = _movie_and_probe(movie, probe)
-    drain(_validated(data, source), progress)
+    data, probe_np, source, meta = _movie_and_probe(movie, probe, _detector_from(detector, overrides))
+    drain(_validated(data, source, prepared="crop" in meta), progress)
     history: list[dict] = []
     optimizer_state = None
     if isinstance(model, (str, Path)):

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import CXDIError
 from ..io import detect_format, inspect_hdf5, open_movie, read_hdf5_reconstruction, typed_errors
 from ..io.hdf5 import _open
+from .detector_layers import detector_layers, is_detector_movie
 from .layers import LayerData, amplitude_layer, diffraction_layer, phase_layer, probe_layer
 
 
@@ -69,7 +70,14 @@ def file_layers(path: Path) -> list[LayerData]:
         meta = {**movie.metadata, "source_path": str(path), "format": movie.format}
         if movie.probe is not None:
             meta["probe"] = movie.probe
+        extra: list[LayerData] = []
+        if is_detector_movie(movie):
+            # a raw detector: layers in detector pixels, with editable mask, beam centre and crop box
+            extra, links = detector_layers(movie, stem)
+            meta.update(links)
+            dx = None
         layers.append(diffraction_layer(movie.data, f"{stem} diffraction", dx, meta))
+        layers.extend(extra)
         if movie.probe is not None:
             layers.append(probe_layer(movie.probe, f"{stem} probe", dx))
     else:

@@ -32,12 +32,20 @@ def pixel_size_of(layer) -> float | None:
 
 
 def result_layers(result, name: str, pixel_size_nm: float | None) -> list[LayerData]:
-    """Amplitude and phase movie layers of a :class:`~napari_cxdi.api.Reconstruction`."""
+    """Amplitude and phase movie layers of a :class:`~napari_cxdi.api.Reconstruction`, and, when pixels
+    were unmeasured (gaps, masked), the counts with the recovered intensity filled in (in frame pixels)."""
     meta = {"method": result.method, "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, dict)}}
-    return [
+    pixel_size_nm = result.pixel_size_nm or pixel_size_nm
+    layers = [
         amplitude_layer(result.amplitude, f"{name} amplitude ({result.method})", pixel_size_nm, meta),
         phase_layer(result.phase, f"{name} phase ({result.method})", pixel_size_nm, meta),
     ]
+    if getattr(result, "filled_intensity", None) is not None:
+        from .layers import diffraction_layer
+
+        layers.append(diffraction_layer(result.filled_intensity, f"{name} intensity, gaps filled ({result.method})", None,
+                                        {**meta, "kind": "filled_intensity"}))
+    return layers
 
 
 def add_layer_data(viewer, layers: list[LayerData]) -> list:
@@ -58,12 +66,17 @@ def reconstruct_layer(viewer, layer_name: str, method: str = "PID3Net-PO", probe
     :func:`napari_cxdi.api.reconstruct` (e.g. ``epochs=10, device="cuda"``). Returns the Reconstruction.
     """
     from ..api import reconstruct
+    from .detector_layers import detector_inputs
 
     layer = viewer.layers[layer_name]
     probe = probe if probe is not None else probe_of(layer)
     if probe is None:
         raise ConfigError(f"layer {layer_name!r} carries no probe; pass probe=array or a probe file")
-    dx = pixel_size_of(layer)
-    result = reconstruct(layer.data, probe=probe, method=method, pixel_size_nm=dx, **kwargs)
+    linked = detector_inputs(layer, viewer.layers)  # painted mask, dragged centre, crop box
+    movie = linked.pop("movie", layer.data)
+    kwargs = {**linked, **kwargs}
+    dx = None if linked else pixel_size_of(layer)
+    result = reconstruct(movie, probe=probe, method=method, pixel_size_nm=dx, **kwargs)
+    dx = result.pixel_size_nm
     add_layer_data(viewer, result_layers(result, layer_name.replace(" diffraction", ""), dx))
     return result

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+from .detector_options import add_detector_options, detector_settings
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr", "tv_weight", "seed", "device", "image_size")
 
@@ -20,6 +23,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="refuse a probe whose pixel size differs from the data's instead of resampling it")
     p.add_argument("--dataset", default=None, help="HDF5 dataset or NPZ key holding the frames, if the file has several")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_detector_options(p)
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -88,7 +92,8 @@ def _load(args):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExperimentKindWarning)
-        movie = open_movie(args.movie, dataset=args.dataset)
+        movie = open_movie(args.movie, dataset=args.dataset, mask=getattr(args, "mask", None),
+                           use_file_mask=not getattr(args, "no_file_mask", False))
     for w in caught:
         if issubclass(w.category, ExperimentKindWarning):
             print(f"note: {w.message}")
@@ -98,33 +103,29 @@ def _load(args):
 
 
 def _probe(args, movie):
-    """The probe for ``movie``: ``--probe`` fitted to its frames (notes printed), else the movie's own.
-
-    Errors name the CLI option, not the API argument.
+    """The probe for ``movie``: the ``--probe`` file's modes and pixel size (a :class:`ProbeFile`, fitted to
+    the reconstruction window by the API), else the movie's own. Notes are printed; errors name the CLI option.
     """
-    from ..errors import ConfigError, DataValidationError, InputFileError
-    from ..io import read_probe
+    import numpy as np
+
+    from ..errors import ConfigError, InputFileError
+    from ..io.probes import load_probe
 
     if args.probe is None:
         if movie.probe is None:
             raise ConfigError(f"{args.movie} carries no probe; give one with --probe FILE "
                               "(NPY/NPZ, CXI, PyNX .cxi, ptypy .ptyr, cdtools .h5/.pt, pty-chi .h5/.npz)")
         return movie.probe
-    notes: list[str] = []
     try:
-        probe = read_probe(args.probe, movie.shape, getattr(args, "probe_dataset", None), pixel_size_nm=movie.pixel_size_nm,
-                           resample=not getattr(args, "no_probe_resample", False), opr=getattr(args, "probe_opr", "first"),
-                           notes=notes)
+        probe_file = load_probe(args.probe, getattr(args, "probe_dataset", None), opr=getattr(args, "probe_opr", "first"))
     except InputFileError as exc:
         raise InputFileError(f"--probe {exc.path}", exc.problem.replace("dataset=...", "--probe-dataset")) from exc
-    except DataValidationError as exc:
-        raise type(exc)(f"--probe {exc}".replace("resampling is off", "--no-probe-resample")) from exc
-    import numpy as np
-
+    notes = list(probe_file.notes)
+    probe_file.notes.clear()
     picks = sorted({0, movie.n_frames // 2, movie.n_frames - 1})
-    good = 1.0 if getattr(movie, "mask", None) is None else ~np.asarray(movie.mask, bool)
-    counts = float(np.mean([np.nansum(movie.frames(t, t + 1) * good) for t in picks]))
-    photons = float((np.abs(probe.astype(np.complex128)) ** 2).sum())
+    counts = float(np.mean([np.nansum(np.where(np.isfinite(f), f, 0)) for f in
+                            (np.asarray(movie.frames(t, t + 1), np.float64) for t in picks)]))
+    photons = float((np.abs(probe_file.modes.astype(np.complex128)) ** 2).sum())
     if counts > 0 and not 1 / 3 <= photons / counts <= 3:
         notes.append(f"the probe carries {photons:.3g} photons per frame but the frames hold {counts:.3g} counts on "
                      "average: the code that wrote it may normalise its probe or FFT differently (the object's "
@@ -133,10 +134,17 @@ def _probe(args, movie):
         print(f"note: {note}")
     from ..io.experiment import ExperimentKindError, classify
 
-    kind = classify(movie.metadata, movie.shape, probe, None, str(args.movie))
+    kind = classify(movie.metadata, movie.shape, probe_file.modes, None, str(args.movie))
     if kind.kind == "near-field":  # now judged on the probe's own size
         raise ExperimentKindError(args.movie, kind.message.replace(f"{args.movie} ", "", 1))
-    return probe
+    return probe_file
+
+
+
+def _detector(args):
+    """The API's DetectorSettings from the CLI options (the mask file was applied when the movie was opened)."""
+    settings = detector_settings(args).with_(mask=None)
+    return settings.with_(probe_resample=not getattr(args, "no_probe_resample", False))
 
 
 def _truth_from(path: Path | None):
@@ -151,6 +159,19 @@ def _truth_from(path: Path | None):
         if "entry_1/napari_cxdi/ground_truth/objects" not in f:
             raise InputFileError(path, "holds no ground truth (expected a file written by napari-cxdi simulate)")
         return np.asarray(f["entry_1/napari_cxdi/ground_truth/objects"][()])
+
+
+def _stored_crop(path: Path) -> dict | None:
+    """The crop (window, centre, bin) recorded in a reconstruction written by ``reconstruct``, if any."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        obj = f.get("entry_1/napari_cxdi/metadata_json")
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        raw = obj[()]
+        crop = json.loads(raw.decode() if isinstance(raw, bytes) else raw).get("crop")
+    return crop if isinstance(crop, dict) and {"centre_y", "centre_x", "size", "bin"} <= set(crop) else None
 
 
 def _print_metrics(metrics: dict, timings: dict | None = None) -> None:
@@ -175,7 +196,7 @@ def run_train(args) -> int:
     probe = _probe(args, movie)
     bar = ProgressPrinter(args.quiet)
     model = train(movie, probe, variant=args.variant, checkpoint=args.output, progress=bar,
-                  model=args.resume, overwrite=args.overwrite, **_overrides(args))
+                  model=args.resume, overwrite=args.overwrite, detector=_detector(args), **_overrides(args))
     bar.close()
     print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
     return 0
@@ -211,11 +232,11 @@ def run_reconstruct(args) -> int:
     bar = ProgressPrinter(args.quiet)
     result = drain(
         iter_reconstruction(movie, probe, args.method, model=args.model, train=args.model is None or args.finetune,
-                            inference_stride=args.stride, prtf_runs=args.prtf_runs, **overrides),
+                            inference_stride=args.stride, prtf_runs=args.prtf_runs, detector=_detector(args), **overrides),
         bar,
     )
     bar.close()
-    result.save(output, metadata=movie.metadata, overwrite=args.overwrite)
+    result.save(output, metadata={**movie.metadata, **result.metadata}, overwrite=args.overwrite)
     if args.save_model and result.model is not None:
         save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite, protected=inputs)
     _print_metrics(result.metrics, result.timings)
@@ -225,7 +246,7 @@ def run_reconstruct(args) -> int:
 
 def run_evaluate(args) -> int:
     from ..api import evaluate
-    from ..io import open_movie, read_hdf5_reconstruction
+    from ..io import read_hdf5_reconstruction
 
     from ..errors import InputFileError
     from ..io.safe_write import check_output
@@ -242,6 +263,12 @@ def run_evaluate(args) -> int:
         probe = read_hdf5_probe(args.reconstruction)
     else:
         probe = _probe(args, movie)
+    # a reconstruction of a detector movie: the same mask, centre and crop as when it was made
+    from ..api import DetectorSettings, prepare_input
+
+    crop = _stored_crop(args.reconstruction)
+    detector = DetectorSettings(center=(crop["centre_y"], crop["centre_x"]), crop_size=crop["size"], bin=crop["bin"]) if crop else None
+    data, probe, _, meta = prepare_input(movie, probe, detector)
     runs = []
     for path in args.runs or []:
         run = read_hdf5_reconstruction(path)
@@ -250,9 +277,9 @@ def run_evaluate(args) -> int:
         if tuple(run.shape) != tuple(recon.shape):
             raise InputFileError(f"--runs {path}", f"its reconstruction is {tuple(run.shape)}, RECONSTRUCTION is {tuple(recon.shape)}")
         runs.append(run.compute())
-    metrics = evaluate(recon.compute(), movie.data, probe, movie.pixel_size_nm, _truth_from(args.truth),
+    metrics = evaluate(recon.compute(), data, probe, meta.get("pixel_size_nm"), _truth_from(args.truth),
                        movie.metadata.get("frame_interval_s") if movie.metadata.get("velocity_nm_s") else None,
-                       runs=runs or None)
+                       mask=meta.get("mask_bad"), runs=runs or None)
     if metrics.get("prtf_note") and not runs:
         metrics["prtf_note"] = "the PRTF needs reconstructions from independent random starts: give them with --runs FILE ..."
     _print_metrics(metrics)

@@ -15,9 +15,10 @@ from ..errors import CXDIError, InputFileError
 from .arrays import NUMPY_SUFFIXES, TIFF_SUFFIXES, read_numpy_movie, read_tiff_movie
 from .hdf5 import HDF5_SUFFIXES, inspect_hdf5, is_hdf5, read_hdf5_movie, read_hdf5_reconstruction
 from .experiment import ExperimentKindError, ExperimentKindWarning, check_kind, classify, scan_positions
+from .mask import DetectorMask, read_mask_file, suggest_hot_pixels
 from .movie import Movie
 from .probes import ProbeFile, emit as emit_notes, fit_probe, load_probe
-from .validate import check_counts, check_probe
+from .validate import check_counts, check_measured, check_probe
 from .writer import default_output_path, read_table, write_cxi
 
 SUPPORTED_SUFFIXES = HDF5_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES
@@ -66,12 +67,21 @@ def typed_errors(func):
 
 
 @typed_errors
-def open_movie(path: str | Path, dataset: str | None = None, validate: bool = True) -> Movie:
+def open_movie(
+    path: str | Path,
+    dataset: str | None = None,
+    validate: bool = True,
+    mask=None,
+    use_file_mask: bool = True,
+) -> Movie:
     """Open a diffraction movie [T, H, W] from any supported file, lazily where possible.
 
-    ``dataset`` picks the HDF5 dataset or NPZ key when the file holds several. With ``validate``, the
-    first, middle and last frames are checked for NaN and negative counts (the reconstruction code
-    checks every frame it loads). Raises :class:`InputFileError` / :class:`DataValidationError`.
+    ``dataset`` picks the HDF5 dataset when a plain HDF5 file holds several. ``movie.mask`` is the
+    :class:`~napari_cxdi.io.mask.DetectorMask`: the file's pixel mask (unless ``use_file_mask=False``),
+    plus ``mask`` (a bad-pixel array [H, W], True = bad, or a mask file), plus the per-frame
+    invalid-value rules; ``movie.beam_centre`` is the centre the file records, if any. With
+    ``validate``, the first, middle and last frames must each hold measured pixels (the
+    reconstruction checks every frame it loads). Raises :class:`InputFileError` / :class:`DataValidationError`.
     """
     path = Path(path)
     kind = detect_format(path)
@@ -85,9 +95,17 @@ def open_movie(path: str | Path, dataset: str | None = None, validate: bool = Tr
         movie = read_numpy_movie(path, dataset)
     else:
         raise InputFileError(path, f"unsupported file type {path.suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if movie.mask is None:
+        movie.mask = DetectorMask.for_dtype(movie.data.dtype)
+    if not use_file_mask:
+        movie.mask = movie.mask.without_file_mask()
+    if mask is not None:
+        extra = read_mask_file(mask) if isinstance(mask, (str, Path)) else np.asarray(mask, bool)
+        movie.mask = movie.mask.with_bad(extra, str(mask) if isinstance(mask, (str, Path)) else "given")
+    movie.mask.check_shape(movie.shape[1:], str(path))
     if validate:
         for t in sorted({0, movie.n_frames // 2, movie.n_frames - 1}):
-            check_counts(movie.frames(t, t + 1), str(path), first_frame=t)
+            check_measured(movie.frames_raw(t, t + 1), movie.mask, str(path), first_frame=t)
     if movie.probe is not None:
         movie.probe = check_probe(movie.probe, movie.shape, where=f"{path} (probe)")
     if validate:
@@ -149,11 +167,13 @@ def movie_info(path: str | Path, dataset: str | None = None) -> dict:
         info["scan_positions"] = kind.n_positions
     if kind.message:
         info["note"] = kind.message
+    info.update(movie.mask.describe())
     return info
 
 
 __all__ = [
-    "ExperimentKindError", "ExperimentKindWarning", "Movie", "SUPPORTED_SUFFIXES", "check_counts", "check_probe",
-    "default_output_path", "detect_format", "ProbeFile", "fit_probe", "inspect_hdf5", "load_probe", "movie_info",
-    "open_movie", "read_hdf5_reconstruction", "read_probe", "read_table", "typed_errors", "write_cxi",
+    "DetectorMask", "ExperimentKindError", "ExperimentKindWarning", "Movie", "ProbeFile", "SUPPORTED_SUFFIXES",
+    "check_counts", "check_probe", "default_output_path", "detect_format", "fit_probe", "inspect_hdf5", "load_probe",
+    "movie_info", "open_movie", "read_hdf5_reconstruction", "read_mask_file", "read_probe", "read_table",
+    "suggest_hot_pixels", "typed_errors", "write_cxi",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DataValidationError, InputFileError
 from .lazy import lazy_h5_dataset
+from .mask import DetectorMask, read_hdf5_detector
 from .movie import Movie
 from .validate import as_frame_stack, check_dtype, check_readable
 
@@ -33,8 +34,6 @@ CXI_PROBE_PATHS = (
     "probe",
 )
 RECONSTRUCTION_PATH = "entry_1/image_1/data"
-CXI_MASK_PATH = "entry_1/instrument_1/detector_1/mask"
-CXI_HAS_SIGNAL = 0x00001000  # the one CXI mask bit that does not make a pixel bad
 
 _LENGTH = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "nm": 1e-9, "angstrom": 1e-10, "a": 1e-10, "å": 1e-10}
 _TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
@@ -281,37 +280,20 @@ def read_hdf5_movie(path: str | Path, dataset: str | None = None) -> Movie:
     with h5py.File(path, "r") as f:
         for name in layout.datasets:
             parts.append(lazy_h5_dataset(path, name, f[name].shape, f[name].dtype))
+        try:
+            detector = read_hdf5_detector(f, layout.kind)
+        except (KeyError, OSError, ValueError) as exc:
+            raise InputFileError(path, f"cannot read the detector mask / beam centre: {exc}") from exc
     data = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
     if data.ndim == 4:
         data = data[:, 0]
     probe = read_hdf5_probe(path, layout.probe) if layout.probe else None
-    mask = read_cxi_mask(path, tuple(data.shape[-2:])) if layout.kind == "cxi" else None
+    mask = DetectorMask.for_dtype(data.dtype, saturation=detector.get("saturation"))
+    if "bad" in detector:
+        mask = mask.with_bad(detector["bad"], detector["source"])
+        mask.bit_counts = detector.get("bit_counts", {})
     return Movie(data=data, path=path, dataset=",".join(layout.datasets), format=layout.kind, metadata=layout.metadata,
-                 probe=probe, mask=mask)
-
-
-def read_cxi_mask(path: str | Path, frame_shape: tuple[int, int] | None = None) -> np.ndarray | None:
-    """The CXI ``detector_1/mask`` as bool [H, W] (True = bad), or None if the file has none.
-
-    CXI bit convention: 0 is a good pixel, any set bit marks it bad except exactly ``0x1000``
-    (``CXI_PIXEL_HAS_SIGNAL``), as cdtools reads it. A [T, H, W] mask is reduced to pixels bad in any frame.
-    """
-    path = Path(path)
-    with _open(path) as f:
-        obj = f.get(CXI_MASK_PATH)
-        if not isinstance(obj, h5py.Dataset):
-            return None
-        raw = np.asarray(obj[()])
-    if raw.dtype == bool:
-        bad = raw
-    else:
-        values = raw.astype(np.uint64)
-        bad = (values != 0) & (values != CXI_HAS_SIGNAL)
-    if bad.ndim == 3:
-        bad = bad.any(axis=0)
-    if frame_shape is not None and bad.shape != tuple(frame_shape):
-        raise DataValidationError(f"{path}:/{CXI_MASK_PATH}: the mask is {bad.shape} but the frames are {tuple(frame_shape)}")
-    return bad
+                 probe=probe, mask=mask, beam_centre=detector.get("centre"))
 
 
 def read_hdf5_probe(path: str | Path, dataset: str | None = None) -> np.ndarray:

@@ -28,7 +28,9 @@ class Movie:
     format: str = "array"
     metadata: dict[str, Any] = field(default_factory=dict)
     probe: np.ndarray | None = None
-    mask: np.ndarray | None = None
+    mask: Any = None  # DetectorMask: static bad pixels + per-frame invalid-value rules (io.mask)
+    beam_centre: Any = None  # BeamCentre recorded in the file (io.detector), or None
+    prepared: bool = False  # True once masked/cropped/binned (io.detector.prepare_movie): NaN = unmeasured
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -63,6 +65,11 @@ class Movie:
         if hasattr(block, "compute"):
             block = block.compute()
         return np.asarray(block, dtype=np.float32)
+
+    def frames_raw(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` in the file's own dtype (for invalid-value detection)."""
+        block = self.data[start:stop]
+        return np.asarray(block.compute() if hasattr(block, "compute") else block)
 
     def describe(self) -> dict[str, Any]:
         info = {

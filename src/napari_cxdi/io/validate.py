@@ -63,11 +63,34 @@ def check_dtype(dtype, where: str) -> None:
         raise DataValidationError(f"{where}: diffraction counts must be numeric, got dtype {dtype}")
 
 
-def check_counts(frames: np.ndarray, where: str, first_frame: int = 0, mask: np.ndarray | None = None) -> None:
+def check_measured(frames: np.ndarray, mask, where: str, first_frame: int = 0) -> None:
+    """Raise :class:`DataValidationError` if a frame of ``frames`` [T, H, W] has no measured pixel.
+
+    Invalid values (NaN, inf, negative, the integer maximum, saturated) are unmeasured pixels, not errors;
+    a frame made only of them is.
+    """
+    frames = np.asarray(frames)
+    invalid = mask.invalid(frames)
+    if mask.bad is not None:
+        invalid |= mask.bad
+    for i in range(len(frames)):
+        if invalid[i].all():
+            f = frames[i]
+            nan = int((~np.isfinite(f)).sum()) if np.issubdtype(f.dtype, np.floating) else 0
+            neg = int((f < 0).sum()) if np.issubdtype(f.dtype, np.signedinteger) or np.issubdtype(f.dtype, np.floating) else 0
+            raise DataValidationError(
+                f"{where}: frame {i + first_frame} has no measured pixel ({nan} NaN or infinite, {neg} negative counts, "
+                f"the rest masked or invalid); check the dataset and the mask"
+            )
+
+
+def check_counts(frames: np.ndarray, where: str, first_frame: int = 0, mask: np.ndarray | None = None,
+                 allow_unmeasured: bool = False) -> None:
     """Raise :class:`DataValidationError` if ``frames`` [T, H, W] hold NaN/inf or negative counts.
 
     ``mask`` [H, W] bool, True = bad detector pixel: those pixels may hold anything and are ignored.
-    The error names the frame and the first bad pixel (y, x).
+    ``allow_unmeasured``: NaN marks an unmeasured (masked) pixel and is allowed; infinities and negative
+    counts are still errors. The error names the frame and the first bad pixel (y, x).
     """
     frames = np.asarray(frames)
     if frames.ndim == 2:
@@ -76,7 +99,7 @@ def check_counts(frames: np.ndarray, where: str, first_frame: int = 0, mask: np.
         raise DataValidationError(f"{where}: diffraction counts must be real, the data are complex ({frames.dtype})")
     good = None if mask is None else ~np.asarray(mask, dtype=bool)
     if np.issubdtype(frames.dtype, np.floating):
-        bad = ~np.isfinite(frames)
+        bad = np.isinf(frames) if allow_unmeasured else ~np.isfinite(frames)
         if good is not None:
             bad &= good
         if bad.any():
@@ -116,9 +139,13 @@ _CACHE_SIZE = 64
 
 
 def iter_check_movie(
-    movie, where: str | None = None, mask: np.ndarray | None = None, block: int = 16,
+    movie, where: str | None = None, mask=None, block: int = 16,
 ) -> Generator[dict[str, Any], None, dict[str, Any]]:
     """Check EVERY frame of a movie before long work: real, finite, non-negative, not all zero.
+
+    ``mask`` may also be a :class:`~napari_cxdi.io.mask.DetectorMask`: then the per-frame invalid values
+    (NaN, inf, negative, gap sentinels, saturation) are unmeasured pixels, and a frame must hold some
+    measured pixel.
 
     A streaming pass (``block`` frames at a time, so a lazy movie never sits in memory) that yields
     ``{"event": "progress", "stage": "validate", "done", "total"}`` and returns a summary
@@ -134,6 +161,9 @@ def iter_check_movie(
     if len(shape) != 3 or 0 in shape:
         raise DataValidationError(f"{where}: expected a movie [frames, H, W], got shape {shape}")
     check_dtype(data.dtype, where)
+    detector_mask = mask if hasattr(mask, "invalid") else None  # io.mask.DetectorMask
+    if detector_mask is not None:
+        mask = detector_mask.bad
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != shape[1:]:
@@ -152,9 +182,18 @@ def iter_check_movie(
         if hasattr(part, "compute"):
             part = part.compute()
         part = np.asarray(part)
-        check_counts(part, where, first_frame=start, mask=mask)
-        if mask is not None:
-            part = np.where(mask, 0, part)
+        if detector_mask is not None:  # NaN, negative, gap sentinels, saturation: unmeasured, not errors
+            if np.iscomplexobj(part):
+                raise DataValidationError(f"{where}: diffraction counts must be real, the data are complex ({part.dtype})")
+            check_measured(part, detector_mask, where, first_frame=start)
+            excluded = detector_mask.invalid(part)
+            if mask is not None:
+                excluded |= mask
+            part = np.where(excluded, 0, part)
+        else:
+            check_counts(part, where, first_frame=start, mask=mask)
+            if mask is not None:
+                part = np.where(mask, 0, part)
         total += float(part.sum(dtype=np.float64))
         peak = max(peak, float(part.max()) if part.size else 0.0)
         yield {"event": "progress", "stage": "validate", "done": min(start + block, n), "total": n}

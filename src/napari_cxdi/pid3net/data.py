@@ -13,7 +13,8 @@ class FrameWindows:
     """Serves windows ``frames[s : s + T]`` of a [N, H, W] movie as float32 tensors [B, T, H, W].
 
     In-memory movies are validated once and kept on the device; lazy (dask / memmap) movies are
-    read and validated window by window, so memory stays bounded.
+    read and validated window by window, so memory stays bounded. NaN counts mark unmeasured
+    (masked) pixels and pass through; every consumer leaves them out.
     """
 
     def __init__(self, movie, frames_per_window: int, device: torch.device, name: str = "movie"):
@@ -32,7 +33,7 @@ class FrameWindows:
             array = np.asarray(data, dtype=np.float32)
             if not array.flags.writeable:  # torch warns on read-only arrays (memory maps, views)
                 array = array.copy()
-            check_counts(array, name)
+            check_counts(array, name, allow_unmeasured=True)
             self._resident = torch.from_numpy(array).to(device)
 
     @property
@@ -46,7 +47,7 @@ class FrameWindows:
         block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float32)
         if not block.flags.writeable:  # torch warns on read-only arrays (memory maps)
             block = block.copy()
-        check_counts(block, self.name, first_frame=start)
+        check_counts(block, self.name, first_frame=start, allow_unmeasured=True)
         return torch.from_numpy(block).to(self.device)
 
     def batch(self, starts) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 from ..devices import autocast
 from ..errors import ProbeMismatchError
 from ..physics.forward import diffraction_intensity
-from ..physics.mixed_state import mixed_state_update
+from ..physics.mixed_state import mixed_state_update, split_unmeasured
 from ..physics.probe import support_mask
 from .blocks import Decoder, Encoder, UpdateNet
 from .config import PID3NetConfig
@@ -97,10 +97,10 @@ class PID3Net(nn.Module):
         phase = math.pi * torch.tanh(self.crop(p).float())
         return self.apply_support(torch.polar(amplitude, phase))
 
-    def refine(self, obj: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """K measurement-informed refinement steps (Eqs. 3.7-3.8)."""
+    def refine(self, obj: torch.Tensor, counts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """K measurement-informed refinement steps (Eqs. 3.7-3.8); unmeasured pixels keep the model's modulus."""
         for k in range(self.config.refine_steps):
-            update = mixed_state_update(obj, self.probe, counts, normalisation="sum_max")
+            update = mixed_state_update(obj, self.probe, counts, normalisation="sum_max", valid=valid)
             magnitude, angle = safe_polar(update)
             with autocast(counts.device, self.config.amp):
                 a_u = self.f_amplitude(magnitude)
@@ -109,15 +109,16 @@ class PID3Net(nn.Module):
             obj = self.apply_support(obj + self.alpha[k] * step)
         return obj
 
-    def forward(self, counts: torch.Tensor) -> torch.Tensor:
-        """Counts [B, T, H, W] (photons) -> reconstructed objects [B, T, H, W] complex64."""
+    def forward(self, counts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Counts [B, T, H, W] (photons; NaN or ``valid`` False = unmeasured) -> objects [B, T, H, W] complex64."""
         if tuple(counts.shape[-2:]) != (self.frame_size, self.frame_size):
             raise ProbeMismatchError(
                 f"the model was built for {self.frame_size}x{self.frame_size} frames, got {tuple(counts.shape[-2:])}"
             )
+        counts, valid = split_unmeasured(counts, valid)
         obj = self.initial_object(counts)
         if self.config.refine_steps > 0:
-            obj = self.refine(obj, counts)
+            obj = self.refine(obj, counts, valid)
         return obj
 
     def predicted_intensity(self, obj: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 from ..devices import free_device_memory, is_out_of_memory, resolve_device
 from ..errors import ConfigError, TrainingDivergedError
 from ..io.validate import check_probe
+from ..physics.mixed_state import split_unmeasured
 from .config import PID3NetConfig
 from .data import FrameWindows
 from .losses import diffraction_loss, total_variation_3d
@@ -31,8 +32,13 @@ from .model import PID3Net
 
 
 def batch_r_factor(predicted: torch.Tensor, measured: torch.Tensor) -> float:
+    """R_f over measured pixels (NaN counts = unmeasured, left out)."""
+    measured, valid = split_unmeasured(measured)
     sq = torch.sqrt(measured.clamp_min(0))
-    return float((torch.sqrt(predicted.clamp_min(0)) - sq).abs().sum() / sq.sum().clamp_min(1e-12))
+    diff = (torch.sqrt(predicted.clamp_min(0)) - sq).abs()
+    if valid is not None:
+        diff = torch.where(valid, diff, torch.zeros_like(diff))
+    return float(diff.sum() / sq.sum().clamp_min(1e-12))
 
 
 class PID3NetTrainer:

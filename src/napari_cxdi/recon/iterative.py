@@ -6,7 +6,8 @@
   (Takayama et al. 2021's multi-frame PIE with TV, in the mixed-state setting).
 
 Both are generators that yield progress and return the objects [N, H, W] complex64.
-Outside the probe footprint the object is held at vacuum (1), as in PID3Net.
+Outside the probe footprint the object is held at vacuum (1), as in PID3Net. Unmeasured pixels (NaN
+counts) are left free: the projections keep the model's modulus there and R_f leaves them out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..errors import ConfigError
 from ..progress import drain
 from ..io.validate import check_probe
 from ..physics.forward import diffraction_intensity
-from ..physics.mixed_state import mixed_state_update
+from ..physics.mixed_state import mixed_state_update, split_unmeasured
 from ..physics.probe import support_mask
 from ..pid3net.data import FrameWindows
 
@@ -65,9 +66,12 @@ class IterativeConfig:
             raise ConfigError("temporal_weight must be in [0, 0.5) for a stable averaging step")
 
 
-def _rf(predicted: torch.Tensor, measured: torch.Tensor) -> float:
+def _rf(predicted: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor | None = None) -> float:
     s = torch.sqrt(measured.clamp_min(0))
-    return float((torch.sqrt(predicted.clamp_min(0)) - s).abs().sum() / s.sum().clamp_min(1e-12))
+    diff = (torch.sqrt(predicted.clamp_min(0)) - s).abs()
+    if valid is not None:
+        diff = torch.where(valid, diff, torch.zeros_like(diff))
+    return float(diff.sum() / s.sum().clamp_min(1e-12))
 
 
 def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -99,7 +103,7 @@ def iter_iterative(
     for start in range(0, n, cfg.batch_size):
         stop = min(start + cfg.batch_size, n)
         lo, hi = max(start - halo, 0), min(stop + halo, n)
-        measured = windows.frames(lo, hi)
+        measured, valid = split_unmeasured(windows.frames(lo, hi))
         obj = torch.ones_like(measured, dtype=torch.complex64)
         if cfg.start_seed is not None:
             gen = torch.Generator().manual_seed(int(cfg.start_seed) * 1_000_003 + lo)
@@ -107,7 +111,7 @@ def iter_iterative(
             obj = support * torch.polar(torch.ones_like(phase), phase).to(device) + (1 - support)
         history: list[float] = []
         for it in range(cfg.max_iter):
-            obj = obj + cfg.alpha * mixed_state_update(obj, p, measured)
+            obj = obj + cfg.alpha * mixed_state_update(obj, p, measured, valid=valid)
             if method == "mf-PIE":
                 if len(obj) > 1 and cfg.temporal_weight > 0:
                     prev = torch.cat([obj[:1], obj[:-1]])
@@ -116,7 +120,7 @@ def iter_iterative(
                 if cfg.tv_weight > 0:
                     obj = obj - cfg.tv_weight * tv_gradient(obj)
             obj = support * obj + (1 - support)
-            rf = _rf(diffraction_intensity(p, obj), measured)
+            rf = _rf(diffraction_intensity(p, obj), measured, valid)
             history.append(rf)
             if it % 5 == 0 or it == cfg.max_iter - 1:
                 yield {"event": "progress", "method": method, "frames_done": start, "total_frames": n,

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 from ..api import ALL_METHODS, Reconstruction, iter_reconstruction
 from ..devices import DEVICE_CHOICES
 from ..errors import CXDIError
+from .._napari.detector_layers import detector_inputs
 from .._napari.scripting import add_layer_data, pixel_size_of, probe_of, result_layers
 from .._napari.layers import amplitude_layer, phase_layer
 from .plots import PlotCanvas
@@ -213,9 +214,13 @@ class ReconstructionWidget(QWidget):
         else:
             if not self.probe_path.text().strip():
                 raise ConfigError("give a probe file")
+            linked = bool(layer.metadata.get("mask_layer"))  # a detector movie: the API crops to the probe
             notes: list[str] = []
-            probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape), pixel_size_nm=pixel_size_of(layer),
-                               notes=notes)
+            if linked:  # the API reads it and fits it to the crop window (pixel size included)
+                probe = self.probe_path.text().strip()
+            else:
+                probe = read_probe(self.probe_path.text().strip(), tuple(layer.data.shape),
+                                   pixel_size_nm=pixel_size_of(layer), notes=notes)
             if notes:
                 from napari.utils.notifications import show_info
 
@@ -224,6 +229,7 @@ class ReconstructionWidget(QWidget):
         kwargs: dict = {"movie": layer.data, "probe": probe, "method": method, "cancel": self._state["cancel"],
                         "preview_frame": int(min(self.viewer.dims.current_step[0], layer.data.shape[0] - 1)),
                         "measure_velocity": False}
+        kwargs.update(detector_inputs(layer, self.viewer.layers))  # painted mask, dragged beam centre, crop box
         if method.startswith("PID3Net"):
             source = self.model_source.currentText()
             if source == MODEL_CURRENT:
@@ -372,15 +378,17 @@ class ReconstructionWidget(QWidget):
         base = self._source_name.replace(" diffraction", "")
         for layer in [layer for layer in self.viewer.layers if layer.name.startswith(f"{base} preview ")]:
             self.viewer.layers.remove(layer)
+        self._pixel_size = result.pixel_size_nm or self._pixel_size  # a cropped detector movie has its own dx
         add_layer_data(self.viewer, result_layers(result, base, self._pixel_size))
         self.save_recon_button.setEnabled(True)
         m = result.metrics
-        unit, digits = ("nm", 0) if self._pixel_size else ("px", 1)
+        unit = "nm" if "fourier_fit_resolution_nm" in m else "px"
+        digits = 0 if unit == "nm" else 1
         parts = [f"R_f {m['rf']:.3f}"]
-        if m.get("prtf_resolution_nm") is not None:  # only with several independent runs
-            parts.append(f"PRTF resolution {m['prtf_resolution_nm']:.{digits}f} {unit}")
-        else:
-            parts.append(f"Fourier fit to {m['fourier_fit_resolution_nm']:.{digits}f} {unit}")
+        if m.get(f"prtf_resolution_{unit}") is not None:  # only with several independent runs
+            parts.append(f"PRTF resolution {m[f'prtf_resolution_{unit}']:.{digits}f} {unit}")
+        elif m.get(f"fourier_fit_resolution_{unit}") is not None:
+            parts.append(f"Fourier fit to {m[f'fourier_fit_resolution_{unit}']:.{digits}f} {unit}")
         if "frc_resolution_nm" in m:
             parts.append(f"FRC {m['frc_resolution_nm']:.0f} nm")
         times = result.timings
