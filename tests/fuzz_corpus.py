@@ -204,6 +204,8 @@ def _bad_content(folder, rng, i, what: str):
     else:
         np.save(p, counts)
     e = _movie_expect(False, content_bad=True) | {"speckle": "reject", "track": "any" if what in ("negative", "zero") else "reject"}
+    if what != "zero":  # reconstruct treats NaN / inf / negative pixels as unmeasured, with a warning (issue 13)
+        e["reconstruct"] = "any"
     return Case(p.name, what, str(p), e, frames=len(counts))
 
 

@@ -52,8 +52,10 @@ def test_probe_errors_name_the_cli_option(tmp_path, capsys, sim):
     with h5py.File(tmp_path / "ptychi.h5", "w") as f:  # a pty-chi probe, smaller than the frames
         f["probe"] = np.stack([sim.probe[:, 4:28, 4:28], 0.1 * sim.probe[:, 4:28, 4:28]])
     assert main(args + ["--probe", str(tmp_path / "ptychi.h5"), "-o", str(tmp_path / "o.cxi")]) == 0
-    printed = capsys.readouterr().out
-    assert "first OPR mode" in printed and "zero-padded" in printed
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    # the frames are cropped to the probe's 24 x 24 window around the beam centre (issue 13: m = probe size)
+    assert "first OPR mode" in printed and "24x24 window" in printed
 
 
 def test_evaluate_runs_give_the_prtf(tmp_path, capsys, sim):

@@ -54,7 +54,7 @@ def test_layout_nx_classes_links_and_geometry(written):
 def test_our_reader_reads_mask_probe_and_reconstruction_back(written):
     path, counts, mask, probe, recon = written
     movie = open_movie(path)
-    np.testing.assert_array_equal(movie.mask, mask)
+    np.testing.assert_array_equal(movie.mask.bad, mask)
     assert movie.describe()["masked_pixels"] == int(mask.sum())
     np.testing.assert_array_equal(movie.probe, probe)
     pf = load_probe(path)

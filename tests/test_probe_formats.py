@@ -137,7 +137,10 @@ def test_unknown_layouts_are_named(tmp_path):
         load_probe(tmp_path / "p.txt")
     import torch
 
-    torch.save({"probe": torch.ones(2, 4, 4)}, tmp_path / "real.pt")
+    torch.save({"probe": torch.ones(2, 8, 8)}, tmp_path / "real.pt")
+    torch.save({"probe": torch.ones(1, 4, 4)}, tmp_path / "tiny.pt")
+    with pytest.raises(ProbeMismatchError, match="too small"):
+        load_probe(tmp_path / "tiny.pt")
     assert any("real" in n for n in load_probe(tmp_path / "real.pt").notes)
 
 

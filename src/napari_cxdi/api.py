@@ -89,6 +89,13 @@ def input_paths(*items) -> list[str]:
     return paths
 
 
+def invalid_values_note(summary: dict) -> str:
+    """What the validation pass found and what it means, for the user."""
+    return (f"{summary['invalid_pixels']} pixel values in {summary['invalid_frames']} of {summary['frames']} frames are "
+            "NaN, infinite, negative, detector-gap sentinels or saturated: they are treated as unmeasured (masked); "
+            "give a mask (--mask) if other pixels are bad too")
+
+
 def _validated(data, source, cancel=None, prepared: bool = False):
     """Stream-check every frame (cached per file) before long work; returns CANCELLED if cancelled.
 
@@ -399,8 +406,11 @@ def iter_reconstruction(
                           "pass the reconstructions to evaluate(runs=...) (CLI: evaluate --runs)")
     if prtf_runs == 1 or prtf_runs < 0:
         raise ConfigError(f"prtf_runs must be 0 (no PRTF) or at least 2, got {prtf_runs}")
-    if (yield from _validated(data, source, cancel, prepared="crop" in meta)) is CANCELLED:
+    checked = yield from _validated(data, source, cancel, prepared="crop" in meta)
+    if checked is CANCELLED:
         return Reconstruction(None, method, dx, {"method": method}, probe=probe_np, cancelled=True, inputs=inputs)
+    if checked.get("invalid_pixels"):
+        yield {"event": "warning", "stage": "validate", "message": invalid_values_note(checked)}
     if method in ITERATIVE_METHODS:
         from dataclasses import replace
 
@@ -515,7 +525,9 @@ def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path
     if checkpoint is not None:
         check_output(checkpoint, overwrite=overwrite, protected=inputs)
     data, probe_np, source, meta = _movie_and_probe(movie, probe, _detector_from(detector, overrides))
-    drain(_validated(data, source, prepared="crop" in meta), progress)
+    checked = drain(_validated(data, source, prepared="crop" in meta), progress)
+    if checked.get("invalid_pixels") and progress is not None:
+        progress({"event": "warning", "stage": "validate", "message": invalid_values_note(checked)})
     history: list[dict] = []
     optimizer_state = None
     if isinstance(model, (str, Path)):

@@ -19,7 +19,7 @@ class Movie:
     metadata: what the file says, in our units: ``energy_kev``, ``distance_m``,
     ``detector_pixel_um``, ``exposure_s``, ``pixel_size_nm`` (object plane) where known.
     probe: [K, H, W] complex if the file carries one.
-    mask: [H, W] bool, True = bad (unmeasured) pixel, if the file carries one (e.g. CXI ``detector_1/mask``).
+    mask: :class:`~napari_cxdi.io.mask.DetectorMask` (static bad pixels, e.g. CXI ``detector_1/mask``, + invalid values).
     """
 
     data: Any
@@ -82,7 +82,7 @@ class Movie:
             "probe_modes": None if self.probe is None else int(self.probe.shape[0]),
         }
         if self.mask is not None:
-            info["masked_pixels"] = int(np.count_nonzero(self.mask))
+            info["masked_pixels"] = int(self.mask.n_bad)
         info.update({k: v for k, v in self.metadata.items() if not isinstance(v, (dict, list, np.ndarray))})
         if self.pixel_size_nm:
             info["pixel_size_nm"] = round(self.pixel_size_nm, 4)

@@ -115,6 +115,9 @@ def _as_complex(array, where: str, notes: list[str]) -> np.ndarray:
     return np.asarray(a, np.complex64)
 
 
+MIN_PROBE_PX = 8
+
+
 def _modes(array, where: str, notes: list[str], opr: str = "first", fmt: str = "") -> np.ndarray:
     """[K, H, W] from 2-D, 3-D or 4-D ([n_opr, K, H, W], pty-chi) arrays."""
     a = _as_complex(array, where, notes)
@@ -135,6 +138,9 @@ def _modes(array, where: str, notes: list[str], opr: str = "first", fmt: str = "
             a = a[0]
     elif a.ndim != 3:
         raise ProbeMismatchError(f"{where}: a probe must be [modes, H, W] (or pty-chi [n_opr, modes, H, W]), got shape {a.shape}")
+    if min(a.shape[-2:]) < MIN_PROBE_PX:
+        raise ProbeMismatchError(f"{where}: a probe of {a.shape[-2]}x{a.shape[-1]} pixels is too small to be an "
+                                 f"illumination (at least {MIN_PROBE_PX}x{MIN_PROBE_PX}); is this the right file or dataset?")
     if not np.isfinite(a).all():
         raise DataValidationError(f"{where}: the probe contains NaN or infinite values")
     if not np.any(a):

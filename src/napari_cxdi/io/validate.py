@@ -176,6 +176,7 @@ def iter_check_movie(
                 return dict(_CHECKED[key])
     n = shape[0]
     total, peak = 0.0, 0.0
+    invalid_pixels = invalid_frames = 0
     yield {"event": "progress", "stage": "validate", "done": 0, "total": n}
     for start in range(0, n, block):
         part = data[start:start + block]
@@ -187,6 +188,11 @@ def iter_check_movie(
                 raise DataValidationError(f"{where}: diffraction counts must be real, the data are complex ({part.dtype})")
             check_measured(part, detector_mask, where, first_frame=start)
             excluded = detector_mask.invalid(part)
+            if mask is not None:
+                excluded &= ~mask  # count only the per-frame invalid values of good pixels
+            n_bad = excluded.sum(axis=(1, 2))
+            invalid_pixels += int(n_bad.sum())
+            invalid_frames += int((n_bad > 0).sum())
             if mask is not None:
                 excluded |= mask
             part = np.where(excluded, 0, part)
@@ -201,7 +207,8 @@ def iter_check_movie(
         raise DataValidationError(
             f"{where}: all {n} frames are zero (no counts{' outside the mask' if mask is not None else ''}); "
             "check the dataset, the exposure or the detector mask")
-    summary = {"frames": n, "total_counts": total, "max_count": peak}
+    summary = {"frames": n, "total_counts": total, "max_count": peak, "invalid_pixels": invalid_pixels,
+               "invalid_frames": invalid_frames}
     if key is not None:
         with _CHECKED_LOCK:
             _CHECKED[key] = summary
