@@ -356,7 +356,7 @@ def _featurize_chunk(args):
 
 def _hash_structures(structures: Structures, cfg: VoronoiConfig) -> str:
     h = hashlib.sha1(repr(sorted(asdict(cfg).items())).encode())
-    h.update(b"v1")
+    h.update(b"v2-isolated")
     for z, x, c in zip(structures.numbers, structures.positions, structures.cells):
         h.update(np.ascontiguousarray(z, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
