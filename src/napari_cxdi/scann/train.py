@@ -21,7 +21,9 @@ import torch
 from ..devices import resolve_device
 from ..errors import CancelledError, ConfigError, DataValidationError, InputFileError
 from ..provenance import provenance
-from .data import EnvironmentSet, batches, publish
+from .batching import batches
+from .datasets import publish
+from .environments import EnvironmentSet
 from .model import SCANN, ScannConfig, build_model
 from .voronoi import VoronoiConfig
 
