@@ -15,7 +15,6 @@ from napari_cxdi.scann import (
     featurize,
     load_checkpoint,
     load_qm9,
-    qm9_subset_indices,
     save_checkpoint,
     split_indices,
     train_iter,
