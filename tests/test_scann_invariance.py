@@ -147,3 +147,13 @@ def test_qm9_sample_featurises():
         full = all_faces((s.numbers[k], s.positions[k]))
         tot = np.bincount(full.center, weights=full.solid_angle, minlength=len(s.numbers[k]))
         np.testing.assert_allclose(tot + full.open_solid_angle, 4 * np.pi, atol=1e-9)
+
+
+def test_voronoi_config_round_trip_and_old_checkpoints_keep_their_box():
+    cfg = VoronoiConfig()
+    assert VoronoiConfig.from_dict(cfg.to_dict()) == cfg and cfg.molecule_cells == "isolated"
+    old = {"cutoff": 4.0, "min_solid_angle": 0.4, "min_solid_angle_ratio": 0.2, "box_padding": 4.5,
+           "legacy_box": False, "legacy_box_size": 10.0}  # written before the isolated cells existed
+    assert VoronoiConfig.from_dict(old).molecule_cells == "box"
+    with pytest.raises(Exception, match="molecule_cells"):
+        cfg.with_(molecule_cells="sphere")
