@@ -143,14 +143,22 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
     out_ref = ensemble_predict(models[:1], train.subset(ref_idx), atom_features=True)
     train_numbers = [train.numbers[train.atom_ptr[s]:train.atom_ptr[s + 1]] for s in range(len(train))]
     val_numbers = [val.numbers[val.atom_ptr[s]:val.atom_ptr[s + 1]] for s in range(len(val))]
+    from napari_cxdi.scann.domain import DomainModel, environment_signatures
+
+    elements = sorted({int(z) for z in np.unique(train.numbers)})
+    edge_struct = np.repeat(np.arange(len(train)), np.diff(train.edge_ptr))
+    train_sigs = environment_signatures(train.numbers, train.atom_ptr[edge_struct] + train.center,
+                                        train.atom_ptr[edge_struct] + train.neighbor, elements)
     domain = fit_domain(train_numbers, [train_numbers[s] for s in ref_idx], out_ref.atom_features,
                         val_numbers, out_val.atom_features, per_element=args.domain_atoms_per_element,
-                        quantile=args.domain_quantile, seed=0)
-    from napari_cxdi.scann.domain import DomainModel
+                        quantile=args.domain_quantile, seed=0, train_signatures=train_sigs,
+                        min_signature_count=args.domain_min_count)
 
     dm = DomainModel.from_dict(domain)
     test_numbers = [test.numbers[test.atom_ptr[s]:test.atom_ptr[s + 1]] for s in range(len(test))]
-    test_flag = np.array([not dm.check(z, False, f).in_domain for z, f in zip(test_numbers, out_test.atom_features)])
+    test_flag = np.array([not dm.check(z, False, f, (test.center[test.edge_ptr[s]:test.edge_ptr[s + 1]],
+                                                     test.neighbor[test.edge_ptr[s]:test.edge_ptr[s + 1]])).in_domain
+                          for s, (z, f) in enumerate(zip(test_numbers, out_test.atom_features))])
     members_test = [[1000 * float(np.mean(np.abs(out_test.members[k, :, t] - test.targets[:, t])))
                      for t in range(len(TARGETS))] for k in range(len(models))]
     sigma_test = out_test.std * scale
@@ -221,6 +229,8 @@ def main(argv=None) -> int:
     p.add_argument("--domain-structures", type=int, default=20000, help="training molecules for the domain")
     p.add_argument("--domain-atoms-per-element", type=int, default=2000, help="stored reference atoms")
     p.add_argument("--domain-quantile", type=float, default=0.999, help="of validation atoms' distances")
+    p.add_argument("--domain-min-count", type=int, default=3,
+                   help="neighbour-composition signatures seen fewer times in training are out of domain")
     p.add_argument("--work-dir", default=None, help="member checkpoints (default: cache folder)")
     p.add_argument("--out", default=str(REPO / "sample_data" / "models" / "scann_qm9_ensemble.pt"))
     args = p.parse_args(argv)

@@ -138,3 +138,25 @@ def test_cli_prints_sigma_and_warns(ensemble_file, tmp_path, capsys):
     assert "±" in cap.out and "periodic structure" in cap.err and "1 of 2 structures" in cap.err
     payload = json.loads((tmp_path / "p.json").read_text())
     assert payload["frames"][0]["sigma"]["homo"] > 0 and payload["frames"][1]["reliable"] is False
+
+
+def test_rare_voronoi_neighbour_compositions_are_flagged():
+    from napari_cxdi.scann import local_environment
+    from napari_cxdi.scann.domain import environment_signatures
+
+    train = [molecule(n) for n in TRAIN_NAMES] * 3  # every signature seen >= 3 times
+    sigs = []
+    for m in train:
+        e = local_environment(m)
+        sigs.append(environment_signatures(m.numbers, e.center, e.neighbor, [1, 6, 7, 8]))
+    d = fit_domain([m.numbers for m in train], [train[0].numbers], [np.zeros((9, 4))], [train[0].numbers],
+                   [np.zeros((9, 4))], quantile=1.0, train_signatures=np.concatenate(sigs))
+    dm = DomainModel(d)
+    ethanol = molecule("CH3CH2OH")
+    e = local_environment(ethanol)
+    assert dm.check(ethanol.numbers, False, edges=(e.center, e.neighbor)).in_domain
+    ch4 = molecule("CH4")  # no training carbon has exactly four H neighbours
+    e = local_environment(ch4)
+    rep = dm.check(ch4.numbers, False, edges=(e.center, e.neighbor))
+    assert "environment" in rep.codes and 0 in rep.flagged_atoms  # (and "size": 1 heavy atom < 2)
+    assert "C with 4 H neighbours, seen 0x" in rep.reasons[0]

@@ -5,10 +5,15 @@ A structure is out of domain, with a reason each, when it
 - has elements that never occur in the training set,
 - is periodic (a crystal) while the model was trained on isolated molecules,
 - has more or fewer atoms, or heavy (non-H) atoms, than any training structure,
-- has atomic environments far from all training environments: the distance of each atom's
-  vector after the last local-attention layer (member 0) to its nearest training atom of the same
-  element, divided by a per-element threshold, the ``quantile`` (default 99.9 %) of the same
-  distance for held-out validation atoms. A ratio above 1 flags the atom.
+- has atomic environments far from all training environments, by two measures:
+  (a) in embedding space: the distance of each atom's vector after the last local-attention layer
+  (member 0) to its nearest training atom of the same element, divided by a per-element threshold,
+  the ``quantile`` (default 99.9 %) of the same distance for held-out validation atoms; a ratio
+  above 1 flags the atom; (b) in the discrete feature space of Voronoi neighbour compositions: the
+  atom's signature (its element and how many Voronoi neighbours of each training element it has)
+  seen fewer than ``min_signature_count`` times among all training atoms. (b) catches the unique
+  molecules of QM9 (CH4, NH3, H2O: a C with exactly four H neighbours occurs once in QM9), whose
+  predictions are far off although they are "inside" QM9.
 
 The domain is stored as a plain dict in the model file (tensors for the reference vectors) and
 used by :class:`DomainModel`. Out-of-domain predictions raise no error: they carry a
@@ -61,12 +66,30 @@ def _heavy(numbers: np.ndarray) -> int:
     return int(np.sum(np.asarray(numbers) > 1))
 
 
+def environment_signatures(numbers: np.ndarray, center: np.ndarray, neighbor: np.ndarray,
+                           elements: Sequence[int]) -> np.ndarray:
+    """Per atom ``[Z, n_1, ..., n_E, n_other]``: its element and the number of Voronoi neighbours of
+    each of ``elements`` (and of any other element). ``center``/``neighbor`` index ``numbers``."""
+    elements = list(elements)
+    lut = np.full(max(int(np.max(numbers, initial=0)), max(elements)) + 1, len(elements))
+    lut[elements] = np.arange(len(elements))
+    counts = np.zeros((len(numbers), len(elements) + 1), dtype=np.int64)
+    np.add.at(counts, (np.asarray(center), lut[np.asarray(numbers)[np.asarray(neighbor)]]), 1)
+    return np.concatenate([np.asarray(numbers, dtype=np.int64)[:, None], counts], axis=1)
+
+
+def _sig_key(row) -> str:
+    return f"{int(row[0])}:" + ",".join(str(int(v)) for v in row[1:])
+
+
 def fit_domain(train_numbers: Sequence[np.ndarray], ref_numbers: Sequence[np.ndarray],
                ref_features: Sequence[np.ndarray], val_numbers: Sequence[np.ndarray],
                val_features: Sequence[np.ndarray], per_element: int = 2000, quantile: float = 0.999,
-               seed: int = 0, periodic: bool = False) -> dict:
+               seed: int = 0, periodic: bool = False, train_signatures: np.ndarray | None = None,
+               min_signature_count: int = 3) -> dict:
     """Domain dict from the training structures (elements, sizes), reference atom vectors (a subset
-    of training atoms, ``per_element`` kept per element) and held-out atoms (thresholds)."""
+    of training atoms, ``per_element`` kept per element), held-out atoms (thresholds) and, if given,
+    the neighbour-composition signatures of all training atoms (:func:`environment_signatures`)."""
     from scipy.spatial import cKDTree
 
     elements = sorted({int(z) for zs in train_numbers for z in np.unique(zs)})
@@ -88,7 +111,12 @@ def fit_domain(train_numbers: Sequence[np.ndarray], ref_numbers: Sequence[np.nda
         threshold[str(z)] = float(np.quantile(d, quantile)) if d.size else float("inf")
         reference[str(z)] = torch.from_numpy(ref.astype(np.float16))
         counts[str(z)] = int(d.size)
-    return {"elements": elements, "periodic": bool(periodic),
+    signatures = None
+    if train_signatures is not None:
+        keys, cnt = np.unique(np.asarray(train_signatures), axis=0, return_counts=True)
+        signatures = {"keys": [_sig_key(k) for k in keys], "counts": cnt.astype(int).tolist(),
+                      "min_count": int(min_signature_count)}
+    return {"elements": elements, "periodic": bool(periodic), "signatures": signatures,
             "n_atoms": [int(sizes.min()), int(sizes.max())], "n_heavy_atoms": [int(heavy.min()), int(heavy.max())],
             "reference": reference, "threshold": threshold, "quantile": float(quantile),
             "n_validation_atoms": counts, "embedding": "member 0, atom vector after the last local attention layer"}
@@ -107,6 +135,14 @@ class DomainModel:
         self._ref = {int(z): np.asarray(v.float().numpy() if hasattr(v, "numpy") else v, dtype=np.float32)
                      for z, v in d.get("reference", {}).items()}
         self._trees: dict = {}
+        sig = d.get("signatures")
+        self._sig = dict(zip(sig["keys"], sig["counts"])) if sig else None
+        self.min_signature_count = int(sig["min_count"]) if sig else 0
+
+    def signature_counts(self, numbers: np.ndarray, center: np.ndarray, neighbor: np.ndarray) -> np.ndarray:
+        """How often each atom's neighbour-composition signature occurs among the training atoms."""
+        rows = environment_signatures(numbers, center, neighbor, sorted(self.elements))
+        return np.array([self._sig.get(_sig_key(r), 0) for r in rows])
 
     @classmethod
     def from_dict(cls, d: dict) -> "DomainModel":
@@ -131,7 +167,10 @@ class DomainModel:
             out[sel] = d / max(self.threshold[z], 1e-12)
         return out
 
-    def check(self, numbers, periodic: bool, features: np.ndarray | None = None) -> DomainReport:
+    def check(self, numbers, periodic: bool, features: np.ndarray | None = None,
+              edges: tuple[np.ndarray, np.ndarray] | None = None) -> DomainReport:
+        """Domain report of one structure; ``features`` (N, h) atom vectors of member 0 and ``edges``
+        (center, neighbor) its Voronoi neighbour pairs enable the environment checks."""
         numbers = np.asarray(numbers, dtype=int)
         reasons, codes, flagged = [], [], set()
         unknown = sorted(set(np.unique(numbers).tolist()) - self.elements)
@@ -166,4 +205,27 @@ class DomainModel:
                                f"(distance / threshold set on held-out data)")
                 codes.append("environment")
                 flagged.update(far.tolist())
+        if edges is not None and self._sig is not None:
+            counts = self.signature_counts(numbers, *edges)
+            known = np.isin(numbers, sorted(self.elements))
+            rare = np.flatnonzero(known & (counts < self.min_signature_count))
+            if rare.size:
+                from ase.data import chemical_symbols
+
+                sig = environment_signatures(numbers, *edges, sorted(self.elements))
+                els = sorted(self.elements)
+
+                def describe(i):
+                    parts = [f"{int(n)} {chemical_symbols[z]}" for z, n in zip(els, sig[i, 1:-1]) if n]
+                    if sig[i, -1]:
+                        parts.append(f"{int(sig[i, -1])} other")
+                    return f"{int(i)} ({chemical_symbols[numbers[i]]} with {', '.join(parts) or 'no'} neighbours, " \
+                           f"seen {int(counts[i])}x)"
+                names = ", ".join(describe(i) for i in rare[:4])
+                more = f" and {rare.size - 4} more" if rare.size > 4 else ""
+                reasons.append(f"rare atomic environments (Voronoi neighbour composition seen fewer than "
+                               f"{self.min_signature_count} times among the training atoms): atoms {names}{more}")
+                if "environment" not in codes:
+                    codes.append("environment")
+                flagged.update(rare.tolist())
         return DomainReport(not reasons, reasons, codes, dist, sorted(flagged))

@@ -153,8 +153,9 @@ class ScannPredictor:
                 n = int(batch["n_atoms"][b])
                 report = None
                 if self.domain is not None:
+                    e0, e1 = envs.edge_ptr[s], envs.edge_ptr[s + 1]
                     report = self.domain.check(z[b, :n], bool(periodic[s]) if periodic is not None else False,
-                                               feats[b, :n])
+                                               feats[b, :n], (envs.center[e0:e1], envs.neighbor[e0:e1]))
                 results[s] = ScannPrediction(
                     {t: float(mean[b, i]) for i, t in enumerate(self.target_names)}, units,
                     gas[:, b, :n].mean(axis=0),
