@@ -187,13 +187,13 @@ def _angles_at(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.arctan2(np.linalg.norm(_cross(u, v), axis=1), np.einsum("ij,ij->i", u, v))
 
 
-def _dual_points(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Dual points of every atom (see module docstring), batched: ``w`` (n, n, 3) with row ``i``
-    ``[0, w_k for k != i]``, the centred copies, principal directions (n, 3, 3) and the affine rank
-    of each atom's points (relative singular-value tolerance ``FLAT_TOLERANCE``)."""
+def _dual_points(positions: np.ndarray, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dual points of the given ``atoms`` (see module docstring), batched: ``w`` (a, n, 3) with row
+    ``i`` ``[0, w_k for k != i]``, the centred copies, principal directions (a, 3, 3) and the affine
+    rank of each atom's points (relative singular-value tolerance ``FLAT_TOLERANCE``)."""
     n = len(positions)
-    rel = positions[None, :, :] - positions[:, None, :]
-    rel = rel[~np.eye(n, dtype=bool)].reshape(n, n - 1, 3)
+    rel = positions[None, :, :] - positions[atoms, None, :]
+    rel = rel[np.arange(n)[None, :] != atoms[:, None]].reshape(len(atoms), n - 1, 3)
     d2 = np.einsum("nkj,nkj->nk", rel, rel)
     w = np.concatenate([np.zeros((n, 1, 3)), 2.0 * rel / d2[..., None]], axis=1)  # point 0: the origin
     centred = w - w.mean(axis=1, keepdims=True)
@@ -219,17 +219,22 @@ def _flat_cell_solid_angles(centred: np.ndarray, vt: np.ndarray, rank: int) -> n
 def _isolated_molecule(positions: np.ndarray):
     """Every face of every atom of an isolated molecule: centre, neighbour, solid angle (sr) and the
     open solid angle (sr) of each cell. One convex hull of the dual points per atom; the facet
-    angles of all hulls are summed per vertex in one vectorised pass (angular defect)."""
+    angles of all hulls are summed per vertex in one vectorised pass (angular defect). Work and
+    memory grow as N^2 (atoms are processed in blocks of ``chunk``)."""
     n = len(positions)
     others = np.arange(n)
-    wall, centred, vt, rank = _dual_points(positions)
-    tris, flat = [], {}
-    for i in range(n):
-        if rank[i] == 3:
-            tris.append(ConvexHull(wall[i]).simplices + i * n)
-        else:
-            flat[i] = _flat_cell_solid_angles(centred[i], vt[i], int(rank[i]))
-    w = wall.reshape(n * n, 3)  # atom i's points are rows i*n .. i*n + n - 1 (origin, then the others)
+    chunk = max(1, 2_000_000 // (3 * n))
+    tris, flat, walls = [], {}, []
+    for start in range(0, n, chunk):
+        atoms = np.arange(start, min(n, start + chunk))
+        wall, centred, vt, rank = _dual_points(positions, atoms)
+        walls.append(wall)
+        for a, i in enumerate(atoms):
+            if rank[a] == 3:
+                tris.append(ConvexHull(wall[a]).simplices + i * n)
+            else:
+                flat[i] = _flat_cell_solid_angles(centred[a], vt[a], int(rank[a]))
+    w = np.concatenate(walls).reshape(n * n, 3)  # atom i's points: rows i*n .. i*n + n - 1 (origin first)
     omega = np.zeros(len(w))
     if tris:
         tri = np.concatenate(tris)
