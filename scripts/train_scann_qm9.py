@@ -122,7 +122,7 @@ def train_member(k: int, args, envs, parts, work: Path) -> None:
             print(f"member {k} done ({prog['reason']}) {prog['elapsed_s']:.0f} s", flush=True)
     metrics = {"val_mae_meV": [1000 * v for v in result.best_val_mae], "best_epoch": result.best_epoch,
                "epochs_run": len(result.history), "training_s": result.history[-1]["elapsed_s"],
-               "n_train": len(train), "git": git_revision()}
+               "n_train": len(train), "git": args.git_at_start}
     save_checkpoint(path, result.model, voronoi=VoronoiConfig(), train_config=train_cfg, metrics=metrics,
                     target_units=["eV"] * len(TARGETS))
 
@@ -174,6 +174,8 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
         "featurisation_s": round(t_feat, 1), "evaluation_s": round(time.time() - t0, 1),
         "member_training_s": [round(meta["provenance"]["metrics"]["training_s"], 1) for _, meta in loaded],
         "member_git": [meta["provenance"]["metrics"].get("git") for _, meta in loaded],
+        "members_trained_by_commit": args.members_commit or sorted({(meta["provenance"]["metrics"].get("git") or {})
+                                                                    .get("commit") for _, meta in loaded} - {None}),
         "n_parameters_per_member": models[0].n_parameters(), "torch_threads": args.threads,
         "paper_reference_meV": PAPER_MEV,
     }
@@ -231,11 +233,15 @@ def main(argv=None) -> int:
     p.add_argument("--domain-quantile", type=float, default=0.999, help="of validation atoms' distances")
     p.add_argument("--domain-min-count", type=int, default=3,
                    help="neighbour-composition signatures seen fewer times in training are out of domain")
+    p.add_argument("--members-commit", default=None,
+                   help="ensemble stage: the commit the members were trained at, when an earlier run recorded the "
+                        "commit at the end of training instead of at its start (fixed since)")
     p.add_argument("--work-dir", default=None, help="member checkpoints (default: cache folder)")
     p.add_argument("--out", default=str(REPO / "sample_data" / "models" / "scann_qm9_ensemble.pt"))
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    args.git_at_start = git_revision()  # the code this process runs (later commits do not change it)
     if args.n_total is not None and args.n_total < QM9_SIZE:
         args.n_val = min(args.n_val, args.n_total // 10)
         args.n_test = min(args.n_test, args.n_total // 10)
