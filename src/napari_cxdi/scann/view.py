@@ -189,10 +189,9 @@ def atom_info(atoms, i: int, prediction=None) -> str:
     text = f"atom {i}: {sym[i]}"
     if prediction is not None:
         ga = float(prediction.ga_scores[i])
-        text += f" | GA α = {ga:.4f} (N·α = {ga * len(prediction.ga_scores):.2f})"
         ga_sigma = getattr(prediction, "ga_sigma", None)
-        if ga_sigma is not None:
-            text += f" ± {float(ga_sigma[i]) * len(prediction.ga_scores):.2f}"
+        spread = "" if ga_sigma is None else f" ± {float(ga_sigma[i]) * len(prediction.ga_scores):.2f}"
+        text += f" | GA α = {ga:.4f} (N·α = {ga * len(prediction.ga_scores):.2f}{spread})"
         domain = getattr(prediction, "domain", None)
         if domain is not None and i in domain.flagged_atoms:
             text += " | outside the training domain"
