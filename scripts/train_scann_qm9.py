@@ -27,7 +27,8 @@ the commit its JSON names):
     python scripts/train_scann_qm9.py --stage members --member 2 --epochs 100 --time-cosine \
         --time-limit-min 14 --lr 5e-4 --init-from /tmp/old_lumo.pt
     python scripts/train_scann_qm9.py --stage ensemble --epochs 100 --domain-structures 10000 \
-        --members-commit 172ba82948fc268221ed406b8b65dcccb975f283
+        --members-commit 172ba82948fc268221ed406b8b65dcccb975f283 172ba82948fc268221ed406b8b65dcccb975f283 \
+        <member 2's recorded commit>
 
 From scratch with enough CPU (about 1 h per member on a quiet core for 4 epochs):
 
@@ -182,8 +183,8 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
         "featurisation_s": round(t_feat, 1), "evaluation_s": round(time.time() - t0, 1),
         "member_training_s": [round(meta["provenance"]["metrics"]["training_s"], 1) for _, meta in loaded],
         "member_git": [meta["provenance"]["metrics"].get("git") for _, meta in loaded],
-        "members_trained_by_commit": args.members_commit or sorted({(meta["provenance"]["metrics"].get("git") or {})
-                                                                    .get("commit") for _, meta in loaded} - {None}),
+        "members_trained_by_commit": args.members_commit or [(meta["provenance"]["metrics"].get("git") or {})
+                                                             .get("commit") for _, meta in loaded],
         "n_parameters_per_member": models[0].n_parameters(), "torch_threads": args.threads,
         "paper_reference_meV": PAPER_MEV,
     }
@@ -241,9 +242,9 @@ def main(argv=None) -> int:
     p.add_argument("--domain-quantile", type=float, default=0.999, help="of validation atoms' distances")
     p.add_argument("--domain-min-count", type=int, default=3,
                    help="neighbour-composition signatures seen fewer times in training are out of domain")
-    p.add_argument("--members-commit", default=None,
-                   help="ensemble stage: the commit the members were trained at, when an earlier run recorded the "
-                        "commit at the end of training instead of at its start (fixed since)")
+    p.add_argument("--members-commit", nargs="+", default=None,
+                   help="ensemble stage: the commit each member was trained at (in member order), when an earlier "
+                        "run recorded the commit at the end of training instead of at its start (fixed since)")
     p.add_argument("--work-dir", default=None, help="member checkpoints (default: cache folder)")
     p.add_argument("--out", default=str(REPO / "sample_data" / "models" / "scann_qm9_ensemble.pt"))
     args = p.parse_args(argv)
