@@ -15,7 +15,6 @@ from napari_cxdi.scann import (
     featurize,
     load_checkpoint,
     load_qm9,
-    qm9_subset_indices,
     save_checkpoint,
     split_indices,
     train_iter,
@@ -124,27 +123,32 @@ def test_predict_and_export_extxyz(qm9_small, tmp_path):
 
 
 @pytest.mark.parametrize("target", ["homo", "lumo"])
-def test_shipped_pretrained_models_predict_qm9(target):
-    """The shipped small SCANN+ models load by name and beat the mean predictor by far."""
+def test_shipped_ensemble_predicts_held_out_qm9_with_sigma(target):
+    """The shipped SCANN+ deep ensemble loads by name, beats the mean predictor by far on its own
+    held-out test split, and its sigma covers the errors about as a normal distribution would."""
     import json
 
     from napari_cxdi.resources import sample_data_dir
+    from napari_cxdi.scann.datasets import QM9_SIZE
 
-    path = sample_data_dir() / "models" / f"scann_qm9_{target}.pt"
+    path = sample_data_dir() / "models" / "scann_qm9_ensemble.pt"
     assert path.exists(), "shipped model missing (scripts/train_scann_qm9.py builds it)"
     info = json.loads(path.with_suffix(".json").read_text())
-    for key in ("test_mae_meV", "n_train", "n_test", "seed", "epochs_run"):
-        assert key in info["metrics"]
-    assert "train_scann_qm9.py" in info["command"]
-    assert path.stat().st_size < 2_000_000
-    predictor = ScannPredictor.load(f"qm9-{target}", device="cpu")
-    # molecules of the model's own held-out test split (the script's seeded subset and split)
     m = info["metrics"]
-    subset = qm9_subset_indices(m["qm9_subset"], m["seed"])
-    test_rows = subset[split_indices(m["qm9_subset"], [m["n_train"], m["n_val"], m["n_test"]], seed=m["seed"])[2]]
+    for key in ("test_mae_meV", "calibration_test", "sigma_scale", "n_train", "n_test", "n_members"):
+        assert key in m
+    assert "train_scann_qm9.py" in info["command"]
+    assert len(info["git"]["commit"]) == 40  # the code revision that trained it
+    assert path.stat().st_size < 5_000_000
+    predictor = ScannPredictor.load(f"qm9-{target}", device="cpu")
+    assert predictor.n_members >= 3 and predictor.target_names == [target]
+    test_rows = split_indices(QM9_SIZE, [m["n_train"], m["n_val"], m["n_test"]], seed=0)[2]
     s = load_qm9((target,), indices=test_rows[:150])
-    results = predictor.predict([s.atoms(i) for i in range(len(s))])
+    results = predictor.predict([s.atoms(i) for i in range(len(s))], n_jobs=1, warn=False)
     pred = np.array([r.properties[target] for r in results])
-    err = float(np.mean(np.abs(pred - s.targets[:, 0])))
+    sigma = np.array([r.sigma[target] for r in results])
+    err = np.abs(pred - s.targets[:, 0])
     spread = float(np.mean(np.abs(s.targets[:, 0] - s.targets[:, 0].mean())))
-    assert err < 0.5 * spread, (err, spread)
+    assert err.mean() < 0.5 * spread, (err.mean(), spread)
+    assert np.all(np.isfinite(sigma)) and np.all(sigma > 0)
+    assert np.mean(err <= sigma) > 0.5 and np.mean(err <= 2 * sigma) > 0.8

@@ -33,13 +33,39 @@ def test_methane_carbon_sees_four_hydrogens_and_cells_close():
     # C's cell is enclosed by the four H faces: a quarter of the sphere each
     np.testing.assert_allclose(env.solid_angle[env.center == 0], np.pi, rtol=1e-6)
     full = all_faces(m)
-    np.testing.assert_allclose(np.bincount(full.center, weights=full.solid_angle), 4 * np.pi, rtol=1e-9)
+    assert full.open_solid_angle[0] == pytest.approx(0.0, abs=1e-12)  # the carbon's cell is closed
+    faces = np.bincount(full.center, weights=full.solid_angle)
+    np.testing.assert_allclose(faces + full.open_solid_angle, 4 * np.pi, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["C6H6", "CH3CH2OH", "H2O"])
-def test_solid_angles_of_every_cell_sum_to_4pi(name):
-    full = all_faces(molecule(name))
-    np.testing.assert_allclose(np.bincount(full.center, weights=full.solid_angle), 4 * np.pi, rtol=1e-9)
+@pytest.mark.parametrize("name", ["C6H6", "CH3CH2OH", "H2O", "CO2", "HCN", "CH4"])
+def test_faces_plus_open_part_of_every_cell_sum_to_4pi(name):
+    """Isolated molecules: the outer atoms' cells are unbounded; faces + open solid angle = 4 pi
+    (planar C6H6/H2O and linear CO2/HCN take the flat/collinear dual branches)."""
+    m = molecule(name)
+    full = all_faces(m)
+    faces = np.bincount(full.center, weights=full.solid_angle, minlength=len(m))
+    np.testing.assert_allclose(faces + full.open_solid_angle, 4 * np.pi, rtol=1e-12)
+    assert np.all(full.offset == 0)
+
+
+def test_simple_closed_forms():
+    # two atoms: the bisector plane is a whole half-space for each -> 2 pi
+    env = all_faces(Atoms("CO", positions=[[0, 0, 0], [1.13, 0, 0]]))
+    np.testing.assert_allclose(env.solid_angle, 2 * np.pi, rtol=1e-12)
+    # three collinear atoms: the middle one has two half-space faces, nothing open
+    env = all_faces(Atoms("OCO", positions=[[-1.16, 0, 0], [0, 0, 0], [1.16, 0, 0]]))
+    np.testing.assert_allclose(env.solid_angle[env.center == 1], 2 * np.pi, rtol=1e-12)
+    assert env.open_solid_angle[1] == pytest.approx(0.0, abs=1e-12)
+    # square of 4 atoms (planar): in the plane, a corner's cell is a quadrant; each edge neighbour's
+    # face spans 135 degrees of in-plane directions (a lune of 2 x 3 pi / 4 sr), the open part 90
+    # degrees (pi sr); the diagonal atom is no face
+    sq = np.array([[0, 0, 0], [1.5, 0, 0], [1.5, 1.5, 0], [0, 1.5, 0]], float)
+    env = all_faces(Atoms("C4", positions=sq))
+    assert {tuple(x) for x in zip(env.center, env.neighbor)} == {
+        (0, 1), (0, 3), (1, 0), (1, 2), (2, 1), (2, 3), (3, 0), (3, 2)}
+    np.testing.assert_allclose(env.solid_angle, 1.5 * np.pi, rtol=1e-12)
+    np.testing.assert_allclose(env.open_solid_angle, np.pi, rtol=1e-12)
 
 
 def test_cutoffs_are_applied():

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
     p = sub.add_parser("predict", help="predict a property per structure and a GA score per atom")
     p.add_argument("input", help="structure file (xyz, extxyz, traj, cif, db, ...); all frames are used")
     p.add_argument("-m", "--model", default="qm9-homo",
-                   help="checkpoint path or shipped model name (qm9-homo, qm9-lumo); default qm9-homo")
+                   help="checkpoint / ensemble path or shipped model name (qm9-homo, qm9-lumo, qm9: both); "
+                        "default qm9-homo")
     p.add_argument("-o", "--output", default=None, help="extxyz to write with a ga_score column per atom")
     p.add_argument("--json", default=None, help="also write predictions and GA scores as JSON")
     p.add_argument("--overwrite", action="store_true")
@@ -110,8 +111,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+
     from ..io.safe_write import check_output, write_json
-    from ..scann import ScannPredictor, export_extxyz, read_atoms
+    from ..scann import OutOfDomainWarning, ScannPredictor, export_extxyz, read_atoms
 
     src = Path(args.input)
     if not src.exists():
@@ -124,12 +129,23 @@ def _predict(args: argparse.Namespace) -> int:
         check_output(out, overwrite=args.overwrite, protected=inputs)
     predictor = ScannPredictor.load(args.model, device=args.device)
     frames = read_atoms(src)
-    results = predictor.predict(frames)
+    with warnings.catch_warnings():  # the CLI prints the domain per frame instead
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        results = predictor.predict(frames)
+    n_out = 0
     for k, (atoms, res) in enumerate(zip(frames, results)):
-        props = "  ".join(f"{n} = {v:.4f} {res.units.get(n, '')}".rstrip() for n, v in res.properties.items())
+        props = "  ".join(
+            f"{n} = {v:.3f}" + (f" ± {res.sigma[n]:.3f}" if np.isfinite(res.sigma.get(n, np.nan)) else "")
+            + f" {res.units.get(n, '')}".rstrip() for n, v in res.properties.items())
         top = int(res.ga_scores.argmax())
         print(f"frame {k}: {atoms.get_chemical_formula()}  {props}  "
               f"max GA atom {top} ({atoms[top].symbol}, N*a = {res.relative_ga_scores[top]:.3f})")
+        if not res.reliable:
+            n_out += 1
+            print(f"  WARNING out of domain, unreliable: {res.domain.message()}", file=sys.stderr)
+    if n_out:
+        print(f"WARNING: {n_out} of {len(results)} structures are outside the model's applicability domain",
+              file=sys.stderr)
     if args.output:
         path = export_extxyz(frames, results, args.output, overwrite=args.overwrite, source=src,
                              model=str(args.model), protected=inputs)
@@ -137,7 +153,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         from ..provenance import provenance
 
-        payload = provenance({"model": str(args.model), "input": str(src)}, None, frames=[
-            {"properties": r.properties, "units": r.units, "ga_scores": r.ga_scores.tolist()} for r in results])
+        payload = provenance({"model": str(args.model), "input": str(src), "ensemble_members": predictor.n_members},
+                             None, frames=[r.to_dict() for r in results])
         write_json(args.json, payload, overwrite=args.overwrite, protected=inputs)
     return 0

@@ -9,12 +9,9 @@ Typical use::
     export_extxyz(frames, results, "scored.extxyz")        # opens in ase gui / OVITO
 """
 
-from .data import (
-    EnvironmentSet,
+from .batching import batches, collate
+from .datasets import (
     Structures,
-    batches,
-    collate,
-    featurize,
     load_qm9,
     load_structures,
     qm9_subset_indices,
@@ -22,12 +19,17 @@ from .data import (
     split_indices,
     structures_from_atoms,
 )
+from .environments import EnvironmentSet, featurize
 from .model import SCANN, ScannConfig, ScannOutput, build_model
+from .domain import DomainModel, DomainReport, OutOfDomainWarning
 from .predict import PRETRAINED, ScannPrediction, ScannPredictor, annotate, export_extxyz, predict
+from .uncertainty import EnsembleOutput, calibration_report, coverage, ensemble_predict, fit_scale
 from .train import TrainConfig, TrainResult, evaluate, fit, load_checkpoint, mae, save_checkpoint, train_iter
 from .voronoi import LocalEnvironment, VoronoiConfig, all_faces, local_environment
 
 __all__ = [
+    "DomainModel", "DomainReport", "EnsembleOutput", "OutOfDomainWarning", "calibration_report", "coverage",
+    "ensemble_predict", "fit_scale",
     "EnvironmentSet", "LocalEnvironment", "PRETRAINED", "SCANN", "ScannConfig", "ScannOutput",
     "ScannPrediction", "ScannPredictor", "Structures", "TrainConfig", "TrainResult", "VoronoiConfig",
     "all_faces", "annotate", "batches", "build_model", "collate", "evaluate", "export_extxyz", "featurize",

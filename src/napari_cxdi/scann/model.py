@@ -52,6 +52,7 @@ class ScannOutput(NamedTuple):
     prediction: torch.Tensor  # (B, T) in target units
     ga_scores: torch.Tensor  # (B, M), softmax over the real atoms of each structure, 0 on padding
     local_attention: list[torch.Tensor] | None  # L x (B, M, K, H), 0 on padded neighbours
+    atom_features: torch.Tensor | None = None  # (B, M, h) atom vectors after the last local layer
 
 
 class GaussianExpansion(nn.Module):
@@ -189,7 +190,7 @@ class SCANN(nn.Module):
         return de * batch["solid_angle_ratio"][:, None]
 
     def forward(self, batch: dict, return_local_attention: bool = False) -> ScannOutput:
-        """``batch`` from :func:`napari_cxdi.scann.data.collate`.
+        """``batch`` from :func:`napari_cxdi.scann.batching.collate`.
 
         Returns predictions (B, T) in target units, GA scores (B, M) and, if asked, the local
         attention weights of every layer as (B, M, K, H) (0 on padded neighbours).
@@ -210,7 +211,7 @@ class SCANN(nn.Module):
                 attentions.append(full.view(B, M, K, -1))
         x, alpha = self.global_attention(c.view(B, M, -1), atom_mask)
         y = self.target_mean + self.target_std * self.F_S(x)
-        return ScannOutput(y, alpha, attentions if return_local_attention else None)
+        return ScannOutput(y, alpha, attentions if return_local_attention else None, c.view(B, M, -1))
 
     def standardized(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.target_mean) / self.target_std

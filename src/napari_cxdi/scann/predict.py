@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -11,83 +12,186 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import ConfigError
+from ..errors import ConfigError, InputFileError
 from ..resources import sample_file
-from .data import EnvironmentSet, batches, featurize, read_atoms, structures_from_atoms
+from .batching import batches
+from .datasets import read_atoms, structures_from_atoms
+from .environments import EnvironmentSet, featurize
+from .domain import DomainModel, DomainReport, OutOfDomainWarning  # noqa: F401 (re-exported)
 from .model import SCANN
 from .train import load_checkpoint
+from .uncertainty import ENSEMBLE_FORMAT, load_ensemble_file
 from .voronoi import VoronoiConfig
 
-#: Shipped pretrained models (``sample_data/models/``), by QM9 target.
-PRETRAINED = {"qm9-homo": "scann_qm9_homo.pt", "qm9-lumo": "scann_qm9_lumo.pt"}
+#: Shipped pretrained models (``sample_data/models/``): name -> (file, target or None for all).
+#: One deep ensemble predicts HOMO and LUMO; ``qm9-homo``/``qm9-lumo`` select one of them.
+PRETRAINED = {"qm9-homo": ("scann_qm9_ensemble.pt", "homo"), "qm9-lumo": ("scann_qm9_ensemble.pt", "lumo"),
+              "qm9": ("scann_qm9_ensemble.pt", None)}
 
 
 @dataclass
 class ScannPrediction:
-    """Result for one structure: ``properties`` {name: value in ``units``}, ``ga_scores`` (N,)
-    (sum to 1), optionally the local attention of each layer as (N, K, H) with ``neighbors`` (N, K)."""
+    """Result for one structure.
+
+    ``properties`` {name: value in ``units``} (ensemble mean), ``sigma`` {name: standard deviation}
+    (calibrated ensemble spread; NaN for a single model), ``ga_scores`` (N,) (sum to 1, ensemble
+    mean) and ``ga_sigma`` (N,) their spread over members, ``domain`` the applicability-domain
+    report (None when the model carries no domain), optionally the local attention of each layer
+    (member 0) as (N, K, H) with ``neighbors`` (N, K).
+    """
 
     properties: dict[str, float]
     units: dict[str, str]
     ga_scores: np.ndarray
     local_attention: list[np.ndarray] | None = None
     neighbors: np.ndarray | None = None
+    sigma: dict[str, float] = field(default_factory=dict)
+    ga_sigma: np.ndarray | None = None
+    domain: DomainReport | None = None
 
     @property
     def relative_ga_scores(self) -> np.ndarray:
         """N * alpha_i: 1 for an atom that gets the average attention (GA scores stay near 1/N)."""
         return self.ga_scores * len(self.ga_scores)
 
+    @property
+    def reliable(self) -> bool:
+        """False when the structure is outside the model's applicability domain."""
+        return self.domain is None or self.domain.in_domain
+
+    def to_dict(self) -> dict:
+        """JSON-ready: properties, sigma, units, GA scores and their spread, domain."""
+        return {"properties": dict(self.properties), "sigma": {k: _num(v) for k, v in self.sigma.items()},
+                "units": dict(self.units), "ga_scores": self.ga_scores.tolist(),
+                "ga_sigma": None if self.ga_sigma is None else self.ga_sigma.tolist(),
+                "reliable": self.reliable, "domain": None if self.domain is None else self.domain.to_dict()}
+
+
+def _num(v: float):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _load_model_file(path: Path, device) -> tuple[list[SCANN], dict]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise InputFileError(path, "model file does not exist") from exc
+    except Exception as exc:
+        raise InputFileError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    if isinstance(obj, dict) and obj.get("format") == ENSEMBLE_FORMAT:
+        return load_ensemble_file(obj, path, device)
+    model, meta = load_checkpoint(path, device)
+    return [model], meta
+
 
 class ScannPredictor:
-    """A loaded model with the Voronoi settings it was trained with."""
+    """A loaded model or deep ensemble with the Voronoi settings it was trained with.
 
-    def __init__(self, model: SCANN, meta: dict):
-        self.model = model.eval()
+    ``targets``: predict only these of the model's targets (default all).
+    """
+
+    def __init__(self, model: SCANN | Sequence[SCANN], meta: dict, targets: Sequence[str] | None = None):
+        self.models = [model] if isinstance(model, SCANN) else list(model)
+        for m in self.models:
+            m.eval()
+        self.model = self.models[0]
         self.meta = meta
-        self.voronoi = VoronoiConfig(**meta.get("voronoi_config", {}))
-        self.target_names = list(meta.get("target_names", model.config.target_names))
-        self.target_units = list(meta.get("target_units", [""] * len(self.target_names)))
+        self.voronoi = VoronoiConfig.from_dict(meta.get("voronoi_config", {}))
+        names = list(meta.get("target_names", self.model.config.target_names))
+        units = list(meta.get("target_units", [""] * len(names)))
+        wanted = list(targets) if targets else names
+        bad = [t for t in wanted if t not in names]
+        if bad:
+            raise ConfigError(f"the model predicts {names}, not {bad}")
+        self._cols = [names.index(t) for t in wanted]
+        self.target_names = wanted
+        self.target_units = [units[c] for c in self._cols]
+        scale = meta.get("sigma_scale")
+        self.sigma_scale = None if scale is None or len(self.models) < 2 else np.asarray(scale, float)[self._cols]
+        self.domain = DomainModel(meta["domain"]) if meta.get("domain") else None
+
+    @property
+    def n_members(self) -> int:
+        return len(self.models)
 
     @classmethod
-    def load(cls, path_or_name: str | os.PathLike, device: str = "auto") -> "ScannPredictor":
-        """From a checkpoint path or a shipped model name (``qm9-homo``, ``qm9-lumo``)."""
+    def load(cls, path_or_name: str | os.PathLike, device: str = "auto",
+             targets: Sequence[str] | None = None) -> "ScannPredictor":
+        """From a checkpoint or ensemble path, or a shipped model name (``qm9-homo``, ``qm9-lumo``, ``qm9``)."""
         name = str(path_or_name)
         if name in PRETRAINED:
-            path = sample_file("models", PRETRAINED[name])
+            fname, target = PRETRAINED[name]
+            path = sample_file("models", fname)
+            targets = targets or ([target] if target else None)
         else:
             path = Path(path_or_name)
-        model, meta = load_checkpoint(path, resolve_device(device))
-        return cls(model, meta)
+            if not path.exists():
+                raise InputFileError(path, f"model file does not exist (shipped models: {', '.join(PRETRAINED)})")
+        models, meta = _load_model_file(path, resolve_device(device))
+        return cls(models, meta, targets)
 
     @torch.no_grad()
-    def predict_environments(self, envs: EnvironmentSet, batch_size: int = 128,
-                             local_attention: bool = False) -> list[ScannPrediction]:
+    def predict_environments(self, envs: EnvironmentSet, batch_size: int = 128, local_attention: bool = False,
+                             periodic: Sequence[bool] | None = None) -> list[ScannPrediction]:
+        """Predictions for featurised structures; ``periodic[s]`` marks crystals (domain check)."""
         device = next(self.model.parameters()).device
         results: list[ScannPrediction | None] = [None] * len(envs)
         units = dict(zip(self.target_names, self.target_units))
+        cols = self._cols
         for sel, batch in batches(envs, batch_size, device=device):
-            out = self.model(batch, return_local_attention=local_attention)
-            pred = out.prediction.double().cpu().numpy()
-            ga = out.ga_scores.double().cpu().numpy()
-            att = [a.cpu().numpy() for a in out.local_attention] if local_attention else None
+            outs = [m(batch, return_local_attention=local_attention and k == 0) for k, m in enumerate(self.models)]
+            preds = np.stack([o.prediction.double().cpu().numpy()[:, cols] for o in outs])  # (K, B, T)
+            gas = np.stack([o.ga_scores.double().cpu().numpy() for o in outs])  # (K, B, M)
+            feats = outs[0].atom_features.float().cpu().numpy()
+            mean, std = preds.mean(axis=0), preds.std(axis=0)
+            sigma = std * self.sigma_scale if self.sigma_scale is not None else np.full_like(mean, np.nan)
+            att = [a.cpu().numpy() for a in outs[0].local_attention] if local_attention else None
             nbr = batch["neighbors"].cpu().numpy()
             nmask = batch["neighbor_mask"].cpu().numpy()
+            z = batch["z"].cpu().numpy()
             for b, s in enumerate(sel):
                 n = int(batch["n_atoms"][b])
+                report = None
+                if self.domain is not None:
+                    e0, e1 = envs.edge_ptr[s], envs.edge_ptr[s + 1]
+                    report = self.domain.check(z[b, :n], bool(periodic[s]) if periodic is not None else False,
+                                               feats[b, :n], (envs.center[e0:e1], envs.neighbor[e0:e1]))
                 results[s] = ScannPrediction(
-                    {t: float(pred[b, i]) for i, t in enumerate(self.target_names)}, units, ga[b, :n].copy(),
+                    {t: float(mean[b, i]) for i, t in enumerate(self.target_names)}, units,
+                    gas[:, b, :n].mean(axis=0),
                     [a[b, :n] for a in att] if att else None,
-                    np.where(nmask[b, :n], nbr[b, :n], -1) if local_attention else None)
+                    np.where(nmask[b, :n], nbr[b, :n], -1) if local_attention else None,
+                    sigma={t: float(sigma[b, i]) for i, t in enumerate(self.target_names)},
+                    ga_sigma=gas[:, b, :n].std(axis=0) if len(self.models) > 1 else None,
+                    domain=report)
         return results  # type: ignore[return-value]
 
     def predict(self, structures, batch_size: int = 128, local_attention: bool = False,
-                n_jobs: int | None = None) -> list[ScannPrediction]:
-        """Predict for ase Atoms, a list of them (e.g. a trajectory) or a file path (all frames)."""
+                n_jobs: int | None = None, warn: bool = True) -> list[ScannPrediction]:
+        """Predict for ase Atoms, a list of them (e.g. a trajectory) or a file path (all frames).
+
+        Structures outside the applicability domain get ``prediction.domain.in_domain == False``
+        and, with ``warn``, one :class:`OutOfDomainWarning` naming the reasons."""
         frames = as_frames(structures)
         s = structures_from_atoms(frames)
         envs = featurize(s, self.voronoi, n_jobs=n_jobs, cache=False)
-        return self.predict_environments(envs, batch_size, local_attention)
+        results = self.predict_environments(envs, batch_size, local_attention,
+                                            periodic=[c is not None for c in s.cells])
+        if warn:
+            warn_out_of_domain(frames, results)
+        return results
+
+
+def warn_out_of_domain(frames: Sequence, results: Sequence[ScannPrediction], stacklevel: int = 3) -> None:
+    """One :class:`OutOfDomainWarning` for all out-of-domain structures (first three named)."""
+    bad = [k for k, r in enumerate(results) if not r.reliable]
+    if not bad:
+        return
+    lines = [f"structure {k} ({frames[k].get_chemical_formula()}): {results[k].domain.message()}" for k in bad[:3]]
+    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    warnings.warn(f"{len(bad)} of {len(results)} structures are outside the model's applicability domain; "
+                  "their predictions are unreliable. " + " | ".join(lines) + more, OutOfDomainWarning,
+                  stacklevel=stacklevel)
 
 
 def as_frames(structures) -> list:
@@ -109,8 +213,9 @@ def predict(model: ScannPredictor | str | os.PathLike, structures, **kwargs) -> 
 
 
 def annotate(frames: Sequence, results: Sequence[ScannPrediction], model: str | None = None) -> list:
-    """Copies of the frames with per-atom ``ga_score`` and ``ga_score_relative`` arrays, the
-    predicted properties in ``info`` (``<name>_pred``) and the software version / model used."""
+    """Copies of the frames with per-atom ``ga_score``, ``ga_score_relative`` and ``ga_score_sigma``
+    arrays, the predicted properties and their sigma in ``info`` (``<name>_pred``, ``<name>_sigma``),
+    ``in_domain`` / ``domain_reasons``, and the software version / model used."""
     from .._version import __version__
 
     out = []
@@ -119,10 +224,18 @@ def annotate(frames: Sequence, results: Sequence[ScannPrediction], model: str | 
         a.calc = None
         a.set_array("ga_score", np.asarray(res.ga_scores, dtype=float))
         a.set_array("ga_score_relative", np.asarray(res.relative_ga_scores, dtype=float))
+        if res.ga_sigma is not None:
+            a.set_array("ga_score_sigma", np.asarray(res.ga_sigma, dtype=float))
         for k, v in res.properties.items():
             a.info[f"{k}_pred"] = v
+            if k in res.sigma and np.isfinite(res.sigma[k]):
+                a.info[f"{k}_sigma"] = res.sigma[k]
             if res.units.get(k):
                 a.info[f"{k}_unit"] = res.units[k]
+        if res.domain is not None:
+            a.info["in_domain"] = bool(res.domain.in_domain)
+            if res.domain.reasons:
+                a.info["domain_reasons"] = " | ".join(res.domain.reasons)
         a.info["scann_software"] = f"napari-cxdi {__version__}"
         if model:
             a.info["scann_model"] = str(model)
@@ -142,7 +255,7 @@ def export_extxyz(frames: Sequence, results: Sequence[ScannPrediction], path: st
     path = Path(path)
     if len(frames) != len(results):
         raise ConfigError(f"{len(frames)} frames but {len(results)} predictions")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    annotated = annotate(frames, results, model)
     with atomic_output(path, overwrite=overwrite, protected=[source, *protected]) as tmp:
-        ase.io.write(tmp, annotate(frames, results, model), format="extxyz")
+        ase.io.write(str(tmp), annotated, format="extxyz")
     return path

@@ -20,7 +20,8 @@ import torch
 from ..devices import resolve_device
 from ..errors import CancelledError, ConfigError, DataValidationError, InputFileError
 from ..provenance import provenance
-from .data import EnvironmentSet, batches
+from .batching import batches
+from .environments import EnvironmentSet
 from .model import SCANN, ScannConfig, build_model
 from .voronoi import VoronoiConfig
 
@@ -44,12 +45,20 @@ class TrainConfig:
     log_every: int = 20  # yield a "step" dict every this many steps
     checkpoint: str | None = None  # write the best model here (atomically) on improvement
     init_from: str | None = None  # transfer learning: start from this checkpoint's weights
+    # "restarts": cosine with warm restarts every restart_epochs; "time_cosine": one cosine from lr to
+    # lr_min over time_limit_s of wall time (for a fixed compute budget on a busy machine; not
+    # bit-reproducible, since the step at which the rate falls depends on the machine's speed)
+    lr_schedule: str = "restarts"
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
         if not (0 < self.lr_min <= self.lr):
             raise ConfigError(f"need 0 < lr_min <= lr, got lr={self.lr}, lr_min={self.lr_min}")
+        if self.lr_schedule not in ("restarts", "time_cosine"):
+            raise ConfigError(f"lr_schedule must be 'restarts' or 'time_cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule == "time_cosine" and not self.time_limit_s:
+            raise ConfigError("lr_schedule 'time_cosine' needs time_limit_s")
 
 
 @dataclass
@@ -209,7 +218,12 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            if cfg.lr_schedule == "time_cosine":
+                frac = min(1.0, (time.time() - t0) / cfg.time_limit_s)
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+            else:
+                scheduler.step()
             step += 1
             losses.append(float(loss.detach()))
             if step % cfg.log_every == 0:

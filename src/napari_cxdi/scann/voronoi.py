@@ -2,17 +2,29 @@
 
 Atom ``j`` is a neighbour of atom ``i`` when their Voronoi cells share a face. Each neighbour
 carries the distance ``d_ij`` (Å) and the solid angle ``Omega_ij`` (sr) that the shared face
-subtends at atom ``i`` (triangle fan, Van Oosterom–Strackee formula). Cut-offs as in the
-official code: ``d <= 4.0 Å``, ``Omega >= 0.4 sr`` and ``Omega / max_k Omega_ik >= 0.2``.
+subtends at atom ``i``. Cut-offs as in the official code: ``d <= 4.0 Å``, ``Omega >= 0.4 sr`` and
+``Omega / max_k Omega_ik >= 0.2`` (compared with a tolerance of ``TOLERANCE``).
 
-Molecules are put in a periodic cubic box whose edge is the molecule's largest extent plus
-``box_padding`` (4.5 Å): every periodic image is then at least 4.5 Å from every atom, so no
-image can pass the 4 Å cut-off and become a false neighbour. The box is aligned with the
-molecule's principal axes, so the features (and hence predictions) do not depend on how the
-molecule is oriented or numbered. ``legacy_box=True`` reproduces the official fixed 10 Å box
-(axis-aligned), where images do become neighbours of large molecules.
+**Molecules are isolated**: no box, no periodic images. Atom ``i``'s cell is the unbounded Voronoi
+cell of the molecule's own atoms, ``{x : (x - x_i) . w_k <= 1 for all k}`` with
+``w_k = 2 (x_k - x_i) / |x_k - x_i|^2``. This is the polar dual of ``P_i = conv({0} U {w_k})``:
+``j`` is a face neighbour of ``i`` exactly when ``w_j`` is a vertex of ``P_i``, and the solid angle
+of the (possibly unbounded) face is the solid angle of the normal cone of ``P_i`` at ``w_j``, i.e.
+its angular defect ``2 pi - sum of the facet angles at w_j`` (Gauss-Bonnet). The vertex ``0`` of
+``P_i``, if any, carries the solid angle through which the cell is open to infinity
+(``open_solid_angle``); faces plus the open part sum to 4 pi. Everything is computed from
+inter-atomic vectors only, so the features are exactly invariant (to rounding) under rotation,
+translation and renumbering; there is no box, so nothing depends on a box size or orientation.
+Flat ``P_i`` (all atoms in a plane through ``i``: planar molecules) use the 2-D hull, where the
+normal cone of a vertex is a lune of solid angle ``2 x`` its exterior angle; collinear ones (linear
+molecules) give half-spaces (2 pi). The flat/collinear test uses singular values with a relative
+tolerance, and the solid angles are continuous across it.
 
-Periodic crystals (``atoms.pbc`` all true with a cell) are tessellated with their own lattice.
+``legacy_box=True`` reproduces the official fixed 10 Å periodic box (axis-aligned, not invariant),
+where images become neighbours of large molecules; kept for comparison only.
+
+Periodic crystals (``atoms.pbc`` all true with a cell) are tessellated with their own lattice
+(qhull on the atoms plus the lattice images that can touch the central cells).
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import QhullError, Voronoi
+from scipy.spatial import ConvexHull, QhullError, Voronoi
 
 from ..errors import ConfigError, DataValidationError
 
@@ -29,11 +41,23 @@ from ..errors import ConfigError, DataValidationError
 MAX_Z = 100
 #: Atoms closer than this (Å) are treated as overlapping, which Voronoi cannot separate.
 MIN_DISTANCE = 0.1
+#: Absolute tolerance of float comparisons (cut-offs in Å and sr, lattice reach in Å).
+TOLERANCE = 1e-9
+#: Relative singular-value threshold below which the dual points of an atom count as flat/collinear.
+FLAT_TOLERANCE = 1e-9
+#: Faces with a smaller solid angle (sr) are degenerate (a Voronoi edge or vertex, not a face).
+MIN_FACE_SOLID_ANGLE = 1e-9
+MOLECULE_CELLS = ("isolated", "box")
 
 
 @dataclass(frozen=True)
 class VoronoiConfig:
-    """Cut-offs and box of the local-structure definition (Å, sr)."""
+    """Cut-offs (Å, sr) and how molecules are tessellated.
+
+    ``molecule_cells``: ``"isolated"`` (default, exact, see the module docstring) or ``"box"``: the
+    molecule in an axis-aligned periodic cubic box of edge ``extent + box_padding`` (only for checks:
+    it converges to ``"isolated"`` as the padding grows). ``legacy_box``: the official 10 Å box.
+    """
 
     cutoff: float = 4.0
     min_solid_angle: float = 0.4
@@ -41,15 +65,39 @@ class VoronoiConfig:
     box_padding: float = 4.5
     legacy_box: bool = False
     legacy_box_size: float = 10.0
+    molecule_cells: str = "isolated"
 
     def __post_init__(self):
         if self.cutoff <= 0:
             raise ConfigError(f"Voronoi cutoff must be positive, got {self.cutoff}")
-        if not self.legacy_box and self.box_padding <= self.cutoff:
+        if self.molecule_cells not in MOLECULE_CELLS:
+            raise ConfigError(f"molecule_cells must be one of {MOLECULE_CELLS}, got {self.molecule_cells!r}")
+        if self.molecule_cells == "box" and not self.legacy_box and self.box_padding <= self.cutoff:
             raise ConfigError(
                 f"box_padding ({self.box_padding} Å) must exceed the cutoff ({self.cutoff} Å), "
                 "otherwise periodic images of a molecule can become false neighbours"
             )
+
+    def validate(self) -> "VoronoiConfig":
+        return self
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VoronoiConfig":
+        """From a stored dict; unknown keys are ignored. Dicts written before ``molecule_cells``
+        existed described the padded box, so they map to ``"box"``."""
+        known = {k: v for k, v in dict(d).items() if k in cls.__dataclass_fields__}
+        known.setdefault("molecule_cells", "box")
+        return cls(**known)
+
+    def with_(self, **changes) -> "VoronoiConfig":
+        from dataclasses import replace
+
+        return replace(self, **changes)
 
 
 @dataclass
@@ -58,8 +106,9 @@ class LocalEnvironment:
 
     ``center[e]``/``neighbor[e]`` index atoms of the structure (0..n_atoms-1), sorted by center;
     ``distance[e]`` in Å, ``solid_angle[e]`` in sr, ``offset[e]`` the integer lattice image of the
-    neighbour (crystal cell vectors; for molecules the box, so non-zero means a periodic image
-    became a neighbour, which happens only with ``legacy_box``).
+    neighbour (crystal cell vectors; for molecules always 0 unless a box is asked for, where non-zero
+    means a periodic image became a neighbour). ``open_solid_angle[i]``: for isolated molecules, the
+    solid angle (sr) of directions in which atom i's cell is unbounded (faces + open part = 4 pi).
     """
 
     numbers: np.ndarray  # (N,) int
@@ -69,6 +118,7 @@ class LocalEnvironment:
     distance: np.ndarray  # (E,) float, Å
     solid_angle: np.ndarray  # (E,) float, sr
     offset: np.ndarray  # (E, 3) int
+    open_solid_angle: np.ndarray | None = None  # (N,) sr through which a molecule's cell is open
 
     @property
     def n_atoms(self) -> int:
@@ -126,11 +176,82 @@ def _check_overlaps(points: np.ndarray, n: int) -> None:
         )
 
 
-def _principal_frame(positions: np.ndarray) -> np.ndarray:
-    """Coordinates in the principal-axes frame of the atom cloud (rotation-invariant box)."""
-    x = positions - positions.mean(axis=0)
-    _, vecs = np.linalg.eigh(x.T @ x)
-    return x @ vecs
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1], u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+                     u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]], axis=1)
+
+
+def _angles_at(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Angle (rad) at ``p`` of triangles ``p, q, r`` (T, 3), robust (atan2)."""
+    u, v = q - p, r - p
+    return np.arctan2(np.linalg.norm(_cross(u, v), axis=1), np.einsum("ij,ij->i", u, v))
+
+
+def _dual_points(positions: np.ndarray, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dual points of the given ``atoms`` (see module docstring), batched: ``w`` (a, n, 3) with row
+    ``i`` ``[0, w_k for k != i]``, the centred copies, principal directions (a, 3, 3) and the affine
+    rank of each atom's points (relative singular-value tolerance ``FLAT_TOLERANCE``)."""
+    n = len(positions)
+    rel = positions[None, :, :] - positions[atoms, None, :]
+    rel = rel[np.arange(n)[None, :] != atoms[:, None]].reshape(len(atoms), n - 1, 3)
+    d2 = np.einsum("nkj,nkj->nk", rel, rel)
+    w = np.concatenate([np.zeros((n, 1, 3)), 2.0 * rel / d2[..., None]], axis=1)  # point 0: the origin
+    centred = w - w.mean(axis=1, keepdims=True)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    scale = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
+    return w, centred, vt, np.sum(sv > FLAT_TOLERANCE * scale, axis=1)
+
+
+def _flat_cell_solid_angles(centred: np.ndarray, vt: np.ndarray, rank: int) -> np.ndarray:
+    """Normal-cone solid angles (sr) of the points of a flat (rank 2) or collinear (rank 1) dual."""
+    omega = np.zeros(len(centred))
+    if rank == 2:
+        xy = np.c_[centred @ vt[:2].T, np.zeros(len(centred))]
+        ring = ConvexHull(xy[:, :2]).vertices  # counter-clockwise
+        interior = _angles_at(xy[ring], xy[np.roll(ring, 1)], xy[np.roll(ring, -1)])
+        omega[ring] = 2.0 * (np.pi - interior)  # a lune: twice the exterior angle
+    else:  # collinear: the two end points see half-spaces
+        t = centred @ vt[0]
+        omega[[int(np.argmin(t)), int(np.argmax(t))]] = 2.0 * np.pi
+    return omega
+
+
+def _isolated_molecule(positions: np.ndarray):
+    """Every face of every atom of an isolated molecule: centre, neighbour, solid angle (sr) and the
+    open solid angle (sr) of each cell. One convex hull of the dual points per atom; the facet
+    angles of all hulls are summed per vertex in one vectorised pass (angular defect). Work and
+    memory grow as N^2 (atoms are processed in blocks of ``chunk``)."""
+    n = len(positions)
+    others = np.arange(n)
+    chunk = max(1, 2_000_000 // (3 * n))
+    tris, flat, walls = [], {}, []
+    for start in range(0, n, chunk):
+        atoms = np.arange(start, min(n, start + chunk))
+        wall, centred, vt, rank = _dual_points(positions, atoms)
+        walls.append(wall)
+        for a, i in enumerate(atoms):
+            if rank[a] == 3:
+                tris.append(ConvexHull(wall[a]).simplices + i * n)
+            else:
+                flat[i] = _flat_cell_solid_angles(centred[a], vt[a], int(rank[a]))
+    w = np.concatenate(walls).reshape(n * n, 3)  # atom i's points: rows i*n .. i*n + n - 1 (origin first)
+    omega = np.zeros(len(w))
+    if tris:
+        tri = np.concatenate(tris)
+        a, b, c = w[tri[:, 0]], w[tri[:, 1]], w[tri[:, 2]]
+        ang = np.concatenate([_angles_at(a, b, c), _angles_at(b, c, a), _angles_at(c, a, b)])
+        total = np.bincount(tri.T.reshape(-1), weights=ang, minlength=len(w))
+        verts = np.unique(tri)
+        omega[verts] = 2.0 * np.pi - total[verts]
+    for i, om in flat.items():
+        omega[i * n:(i + 1) * n] = om
+    omega = np.clip(omega, 0.0, 4.0 * np.pi).reshape(n, n)
+    open_angle = omega[:, 0].copy()
+    # column k >= 1 of row i is the k-th atom other than i
+    nbr_index = np.array([others[others != i] for i in range(n)]).reshape(n, n - 1)
+    face = omega[:, 1:] > MIN_FACE_SOLID_ANGLE
+    ci = np.repeat(np.arange(n), face.sum(axis=1))
+    return ci, nbr_index[face], omega[:, 1:][face], open_angle
 
 
 def _periodic_points(positions: np.ndarray, cell: np.ndarray, reach: float):
@@ -148,7 +269,7 @@ def _periodic_points(positions: np.ndarray, cell: np.ndarray, reach: float):
     shift0 = np.rint(frac - wrapped).astype(int)  # so offsets refer to the input positions
     vol = abs(np.linalg.det(cell))
     widths = vol / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-    reps = np.maximum(1, np.ceil(reach / widths).astype(int))
+    reps = np.maximum(1, np.ceil(reach / widths - TOLERANCE).astype(int))
     grid = np.array(list(itertools.product(*(range(-r, r + 1) for r in reps))))
     grid = grid[np.argsort(np.abs(grid).sum(axis=1), kind="stable")]  # (0,0,0) first
     pts = (base[None, :, :] + (grid @ cell)[:, None, :]).reshape(-1, 3)
@@ -158,7 +279,7 @@ def _periodic_points(positions: np.ndarray, cell: np.ndarray, reach: float):
         from scipy.spatial import cKDTree
 
         dmin, _ = cKDTree(base).query(pts, k=1)
-        keep = dmin <= reach
+        keep = dmin <= reach + TOLERANCE
         keep[:n] = True
         pts, idx, off = pts[keep], idx[keep], off[keep]
     return pts, idx, off, shift0
@@ -169,7 +290,7 @@ def local_environment(atoms, config: VoronoiConfig | None = None, *, cutoffs: bo
 
     ``atoms``: an :class:`ase.Atoms` or a tuple ``(numbers, positions[, cell, pbc])``.
     Crystals (all ``pbc`` true and a non-zero cell) use their lattice; anything else is a
-    molecule and is boxed (see module docstring). ``cutoffs=False`` keeps every face.
+    molecule, tessellated in isolation (see module docstring). ``cutoffs=False`` keeps every face.
     """
     cfg = config or VoronoiConfig()
     if hasattr(atoms, "get_atomic_numbers"):
@@ -186,6 +307,33 @@ def local_environment(atoms, config: VoronoiConfig | None = None, *, cutoffs: bo
     periodic = bool(np.all(pbc)) and cell.shape == (3, 3) and abs(np.linalg.det(cell)) > 1e-6
     validate_structure(numbers, positions, periodic)
     n = len(numbers)
+    open_angle = None
+    if not periodic and not cfg.legacy_box and cfg.molecule_cells == "isolated":
+        _check_overlaps(positions, n)
+        ci, nb, omega, open_angle = _isolated_molecule(positions)
+        dist = np.linalg.norm(positions[nb] - positions[ci], axis=1)
+        noff = np.zeros((len(ci), 3), dtype=np.int64)
+    else:
+        ci, nb, dist, omega, noff = _periodic_faces(positions, cell, periodic, cfg)
+    if cutoffs:
+        keep = dist <= cfg.cutoff + TOLERANCE
+        ci, nb, dist, omega, noff = ci[keep], nb[keep], dist[keep], omega[keep], noff[keep]
+        mx = np.zeros(n)
+        np.maximum.at(mx, ci, omega)
+        keep = ((omega >= cfg.min_solid_angle - TOLERANCE)
+                & (omega / np.maximum(mx[ci], 1e-12) >= cfg.min_solid_angle_ratio - TOLERANCE))
+        ci, nb, dist, omega, noff = ci[keep], nb[keep], dist[keep], omega[keep], noff[keep]
+    order = np.lexsort((nb, ci))
+    return LocalEnvironment(
+        numbers=numbers, positions=positions, center=ci[order].astype(np.int64),
+        neighbor=nb[order].astype(np.int64), distance=dist[order], solid_angle=omega[order],
+        offset=noff[order].astype(np.int64), open_solid_angle=open_angle,
+    )
+
+
+def _periodic_faces(positions: np.ndarray, cell: np.ndarray, periodic: bool, cfg: VoronoiConfig):
+    """Faces of a crystal (its lattice) or of a molecule in a box (legacy or padded, for checks)."""
+    n = len(positions)
     if periodic:
         frame = positions
         lattice = cell
@@ -194,8 +342,8 @@ def local_environment(atoms, config: VoronoiConfig | None = None, *, cutoffs: bo
         frame = positions - positions.mean(axis=0)  # large molecules meet their images: the flaw kept for comparison
         lattice = np.eye(3) * cfg.legacy_box_size
         reach = cfg.legacy_box_size
-    else:
-        frame = _principal_frame(positions)
+    else:  # axis-aligned padded box: converges to the isolated cells as box_padding grows
+        frame = positions - positions.mean(axis=0)
         side = float((frame.max(axis=0) - frame.min(axis=0)).max()) + cfg.box_padding
         lattice = np.eye(3) * side
         reach = side
@@ -239,20 +387,7 @@ def local_environment(atoms, config: VoronoiConfig | None = None, *, cutoffs: bo
     nb = idx[oj]
     noff = off[oj]
     noff = noff - shift0[nb] + shift0[ci]  # image offset relative to the input (unwrapped) atoms
-
-    if cutoffs:
-        keep = dist <= cfg.cutoff
-        ci, nb, dist, omega, noff = ci[keep], nb[keep], dist[keep], omega[keep], noff[keep]
-        mx = np.zeros(n)
-        np.maximum.at(mx, ci, omega)
-        keep = (omega >= cfg.min_solid_angle) & (omega / np.maximum(mx[ci], 1e-12) >= cfg.min_solid_angle_ratio)
-        ci, nb, dist, omega, noff = ci[keep], nb[keep], dist[keep], omega[keep], noff[keep]
-    order = np.lexsort((nb, ci))
-    return LocalEnvironment(
-        numbers=numbers, positions=positions, center=ci[order].astype(np.int64),
-        neighbor=nb[order].astype(np.int64), distance=dist[order], solid_angle=omega[order],
-        offset=noff[order].astype(np.int64),
-    )
+    return ci, nb, dist, omega, noff
 
 
 def all_faces(atoms, config: VoronoiConfig | None = None) -> LocalEnvironment:

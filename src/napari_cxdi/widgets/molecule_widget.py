@@ -362,6 +362,11 @@ class MoleculeWidget(QWidget):
         self._show_frame()
         self._plot_property()
         self._update_buttons()
+        warning = mol.domain_summary(results)
+        if warning:
+            from napari.utils.notifications import show_warning
+
+            show_warning(warning)
 
     def _on_error(self, exc: Exception) -> None:
         from napari.utils.notifications import show_error
@@ -402,9 +407,11 @@ class MoleculeWidget(QWidget):
             return
         prop = self.property_combo.currentText() or next(iter(res.properties))
         if prop in res.properties:
-            unit = res.units.get(prop, "")
             self.status.setText(f"{self.name} frame {self.frame + 1}: predicted {prop} = "
-                                f"{res.properties[prop]:.3f} {unit} ({self.model_name})")
+                                f"{mol.format_property(res, prop)} ({self.model_name})")
+            reliable = getattr(res, "reliable", True)
+            self.status.setStyleSheet("" if reliable else "color: gray")  # greyed: outside the domain
+            self.status.setToolTip("" if reliable else res.domain.message())
 
     @property
     def current_result(self):
