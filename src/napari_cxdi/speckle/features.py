@@ -13,7 +13,7 @@ Why these (seed 001's n-disk system: fixed total disk area ``A``, so the disk ra
   of the standardised pattern at lags 1 and 2 (the speckle width) and ``log10`` of the photon count
   (a fixed 10 for noise-free patterns).
 * a one-disk fit: the ring profile against ring-averaged Airy templates ``(2 J1(qr)/qr)^2`` for radii
-  :data:`FIT_RADII` (free scale, least squares in ``log I``, rings weighted by their photon counts):
+  :data:`FIT_RADII` (free scale, least squares in ``log I``, rings weighted by their pixel and photon counts):
   ``log`` of the best radius (for monodisperse disks ``n = A / (pi r^2)``) and the residual (the ring
   visibility: small for one disk size, large when polydispersity fills the minima).
 
@@ -193,8 +193,9 @@ def radial_features(patterns: np.ndarray, config: FeatureConfig = FeatureConfig(
     acf = _acf(grid, valid.reshape(config.size, config.size))
     log_ph = np.where(is_counts, np.log10(np.maximum(total, 1.0)), NOISE_FREE_LOG_PHOTONS)
     # rings with few photons weigh less in the fit (noise-free: all weigh 1)
+    # each ring weighs by its pixel count (speckle averaging) and, for counts, less when it holds few photons
     ring_photons = m1 * ring_counts[None, :]
-    weight = np.where(is_counts[:, None], np.clip(ring_photons / 50.0, 0.0, 1.0), 1.0)
+    weight = ring_counts[None, :] * np.where(is_counts[:, None], np.clip(ring_photons / 50.0, 0.0, 1.0), 1.0)
     fit_r, fit_res = _fit_disk(log_i, weight, config)
     glob = np.stack([first, second, contrast_all, acf[:, 0], acf[:, 1], log_ph, np.log(fit_r), fit_res], 1)
     return np.concatenate([log_i, contrast, glob], 1).astype(np.float32)
