@@ -144,8 +144,8 @@ class RadialClassifier:
     def explain_features(self, feats: np.ndarray, group: int = 3, target: int | None = None) -> dict:
         """Occlusion importance per q-range for one pattern's features ``(F,)``: the rings are taken
         ``group`` at a time and both their ``log I`` and contrast values are replaced by the training
-        mean; the importance is the drop of the log-probability of ``target`` (default: the predicted
-        class). Returns ``{"class", "q_inner_px", "q_outer_px", "importance"}`` (full-resolution pixels
+        mean; the importance is the drop of the log-odds ``log p / (1 - p)`` of ``target`` (default: the
+        predicted class). Returns ``{"class", "q_inner_px", "q_outer_px", "importance"}`` (full-resolution pixels
         of the 513 window; positive = this q-range supported the class)."""
         f = np.asarray(feats, np.float32).reshape(1, -1)
         z = self.standardize(f)
@@ -157,14 +157,17 @@ class RadialClassifier:
             batch[i + 1, r + s:r + s + group] = 0.0
         with torch.no_grad():
             self.net.eval()
-            logp = torch.log_softmax(self.net(torch.from_numpy(batch)) / self.temperature, 1).numpy()
-        k = int(logp[0].argmax()) if target is None else int(np.searchsorted(self.classes, target))
+            logits = self.net(torch.from_numpy(batch)).double() / self.temperature
+        k = int(logits[0].argmax()) if target is None else int(np.searchsorted(self.classes, target))
+        # log-odds of the class, log p / (1 - p): unlike log p it does not saturate for confident models
+        others = torch.cat([logits[:, :k], logits[:, k + 1:]], 1)
+        logodds = (logits[:, k] - torch.logsumexp(others, 1)).numpy()
         radii = self.features.ring_radii_px()
         half = self.features.bin / 2
         return {"class": int(self.classes[k]),
                 "q_inner_px": np.array([radii[s] - half for s in starts]),
                 "q_outer_px": np.array([radii[min(s + group, r) - 1] + half for s in starts]),
-                "importance": logp[0, k] - logp[1:, k]}
+                "importance": (logodds[0] - logodds[1:]).astype(np.float32)}
 
     def explain(self, pattern: np.ndarray, input_bin: int = 1, group: int = 3, target: int | None = None) -> dict:
         """:meth:`explain_features` of one raw pattern ``(H, W)``; radii also given in the pattern's own

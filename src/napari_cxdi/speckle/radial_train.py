@@ -42,7 +42,7 @@ class RadialTrainConfig:
     copies (log-uniform); ``noisy_copies`` noisy feature vectors per simulated pattern, plus the noise-free
     one if ``clean``. ``max_minutes`` wall-time budget (training goes on over the cached features until it
     is spent), ``max_per_class`` patterns per class at most, ``epochs_per_chunk`` passes over the cache
-    before waiting for the next simulated chunk."""
+    before waiting for the next simulated chunk, ``max_epochs`` a cap on the passes (small tests)."""
 
     kind: str = "mono"
     arch: str = "mlp"
@@ -60,6 +60,7 @@ class RadialTrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 256
     epochs_per_chunk: int = 3
+    max_epochs: int = 1_000_000
     workers: int = 1
     method: str = "analytic"
     seed: int = 1
@@ -179,7 +180,7 @@ def train_radial(config: RadialTrainConfig, name: str = "") -> Generator[dict, N
         epoch, patterns, since_new = 0, config.chunk_per_class, 0
         while True:
             elapsed = time.perf_counter() - t0
-            if elapsed > budget:
+            if elapsed > budget or epoch >= config.max_epochs:
                 break
             if pending and since_new >= config.epochs_per_chunk:
                 # enough passes over the cache: wait for fresh patterns instead of over-fitting it
