@@ -158,6 +158,26 @@ def test_tiny_model_predicts_fresh_patterns(tiny_model, tmp_path):
         load_radial(tmp_path / "missing.pt")
 
 
+def test_fit_readout_combines_the_fit_radius(tiny_model, tmp_path):
+    """The one-disk-fit read-out: per-class Gaussians of log r, weight chosen on validation NLL; the
+    combined model round-trips through a checkpoint."""
+    import dataclasses
+
+    from napari_cxdi.speckle.radial import fit_readout, load_radial, save_radial
+    from napari_cxdi.speckle.radial_train import simulate_features
+
+    clf = dataclasses.replace(tiny_model, readout={})
+    tr = simulate_features("mono", clf.classes, 21, 0, 4, noisy_copies=0)
+    va = simulate_features("mono", clf.classes, 22, 0, 4, noisy_copies=0)
+    chosen = fit_readout(clf, tr["x"], tr["y"], va["x"], va["y"], weights=(1.0,))
+    assert chosen["weight"] == 1.0 and chosen["val_accuracy"] == 1.0
+    # class means of the fitted radius follow r = 90 sqrt(2 / n)
+    np.testing.assert_allclose(np.exp(clf.readout["mean"]), 90 * np.sqrt(2 / clf.classes), rtol=0.02)
+    again = load_radial(save_radial(clf, tmp_path / "r.pt"))
+    np.testing.assert_allclose(again.logits(va["x"]), clf.logits(va["x"]), rtol=1e-5, atol=1e-4)
+    assert again.readout["weight"] == 1.0
+
+
 def test_tiny_model_flags_polydisperse_patterns(tiny_model):
     from napari_cxdi.speckle.models import OutOfDomainWarning, classify_patterns
 

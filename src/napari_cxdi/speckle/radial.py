@@ -76,6 +76,7 @@ class RadialClassifier:
     feature_std: np.ndarray
     temperature: float = 1.0
     domain: dict = field(default_factory=dict)
+    readout: dict = field(default_factory=dict)
     name: str = ""
     provenance: dict = field(default_factory=dict)
 
@@ -94,11 +95,24 @@ class RadialClassifier:
 
     @torch.no_grad()
     def logits(self, feats: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Uncalibrated logits ``(N, C)`` of raw (unstandardised) features."""
+        """Uncalibrated logits ``(N, C)`` of raw (unstandardised) features: the network's, plus, with a
+        read-out (:func:`fit_readout`), ``weight x`` the Gaussian log-likelihood of the one-disk-fit radius
+        under each class."""
         self.net.eval()
         z = torch.from_numpy(self.standardize(feats))
-        return torch.cat([self.net(z[i:i + batch_size]) for i in range(0, len(z), batch_size)]).numpy() \
-            if len(z) else np.zeros((0, len(self.classes)), np.float32)
+        if not len(z):
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = torch.cat([self.net(z[i:i + batch_size]) for i in range(0, len(z), batch_size)]).numpy()
+        return out + self.readout_loglik(feats) if self.readout else out
+
+    def readout_loglik(self, feats: np.ndarray) -> np.ndarray:
+        """``weight * log N(log r_fit | mean_c, std_c)`` ``(N, C)`` (zeros without a read-out)."""
+        if not self.readout:
+            return np.zeros((len(feats), len(self.classes)), np.float32)
+        x = np.asarray(feats, np.float64)[:, int(self.readout["index"])][:, None]
+        mu, sd = np.asarray(self.readout["mean"], float), np.asarray(self.readout["std"], float)
+        ll = -0.5 * ((x - mu[None]) / sd[None]) ** 2 - np.log(sd)[None]
+        return (float(self.readout["weight"]) * ll).astype(np.float32)
 
     # --- prediction ------------------------------------------------------------------------------
     def predict_features(self, feats: np.ndarray) -> dict:
@@ -157,7 +171,10 @@ class RadialClassifier:
             batch[i + 1, r + s:r + s + group] = 0.0
         with torch.no_grad():
             self.net.eval()
-            logits = self.net(torch.from_numpy(batch)).double() / self.temperature
+            logits = self.net(torch.from_numpy(batch)).double()
+        if self.readout:  # the fit radius is a global feature: the same for every occluded copy
+            logits = logits + torch.from_numpy(self.readout_loglik(f).astype(np.float64))
+        logits = logits / self.temperature
         k = int(logits[0].argmax()) if target is None else int(np.searchsorted(self.classes, target))
         # log-odds of the class, log p / (1 - p): unlike log p it does not saturate for confident models
         others = torch.cat([logits[:, :k], logits[:, k + 1:]], 1)
@@ -188,6 +205,8 @@ class RadialClassifier:
                 "feature_mean": torch.from_numpy(np.asarray(self.feature_mean, np.float32)),
                 "feature_std": torch.from_numpy(np.asarray(self.feature_std, np.float32)),
                 "temperature": float(self.temperature),
+                "readout": {k: (torch.as_tensor(np.asarray(v, np.float32)) if k in ("mean", "std") else float(v))
+                            for k, v in self.readout.items()},
                 "domain": {k: (torch.as_tensor(np.asarray(v, np.float32)) if k.startswith("class_") else float(v))
                            for k, v in self.domain.items()},
                 "name": self.name,
@@ -215,11 +234,11 @@ def radial_from_checkpoint(ckpt: dict, path: str | Path = "") -> RadialClassifie
         net = RadialNet(**ckpt["net"])
         net.load_state_dict(ckpt["state_dict"])
         net.eval()
-        domain = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in ckpt.get("domain", {}).items()}
+        unpack = lambda d: {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}  # noqa: E731
         return RadialClassifier(net, np.asarray(ckpt["classes"]), FeatureConfig.from_dict(ckpt["features"]),
                                 ckpt["feature_mean"].numpy(), ckpt["feature_std"].numpy(),
-                                float(ckpt.get("temperature", 1.0)), domain, ckpt.get("name", ""),
-                                ckpt.get("provenance", {}))
+                                float(ckpt.get("temperature", 1.0)), unpack(ckpt.get("domain", {})),
+                                unpack(ckpt.get("readout", {})), ckpt.get("name", ""), ckpt.get("provenance", {}))
     except (KeyError, RuntimeError, TypeError) as exc:
         raise InputFileError(Path(path), f"broken radial speckle checkpoint: {exc}") from exc
 
@@ -253,6 +272,36 @@ def domain_statistics(clf: RadialClassifier, feats: np.ndarray, labels: np.ndarr
     resid = np.asarray(feats, float)[:, clf.features.n_features - 1]
     clf.domain["residual_threshold"] = float(margin * np.quantile(resid, quantile))
     return clf.domain
+
+
+def fit_readout(clf: RadialClassifier, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                y_val: np.ndarray, weights=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0)) -> dict:
+    """The physics read-out combined with the network: per-class mean and spread of the one-disk-fit
+    ``log r`` on training features (for monodisperse disks ``n = A / (pi r^2)`` with the fixed total area
+    ``A``), and the weight of its log-likelihood in the logits, chosen (with the temperature) by the
+    validation negative log-likelihood; weight 0 means the network alone was best. Sets ``clf.readout``
+    and ``clf.temperature``; returns ``{"weight", "temperature", "val_nll", "val_accuracy"}``."""
+    from .calibration import fit_temperature, nll
+
+    index = clf.features.n_features - 2
+    classes = np.asarray(clf.classes)
+    x = np.asarray(x_train, float)[:, index]
+    mean = np.array([x[y_train == c].mean() for c in classes])
+    std = np.array([x[y_train == c].std() for c in classes]) + 1e-3
+    yv = np.searchsorted(classes, y_val)
+    best = None
+    for w in weights:
+        clf.readout = {"index": index, "mean": mean, "std": std, "weight": float(w)} if w > 0 else {}
+        logits = clf.logits(x_val)
+        t = fit_temperature(logits, yv)
+        score = nll(logits, yv, t)
+        if best is None or score < best["val_nll"] - 1e-9:
+            best = {"weight": float(w), "temperature": t, "val_nll": score,
+                    "val_accuracy": float((logits.argmax(1) == yv).mean())}
+    w = best["weight"]
+    clf.readout = {"index": index, "mean": mean, "std": std, "weight": w} if w > 0 else {}
+    clf.temperature = best["temperature"]
+    return best
 
 
 def replace(clf: RadialClassifier, **changes) -> RadialClassifier:

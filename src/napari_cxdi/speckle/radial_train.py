@@ -4,8 +4,9 @@ A process pool (1-2 workers) simulates n-disk patterns chunk after chunk (ideal 
 binned 3 x 3), adds Poisson noise at photon counts drawn log-uniformly from ``photons`` (augmentation),
 and returns only the feature vectors; the main process trains on the growing feature cache while the
 next chunk is simulated (no fixed dataset, no images kept). The learning rate follows a cosine over the
-time budget. Afterwards the temperature is fitted and the domain statistics measured on a validation
-split simulated with its own seed.
+time budget. Afterwards the one-disk-fit read-out is combined with the network (weight and temperature
+chosen on a validation split simulated with its own seed, :func:`.radial.fit_readout`) and the domain
+statistics are measured on that split.
 
 Seeds: training pattern ``j`` of class ``n`` comes from ``SeedSequence([seed, n, j])``; validation from
 ``val_seed``; keep both different from any test seed.
@@ -26,12 +27,12 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..provenance import provenance
-from .calibration import fit_temperature, reliability
+from .calibration import reliability
 from .dataset import SpeckleDatasetConfig, _single_threaded_children, sample_rng, simulate_pattern
 from .disks import N_MAX, N_MIN
 from .evaluate import classification_report
 from .features import FeatureConfig, add_counts_noise, radial_features, to_feature_grid
-from .radial import ARCHS, RadialClassifier, RadialNet, domain_statistics
+from .radial import ARCHS, RadialClassifier, RadialNet, domain_statistics, fit_readout
 
 KINDS = ("mono", "poly")
 
@@ -227,8 +228,8 @@ def train_radial(config: RadialTrainConfig, name: str = "") -> Generator[dict, N
             fut.cancel()
     train_seconds = time.perf_counter() - t0
     yield {"stage": "calibrate"}
+    chosen = fit_readout(clf, np.concatenate(xs), np.concatenate(ys), val["x"], val["y"])
     logits = clf.logits(val["x"])
-    clf.temperature = fit_temperature(logits, yval)
     before = reliability(torch.softmax(torch.from_numpy(logits), 1).numpy(), yval)
     after_probs = clf.predict_features(val["x"])["probs"]
     after = reliability(after_probs, yval)
@@ -237,7 +238,7 @@ def train_radial(config: RadialTrainConfig, name: str = "") -> Generator[dict, N
     clf.provenance = provenance(
         {"train": config.to_dict(), "name": name},
         {"validation": {k: report[k] for k in ("accuracy", "macro_f1", "n", "errors")},
-         "temperature": clf.temperature, "val_ece_before": before["ece"], "val_ece_after": after["ece"],
+         "temperature": clf.temperature, "readout_weight": chosen["weight"], "val_ece_before": before["ece"], "val_ece_after": after["ece"],
          "train_seconds": train_seconds, "epochs": epoch, "patterns_per_class": patterns,
          "feature_vectors": int(sum(len(v) for v in ys)), "torch_threads": torch.get_num_threads()})
     return clf

@@ -58,10 +58,10 @@ def _classify_job(cache: _ModelCache, model_path: str, source, indices: list, in
         preds.append(out["pred"])
         values.append(out["value"])
         ood.append(out["ood"])
-        for key in ("fit_residual", "ood_score"):
+        for key, thr in (("fit_residual", "fit_residual_threshold"), ("ood_score", "ood_threshold")):
             if key in out:
                 scores.setdefault(key, []).append(out[key])
-                scores[key + "_threshold"] = out[key.replace("_score", "") + "_threshold"]
+                scores[thr] = out[thr]
         if out["probs"] is not None:
             probs.append(out["probs"])
         yield {"done": i + len(part), "total": len(indices)}
