@@ -35,6 +35,11 @@ def main(argv=None) -> int:
     p.add_argument("--val-per-class", type=int, default=40)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--init", type=Path, default=None,
+                   help="continue training this model (new patterns: give another --seed)")
+    p.add_argument("--seed", type=int, default=1, help="training pattern seed (validation: 2, baseline: 3, test: 4)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--noisy-copies", type=int, default=2)
     p.add_argument("--refit", action="store_true",
                    help="keep the network of the existing model; refit the one-disk-fit read-out (on 40 training "
                         "patterns per class, seed 1), the temperature and the domain statistics (validation, seed 2)")
@@ -45,17 +50,26 @@ def main(argv=None) -> int:
         return refit(out, args)
     check_output(out, overwrite=args.overwrite)
     cfg = RadialTrainConfig(kind=args.kind, arch=args.arch, max_minutes=args.minutes, workers=args.workers,
-                            val_per_class=args.val_per_class)
+                            val_per_class=args.val_per_class, seed=args.seed, lr=args.lr,
+                            noisy_copies=args.noisy_copies)
+    init = None
+    if args.init is not None:
+        from napari_cxdi.speckle.radial import load_radial
+
+        init = load_radial(args.init)
     t0 = time.perf_counter()
 
     def show(p):
         if p["stage"] != "epoch" or p["epoch"] % 20 == 1:
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()}, file=sys.stderr, flush=True)
 
-    clf = drain(train_radial(cfg, name=f"speckle-{args.kind}"), show)
+    clf = drain(train_radial(cfg, name=f"speckle-{args.kind}", init=init), show)
     clf.provenance.setdefault("config", {})["command"] = "python " + " ".join(sys.argv)
     save_radial(clf, out, overwrite=args.overwrite)
     m = clf.provenance["metrics"]
+    if init is not None:
+        m["train_seconds_total"] = m["train_seconds"] + init.provenance.get("metrics", {}).get("train_seconds_total", init.provenance.get("metrics", {}).get("train_seconds", 0))
+        m["patterns_per_class_total"] = m["patterns_per_class"] + init.provenance.get("metrics", {}).get("patterns_per_class_total", init.provenance.get("metrics", {}).get("patterns_per_class", 0))
     print(f"validation accuracy {m['validation']['accuracy']:.4f}, macro F1 {m['validation']['macro_f1']:.4f}, "
           f"T = {m['temperature']:.3f}, ECE {m['val_ece_before']:.4f} -> {m['val_ece_after']:.4f}, "
           f"{m['patterns_per_class']} patterns/class, {(time.perf_counter() - t0) / 60:.1f} min; wrote {out}")

@@ -149,10 +149,12 @@ def _chunk_args(config: RadialTrainConfig, seed: int, start: int, count: int) ->
             "method": config.method, "features": config.features}
 
 
-def train_radial(config: RadialTrainConfig, name: str = "") -> Generator[dict, None, RadialClassifier]:
+def train_radial(config: RadialTrainConfig, name: str = "", init: RadialClassifier | None = None
+                 ) -> Generator[dict, None, RadialClassifier]:
     """Train (yielding ``{"stage": "validation"|"epoch"|"calibrate", ...}`` progress) and return the
     calibrated :class:`RadialClassifier`; ``classifier.provenance["metrics"]`` holds the validation
-    report, the temperature, the ECE before/after and the training time."""
+    report, the temperature, the ECE before/after and the training time. ``init``: continue from this
+    model's network and feature scaling (same architecture; use a new ``seed`` so the patterns are new)."""
     config.validate()
     torch.manual_seed(config.seed)
     fcfg = FeatureConfig.from_dict(config.features)
@@ -173,6 +175,11 @@ def train_radial(config: RadialTrainConfig, name: str = "") -> Generator[dict, N
         mean = first["x"].mean(0)
         std = first["x"].std(0) + 1e-3 * (np.abs(first["x"].mean(0)) + 1e-3)
         net = RadialNet(config.arch, fcfg.n_features, fcfg.n_rings, len(classes), config.hidden, config.dropout)
+        if init is not None:
+            if init.net.config() != net.config() or not np.array_equal(init.classes, classes):
+                raise ConfigError("the initial model has another architecture or other classes")
+            net.load_state_dict(init.net.state_dict())
+            mean, std = init.feature_mean, init.feature_std
         clf = RadialClassifier(net, classes, fcfg, mean.astype(np.float32), std.astype(np.float32), name=name)
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         zval = torch.from_numpy(clf.standardize(val["x"]))
@@ -235,8 +242,10 @@ def train_radial(config: RadialTrainConfig, name: str = "") -> Generator[dict, N
     after = reliability(after_probs, yval)
     domain_statistics(clf, val["x"], val["y"])
     report = classification_report(val["y"], classes[after_probs.argmax(1)], classes)
+    history = list(init.provenance.get("config", {}).get("history", [])) + [init.provenance.get("config", {}).get("train")] \
+        if init is not None else []
     clf.provenance = provenance(
-        {"train": config.to_dict(), "name": name},
+        {"train": config.to_dict(), "name": name, "history": history},
         {"validation": {k: report[k] for k in ("accuracy", "macro_f1", "n", "errors")},
          "temperature": clf.temperature, "readout_weight": chosen["weight"], "val_ece_before": before["ece"], "val_ece_after": after["ece"],
          "train_seconds": train_seconds, "epochs": epoch, "patterns_per_class": patterns,
