@@ -142,6 +142,24 @@ def compare_models(log, per_class: int, minutes: float, tests: dict) -> list[dic
                 rows.append({"model": label, "trained_on": kind, "data": k, "train_minutes": secs / 60,
                              "epochs": steps, **summary(classification_report(tests[k]["labels"], pred, CLASSES))})
                 log(f"  {label} [{kind}] on {k}: acc {rows[-1]['accuracy']:.4f} F1 {rows[-1]['macro_f1']:.4f}")
+            if arch == "mlp" and keep is None:
+                # the physics read-out alone (Gaussian per class of the one-disk-fit log r), then combined
+                from napari_cxdi.speckle.radial import fit_readout
+
+                val = tr["j"] >= int(0.8 * per_class)
+                fit_readout(clf, x[~val], tr["y"][~val], x[val], tr["y"][val], weights=(1.0,))
+                for k in kinds:
+                    ll = clf.readout_loglik(tests[k]["feats"])
+                    rows.append({"model": "one-disk-fit read-out alone (log r per class)", "trained_on": kind,
+                                 "data": k, "train_minutes": 0.0, "epochs": 0,
+                                 **summary(classification_report(tests[k]["labels"], CLASSES[ll.argmax(1)], CLASSES))})
+                chosen = fit_readout(clf, x[~val], tr["y"][~val], x[val], tr["y"][val])
+                for k in kinds:
+                    pred = CLASSES[clf.logits(tests[k]["feats"]).argmax(1)]
+                    rows.append({"model": f"MLP + read-out (weight {chosen['weight']:g}, shipped design)",
+                                 "trained_on": kind, "data": k, "train_minutes": secs / 60, "epochs": steps,
+                                 **summary(classification_report(tests[k]["labels"], pred, CLASSES))})
+                    log(f"  MLP + read-out [{kind}] on {k}: acc {rows[-1]['accuracy']:.4f} F1 {rows[-1]['macro_f1']:.4f}")
         try:
             from sklearn.ensemble import HistGradientBoostingClassifier
         except ImportError:
@@ -187,18 +205,51 @@ def reliability_figure(path: Path, curves: dict) -> None:
     plt.close(fig)
 
 
+def compare_main(args) -> int:
+    """The comparison alone: test features of the same held-out split (seed 4) for mono, noisy and poly."""
+    out_path = args.json or Path(__file__).resolve().parent / "results" / "bench_speckle_compare.json"
+    check_output(out_path, overwrite=True)
+    t0 = time.perf_counter()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    tests = {}
+    for kind in ("mono", "poly"):
+        grids, labels = simulate_grids(kind, TEST_SEED, args.per_class, log=log)
+        tests[kind] = {"feats": features_of(grids), "labels": labels}
+        if kind == "mono":
+            noisy, _ = noisy_copy(grids, labels, TEST_SEED)
+            tests["noisy"] = {"feats": features_of(noisy), "labels": labels}
+        del grids
+    compare = compare_models(log, args.compare_per_class, args.compare_minutes, tests)
+    print(f"\nmodel comparison (same {args.compare_per_class}/class training features, test seed {TEST_SEED}, "
+          f"{args.per_class}/class; CPU, 1 thread, shared machine)")
+    print(f"{'model':<56} {'trained':>7} {'data':>6} {'acc':>6} {'mF1':>6} {'F1 14-20':>8} {'min':>5}")
+    for c in compare:
+        print(f"{c['model']:<56} {c['trained_on']:>7} {c['data']:>6} {c['accuracy']:>6.4f} {c['macro_f1']:>6.4f} "
+              f"{c['f1_14_20']:>8.4f} {c['train_minutes']:>5.1f}")
+    write_json(out_path, provenance({"per_class": args.per_class, "compare_per_class": args.compare_per_class,
+                                     "compare_minutes": args.compare_minutes, "test_seed": TEST_SEED,
+                                     "command": "python " + " ".join(sys.argv)},
+                                    {"compare": compare, "total_seconds": time.perf_counter() - t0}), overwrite=True)
+    print(f"wrote {out_path} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--per-class", type=int, default=100, help="test patterns per class and kind (default 100)")
     p.add_argument("--baseline-per-class", type=int, default=100, help="baseline fitting split per class")
     p.add_argument("--dft-per-class", type=int, default=10, help="rasterised-DFT mono test patterns per class (0: skip)")
     p.add_argument("--compare", action="store_true", help="also train the model families on one feature set")
+    p.add_argument("--compare-only", action="store_true",
+                   help="only the model comparison (its own test features, same seeds); JSON bench_speckle_compare.json")
     p.add_argument("--compare-per-class", type=int, default=100)
     p.add_argument("--compare-minutes", type=float, default=1.5, help="training minutes per compared network")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--figure", type=Path, default=None, help="write the reliability diagram here (PNG)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.compare_only:
+        return compare_main(args)
     out_path = args.json or Path(__file__).resolve().parent / "results" / "bench_speckle.json"
     check_output(out_path, overwrite=True)
     t_start = time.perf_counter()
