@@ -1,179 +1,361 @@
-"""Reproduce seed 001's table (speckle -> number of disks) at a stated size, with the first-moment baseline.
+"""Speckle -> number of disks (seed 001): the shipped models against the first-moment baseline and the seed.
 
-Rows (seed's value in brackets):
-  mono-257      monodisperse, 257 x 257 window, balanced test            [99.9 %, 1 error in 1900]
-  transfer-513  the mono-257 network applied to the 513 x 513 window      [3 errors in 1900]
-  mono-513      network trained on the 513 window                         [-]
-  poly-257      polydisperse (radius sd = mean/3), random test split      [macro F1 0.89]
-  noisy-513     monodisperse 513 window with Poisson noise (--photons)    [- (seed: open question)]
-Every row also shows the first-moment baseline (mean |q| weighted by intensity, raw pattern, same window
-and split) with the nearest-class and the quadratic-regression read-out.
+One run, one held-out test split per data kind (seed 4, never used in training), the baseline fitted on a
+separate split (seed 3), n = 2..20, 513 x 513 windows binned 3 x 3 (analytic disks; a small rasterised-DFT
+mono split checks the transfer to pixelated disks):
 
-    python benchmarks/bench_speckle.py --quick     # CPU, a few minutes (60 patterns per class)
-    python benchmarks/bench_speckle.py --full      # GPU: the seed's 1000 per class, ResNet-50, 100 epochs
+  mono    monodisperse, noise-free                          goal acc >= 0.995 and > baseline  [seed 0.999]
+  poly    polydisperse (radius sd = mean/3), noise-free     goal macro-F1 >= 0.89            [seed 0.89]
+  noisy   monodisperse, Poisson 1e5..1e7 photons/pattern    goal acc >= baseline + 0.05      [seed -]
 
-Prints a table and writes JSON (``--json``, default ``benchmarks/results/bench_speckle_<size>.json``).
+Models: the shipped ``speckle-mono`` / ``speckle-poly`` (radial networks, streamed training) and
+``speckle-resnet18-mono`` (2-D CNN). ``--compare`` also trains, on one fixed feature set (the same
+patterns for all), an MLP, a 1-D CNN over the ring profiles, the MLP without the global features (no
+first moment: the combination's value) and, if scikit-learn is installed, gradient boosting.
+
+    python benchmarks/bench_speckle.py                    # ~5-10 min on 2 busy cores
+    python benchmarks/bench_speckle.py --compare          # + the model comparison (~15 min more)
+
+Prints a table and writes JSON (``--json``, default benchmarks/results/bench_speckle.json) and, with
+``--figure``, a reliability diagram (PNG).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from napari_cxdi.devices import resolve_device
+from napari_cxdi.io.safe_write import atomic_output, check_output, write_json
 from napari_cxdi.provenance import provenance
-from napari_cxdi.speckle.dataset import SpeckleDatasetConfig, make_dataset, split_indices
+from napari_cxdi.speckle.baseline import FirstMomentBaseline, first_moment
+from napari_cxdi.speckle.calibration import reliability
+from napari_cxdi.speckle.dataset import SpeckleDatasetConfig, simulate_pattern
+from napari_cxdi.speckle.disks import N_MAX, N_MIN
 from napari_cxdi.speckle.evaluate import classification_report
-from napari_cxdi.speckle.patterns import PreprocessConfig, prepare
-from napari_cxdi.speckle.pipeline import baseline_reports, fit_and_test
-from napari_cxdi.speckle.train import TrainConfig
+from napari_cxdi.speckle.features import FeatureConfig, add_counts_noise, radial_features
+from napari_cxdi.speckle.models import load_model
 
-SIZES = {
-    "quick": dict(per_class=60, test_per_class=10, bin=3, depth=18, width=16, epochs=20, batch_size=32,
-                  max_minutes=2.5),
-    "full": dict(per_class=1000, test_per_class=100, bin=1, depth=50, width=64, epochs=100, batch_size=40,
-                 max_minutes=None),
-}
-SEED_VALUES = {"mono-257": "acc 0.999 (1/1900 errors)", "transfer-513": "acc 0.998 (3/1900 errors)",
-               "mono-513": "-", "poly-257": "macro F1 0.89", "noisy-513": "-"}
+CLASSES = np.arange(N_MIN, N_MAX + 1)
+SEED_PAPER = {"mono": "acc 0.999 (1/1900 errors)", "poly": "macro F1 0.89", "noisy": "-", "mono-dft": "-"}
+TEST_SEED, BASELINE_SEED = 4, 3
+FCFG = FeatureConfig()
 
 
-def _train(name, data, window, size, args, test_per_class, log):
-    pre = PreprocessConfig(window=window, bin=size["bin"], transform=args.transform)
-    cfg = TrainConfig(depth=size["depth"], width=size["width"], epochs=size["epochs"],
-                      batch_size=size["batch_size"], lr=args.lr, patience=3, seed=args.seed, device=args.device,
-                      max_seconds=size["max_minutes"] * 60 if size["max_minutes"] else None)
+def simulate_grids(kind: str, seed: int, per_class: int, method: str = "analytic", log=print) -> tuple:
+    """Binned 171 x 171 noise-free patterns ``(N, S, S)`` (as the simulator stores them) and labels."""
+    cfg = SpeckleDatasetConfig(per_class=1, window=513, bin=3, polydisperse=kind == "poly", method=method, seed=seed)
     t0 = time.perf_counter()
-    gen = fit_and_test(data, pre, cfg, test_per_class=test_per_class, test_fraction=0.1, val_fraction=0.1,
-                       split_seed=args.seed)
-    from napari_cxdi.progress import drain
-
-    def show(p):
-        if p["stage"] == "epoch":
-            log(f"  [{name}] epoch {p['epoch']}: loss {p['train_loss']:.3f} val acc {p['val_accuracy']:.3f} ({p['seconds']:.0f} s)")
-
-    clf, report = drain(gen, show)
-    report["train_seconds"] = time.perf_counter() - t0
-    report["epochs_run"] = clf.provenance["metrics"]["epochs_run"]
-    return clf, report
+    grids = np.stack([simulate_pattern(n, j, cfg)[0] for n in CLASSES for j in range(per_class)])
+    labels = np.repeat(CLASSES, per_class)
+    log(f"simulated {len(labels)} {kind} patterns ({method}, seed {seed}) in {time.perf_counter() - t0:.0f} s")
+    return grids, labels
 
 
-def _row(name, report):
-    net, base = report["network"], report["baseline"]
-    return {"experiment": name, "n_train": report["split"]["train"], "n_test": report["split"]["test"],
-            "accuracy": net["accuracy"], "macro_f1": net["macro_f1"], "errors": net["errors"],
-            "errors_gt1": net["errors_gt1"], "baseline_nearest_accuracy": base["nearest"]["accuracy"],
-            "baseline_nearest_macro_f1": base["nearest"]["macro_f1"],
-            "baseline_regression_accuracy": base["regression"]["accuracy"], "seed_paper": SEED_VALUES[name],
-            "train_seconds": round(report.get("train_seconds", 0.0), 1), "epochs_run": report.get("epochs_run")}
+def noisy_copy(grids: np.ndarray, labels: np.ndarray, seed: int, photons=(1e5, 1e7)) -> tuple:
+    """Photon counts at doses drawn log-uniformly in ``photons`` (one per pattern, own seed)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 99]))
+    dose = 10 ** rng.uniform(np.log10(photons[0]), np.log10(photons[1]), len(labels))
+    out = np.stack([add_counts_noise(g, d, rng, FCFG)[0] for g, d in zip(grids, dose)])
+    return out.astype(np.float32), dose
+
+
+def baseline_fit(grids, labels):
+    m = first_moment(grids, "raw", 11, 3)
+    return {r: FirstMomentBaseline(r).fit(m, labels) for r in ("nearest", "regression")}
+
+
+def baseline_report(base: dict, grids, labels) -> dict:
+    m = first_moment(grids, "raw", 11, 3)
+    return {r: classification_report(labels, b.predict(m), CLASSES) for r, b in base.items()}
+
+
+def summary(rep: dict) -> dict:
+    f1 = {c["class"]: c["f1"] for c in rep["per_class"]}
+    return {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "errors": rep["errors"], "n": rep["n"],
+            "f1_14_20": float(np.mean([f1[c] for c in range(14, 21) if c in f1])),
+            "per_class_f1": {int(k): round(v, 4) for k, v in f1.items()}}
+
+
+def features_of(grids):
+    return np.concatenate([radial_features(grids[i:i + 128], FCFG, 3) for i in range(0, len(grids), 128)])
+
+
+def run_model(name: str, grids, labels, feats=None) -> tuple[dict, dict]:
+    model = load_model(name, "cpu")
+    if hasattr(model, "predict_features"):
+        out = model.predict_features(feats if feats is not None else features_of(grids))
+    else:
+        out = model.predict(grids, 3)
+    rep = classification_report(labels, out["pred"], CLASSES)
+    return rep, out
+
+
+def compare_models(log, per_class: int, minutes: float, tests: dict) -> list[dict]:
+    """Same training features for every model family (seed 1, clean + 2 noisy copies), same test split."""
+    from napari_cxdi.speckle.radial import RadialClassifier, RadialNet
+    from napari_cxdi.speckle.radial_train import simulate_features
+
+    t0 = time.perf_counter()
+    train = {k: simulate_features(k, CLASSES, 1, 0, per_class, photons=(3e4, 3e7)) for k in ("mono", "poly")}
+    log(f"comparison training features ({per_class}/class x 3 copies, mono + poly) in {time.perf_counter() - t0:.0f} s")
+    rows = []
+    for kind, tr in train.items():
+        x, y = tr["x"], np.searchsorted(CLASSES, tr["y"])
+        kinds = ["mono", "noisy"] if kind == "mono" else ["poly"]
+        mean, std = x.mean(0), x.std(0) + 1e-3 * (np.abs(x.mean(0)) + 1e-3)
+        variants = [("MLP (ring I(q) + contrast + moments + fit)", "mlp", None),
+                    ("1-D CNN over the ring profiles + globals", "cnn1d", None),
+                    ("MLP without globals (no first moment / fit)", "mlp", 2 * FCFG.n_rings)]
+        for label, arch, keep in variants:
+            t1 = time.perf_counter()
+            torch.manual_seed(0)
+            nf = keep or FCFG.n_features
+            net = RadialNet(arch, nf, FCFG.n_rings, len(CLASSES))
+            clf = RadialClassifier(net, CLASSES, FCFG, mean[:nf].astype(np.float32), std[:nf].astype(np.float32))
+            z = torch.from_numpy(clf.standardize(x[:, :nf]))
+            yt = torch.from_numpy(y)
+            opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)
+            steps, step = 0, 0
+            budget = minutes * 60
+            while time.perf_counter() - t1 < budget:
+                net.train()
+                perm = torch.randperm(len(yt))
+                for i in range(0, len(yt), 256):
+                    frac = min((time.perf_counter() - t1) / budget, 1.0)
+                    for g in opt.param_groups:
+                        g["lr"] = 2e-3 * 0.5 * (1 + np.cos(np.pi * frac))
+                    b = perm[i:i + 256]
+                    loss = torch.nn.functional.cross_entropy(net(z[b]), yt[b])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    step += 1
+                steps += 1
+            secs = time.perf_counter() - t1
+            for k in kinds:
+                pred = CLASSES[clf.logits(tests[k]["feats"][:, :nf]).argmax(1)]
+                rows.append({"model": label, "trained_on": kind, "data": k, "train_minutes": secs / 60,
+                             "epochs": steps, **summary(classification_report(tests[k]["labels"], pred, CLASSES))})
+                log(f"  {label} [{kind}] on {k}: acc {rows[-1]['accuracy']:.4f} F1 {rows[-1]['macro_f1']:.4f}")
+            if arch == "mlp" and keep is None:
+                # the physics read-out alone (Gaussian per class of the one-disk-fit log r), then combined
+                from napari_cxdi.speckle.radial import fit_readout
+
+                val = tr["j"] >= int(0.8 * per_class)
+                fit_readout(clf, x[~val], tr["y"][~val], x[val], tr["y"][val], weights=(1.0,))
+                for k in kinds:
+                    ll = clf.readout_loglik(tests[k]["feats"])
+                    rows.append({"model": "one-disk-fit read-out alone (log r per class)", "trained_on": kind,
+                                 "data": k, "train_minutes": 0.0, "epochs": 0,
+                                 **summary(classification_report(tests[k]["labels"], CLASSES[ll.argmax(1)], CLASSES))})
+                chosen = fit_readout(clf, x[~val], tr["y"][~val], x[val], tr["y"][val])
+                for k in kinds:
+                    pred = CLASSES[clf.logits(tests[k]["feats"]).argmax(1)]
+                    rows.append({"model": f"MLP + read-out (weight {chosen['weight']:g}, shipped design)",
+                                 "trained_on": kind, "data": k, "train_minutes": secs / 60, "epochs": steps,
+                                 **summary(classification_report(tests[k]["labels"], pred, CLASSES))})
+                    log(f"  MLP + read-out [{kind}] on {k}: acc {rows[-1]['accuracy']:.4f} F1 {rows[-1]['macro_f1']:.4f}")
+        try:
+            from sklearn.ensemble import HistGradientBoostingClassifier
+        except ImportError:
+            log("  scikit-learn not installed: gradient boosting skipped")
+            continue
+        t1 = time.perf_counter()
+        hgb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=True, random_state=0)
+        hgb.fit(x, tr["y"])
+        secs = time.perf_counter() - t1
+        for k in kinds:
+            pred = hgb.predict(tests[k]["feats"])
+            rows.append({"model": "gradient boosting (sklearn HGB) on the same features", "trained_on": kind, "data": k,
+                         "train_minutes": secs / 60, "epochs": int(hgb.n_iter_),
+                         **summary(classification_report(tests[k]["labels"], pred, CLASSES))})
+            log(f"  HGB [{kind}] on {k}: acc {rows[-1]['accuracy']:.4f} F1 {rows[-1]['macro_f1']:.4f}")
+    return rows
+
+
+def reliability_figure(path: Path, curves: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 4.0), squeeze=False)
+    for ax, (title, pair) in zip(axes[0], curves.items()):
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        for label, rel, style in (("T = 1", pair["raw"], "o--"), (f"T = {pair['T']:.2f}", pair["cal"], "s-")):
+            c = np.asarray(rel["count"]) > 0
+            mid = 0.5 * (np.asarray(rel["edges"][:-1]) + np.asarray(rel["edges"][1:]))
+            ax.plot(np.asarray(rel["confidence"])[c], np.asarray(rel["accuracy"])[c], style,
+                    label=f"{label} (ECE {rel['ece']:.3f})")
+            del mid
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("confidence (max probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def compare_main(args) -> int:
+    """The comparison alone: test features of the same held-out split (seed 4) for mono, noisy and poly."""
+    out_path = args.json or Path(__file__).resolve().parent / "results" / "bench_speckle_compare.json"
+    check_output(out_path, overwrite=True)
+    t0 = time.perf_counter()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    tests = {}
+    for kind in ("mono", "poly"):
+        grids, labels = simulate_grids(kind, TEST_SEED, args.per_class, log=log)
+        tests[kind] = {"feats": features_of(grids), "labels": labels}
+        if kind == "mono":
+            noisy, _ = noisy_copy(grids, labels, TEST_SEED)
+            tests["noisy"] = {"feats": features_of(noisy), "labels": labels}
+        del grids
+    compare = compare_models(log, args.compare_per_class, args.compare_minutes, tests)
+    print(f"\nmodel comparison (same {args.compare_per_class}/class training features, test seed {TEST_SEED}, "
+          f"{args.per_class}/class; CPU, 1 thread, shared machine)")
+    print(f"{'model':<56} {'trained':>7} {'data':>6} {'acc':>6} {'mF1':>6} {'F1 14-20':>8} {'min':>5}")
+    for c in compare:
+        print(f"{c['model']:<56} {c['trained_on']:>7} {c['data']:>6} {c['accuracy']:>6.4f} {c['macro_f1']:>6.4f} "
+              f"{c['f1_14_20']:>8.4f} {c['train_minutes']:>5.1f}")
+    write_json(out_path, provenance({"per_class": args.per_class, "compare_per_class": args.compare_per_class,
+                                     "compare_minutes": args.compare_minutes, "test_seed": TEST_SEED,
+                                     "command": "python " + " ".join(sys.argv)},
+                                    {"compare": compare, "total_seconds": time.perf_counter() - t0}), overwrite=True)
+    print(f"wrote {out_path} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="CPU size (default)")
-    g.add_argument("--full", action="store_true", help="the seed's size; needs a GPU")
-    p.add_argument("--per-class", type=int, default=None, help="override the patterns per class")
-    p.add_argument("--max-minutes", type=float, default=None, help="override the training time cap per model")
-    p.add_argument("--photons", type=float, default=1e4, help="expected photons per noisy pattern")
-    p.add_argument("--transform", choices=("linear", "log"), default="log")
-    p.add_argument("--method", choices=("analytic", "dft"), default="analytic")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--only", nargs="*", default=None, help="subset of: mono poly noisy mono513")
+    p.add_argument("--per-class", type=int, default=100, help="test patterns per class and kind (default 100)")
+    p.add_argument("--baseline-per-class", type=int, default=100, help="baseline fitting split per class")
+    p.add_argument("--dft-per-class", type=int, default=10, help="rasterised-DFT mono test patterns per class (0: skip)")
+    p.add_argument("--compare", action="store_true", help="also train the model families on one feature set")
+    p.add_argument("--compare-only", action="store_true",
+                   help="only the model comparison (its own test features, same seeds); JSON bench_speckle_compare.json")
+    p.add_argument("--compare-per-class", type=int, default=100)
+    p.add_argument("--compare-minutes", type=float, default=1.5, help="training minutes per compared network")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--figure", type=Path, default=None, help="write the reliability diagram here (PNG)")
     args = p.parse_args(argv)
-    size_name = "full" if args.full else "quick"
-    size = dict(SIZES[size_name])
-    if args.per_class:
-        size["per_class"] = args.per_class
-    if args.max_minutes:
-        size["max_minutes"] = args.max_minutes
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    only = set(args.only or ["mono", "mono513", "poly", "noisy"])
-    out_path = args.json or Path(__file__).resolve().parent / "results" / f"bench_speckle_{size_name}.json"
+    torch.set_num_threads(1)
+    if args.compare_only:
+        return compare_main(args)
+    out_path = args.json or Path(__file__).resolve().parent / "results" / "bench_speckle.json"
+    check_output(out_path, overwrite=True)
     t_start = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    device = resolve_device(args.device)
-    log(f"size {size_name}: {size} on {device}, {torch.get_num_threads()} threads")
 
-    def simulate(**kw):
-        cfg = SpeckleDatasetConfig(per_class=size["per_class"], window=513, bin=size["bin"], method=args.method,
-                                   seed=args.seed, **kw)
-        t0 = time.perf_counter()
-        data = make_dataset(cfg, args.workers)
-        log(f"simulated {len(data.labels)} patterns {kw or ''} in {time.perf_counter() - t0:.0f} s")
-        return data
+    tests, rows, curves, reports = {}, [], {}, {}
+    for kind in ("mono", "poly"):
+        grids, labels = simulate_grids(kind, TEST_SEED, args.per_class, log=log)
+        bgrids, blabels = simulate_grids(kind, BASELINE_SEED, args.baseline_per_class, log=log)
+        kinds = [(kind, grids, None, bgrids)]
+        if kind == "mono":
+            noisy, dose = noisy_copy(grids, labels, TEST_SEED)
+            bnoisy, _ = noisy_copy(bgrids, blabels, BASELINE_SEED)
+            kinds.append(("noisy", noisy, dose, bnoisy))
+        for name, g, dose, bg in kinds:
+            feats = features_of(g)
+            tests[name] = {"feats": feats, "labels": labels}
+            base = baseline_report(baseline_fit(bg, blabels), g, labels)
+            models = ["speckle-mono", "speckle-resnet18-mono"] if name in ("mono", "noisy") else ["speckle-poly", "speckle-mono"]
+            entry = {"data": name, "n_test": int(len(labels)), "seed_paper": SEED_PAPER[name],
+                     "baseline_nearest": summary(base["nearest"]), "baseline_regression": summary(base["regression"]),
+                     "models": {}}
+            for m in models:
+                rep, out = run_model(m, g, labels, feats if "resnet" not in m else None)
+                s = summary(rep)
+                if "ood" in out:
+                    s["flagged_out_of_domain"] = float(np.mean(out["ood"]))
+                entry["models"][m] = s
+                reports[f"{m}/{name}"] = rep
+                if m in ("speckle-mono", "speckle-poly") and (m == "speckle-mono") == (name != "poly"):
+                    model = load_model(m)
+                    logits = model.logits(feats)
+                    y = np.searchsorted(CLASSES, labels)
+                    curves[f"{m} on {name}"] = {
+                        "T": model.temperature,
+                        "raw": reliability(torch.softmax(torch.from_numpy(logits), 1).numpy(), y),
+                        "cal": reliability(out["probs"], y)}
+                    entry["models"][m]["ece_uncalibrated"] = curves[f"{m} on {name}"]["raw"]["ece"]
+                    entry["models"][m]["ece_calibrated"] = curves[f"{m} on {name}"]["cal"]["ece"]
+                    entry["models"][m]["train_minutes"] = model.provenance.get("metrics", {}).get("train_seconds", 0) / 60
+            if dose is not None:
+                entry["photons"] = [float(dose.min()), float(dose.max())]
+            rows.append(entry)
+            log(f"{name}: " + ", ".join(f"{m} {v['accuracy']:.4f}" for m, v in entry["models"].items())
+                + f", baseline {entry['baseline_nearest']['accuracy']:.4f}")
+        del grids, bgrids
+    if args.dft_per_class:
+        g, labels = simulate_grids("mono", TEST_SEED + 100, args.dft_per_class, method="dft", log=log)
+        feats = features_of(g)
+        entry = {"data": "mono-dft", "n_test": int(len(labels)), "seed_paper": "-", "models": {}}
+        for m in ("speckle-mono", "speckle-resnet18-mono"):
+            rep, out = run_model(m, g, labels, feats if "resnet" not in m else None)
+            entry["models"][m] = summary(rep)
+        # the baseline fitted on analytic patterns (its fitting split), applied to the DFT patterns
+        bg, bl = simulate_grids("mono", BASELINE_SEED, args.baseline_per_class, log=log)
+        base = baseline_report(baseline_fit(bg, bl), g, labels)
+        entry["baseline_nearest"], entry["baseline_regression"] = summary(base["nearest"]), summary(base["regression"])
+        rows.append(entry)
 
-    rows, reports = [], {}
-    tpc = size["test_per_class"]
-    if only & {"mono", "mono513"}:
-        mono = simulate()
-        if "mono" in only:
-            clf, rep = _train("mono-257", mono, 257, size, args, tpc, log)
-            rows.append(_row("mono-257", rep))
-            reports["mono-257"] = rep
-            # transfer: the same network, the same test patterns, now the full 513 window
-            tr, _, te = split_indices(mono.labels, tpc, 0.1, 0.1, args.seed)
-            clf513 = dataclasses.replace(clf, preprocess=dataclasses.replace(clf.preprocess, window=513))
-            pred = clf513.predict_prepared(prepare(mono.patterns[te], clf513.preprocess, mono.bin))["pred"]
-            rep513 = {"network": classification_report(mono.labels[te], pred, clf.classes),
-                      "baseline": baseline_reports(mono, clf513.preprocess, tr, te),
-                      "split": rep["split"], "train_seconds": 0.0, "epochs_run": rep["epochs_run"]}
-            rows.append(_row("transfer-513", rep513))
-            reports["transfer-513"] = rep513
-        if "mono513" in only:
-            _, rep = _train("mono-513", mono, 513, size, args, tpc, log)
-            rows.append(_row("mono-513", rep))
-            reports["mono-513"] = rep
-        del mono
-    if "poly" in only:
-        poly = simulate(polydisperse=True)
-        _, rep = _train("poly-257", poly, 257, size, args, None, log)
-        rows.append(_row("poly-257", rep))
-        reports["poly-257"] = rep
-        del poly
-    if "noisy" in only:
-        noisy = simulate(photons=args.photons)
-        _, rep = _train("noisy-513", noisy, 513, size, args, tpc, log)
-        rows.append(_row("noisy-513", rep))
-        reports["noisy-513"] = rep
-        del noisy
+    # the out-of-domain check: poly patterns given to the mono model, and mono patterns to it
+    ood = {"poly_to_mono_flagged": next(r for r in rows if r["data"] == "poly")["models"]["speckle-mono"]["flagged_out_of_domain"],
+           "mono_to_mono_flagged": next(r for r in rows if r["data"] == "mono")["models"]["speckle-mono"]["flagged_out_of_domain"],
+           "noisy_to_mono_flagged": next(r for r in rows if r["data"] == "noisy")["models"]["speckle-mono"]["flagged_out_of_domain"]}
+    compare = compare_models(log, args.compare_per_class, args.compare_minutes, tests) if args.compare else []
 
-    header = f"{'experiment':<13} {'train':>6} {'test':>5} {'acc':>6} {'F1':>6} {'err':>4} {'err>1':>5} " \
-             f"{'FM-near':>7} {'FM-reg':>6}  seed paper"
-    print(f"\nspeckle benchmark ({size_name}: {size['per_class']} patterns/class, n = 2..20, ResNet-{size['depth']} "
-          f"width {size['width']}, bin {size['bin']}, {args.transform}, {args.method} patterns, device {device})")
-    print(header)
-    for r in rows:
-        print(f"{r['experiment']:<13} {r['n_train']:>6} {r['n_test']:>5} {r['accuracy']:>6.3f} {r['macro_f1']:>6.3f} "
-              f"{r['errors']:>4} {r['errors_gt1']:>5} {r['baseline_nearest_accuracy']:>7.3f} "
-              f"{r['baseline_regression_accuracy']:>6.3f}  {r['seed_paper']}")
-    if "poly-257" in reports:
-        net = reports["poly-257"]["network"]["per_class"]
-        base = reports["poly-257"]["baseline"]["nearest"]["per_class"]
-        print("\npoly-257 per class (network precision / recall / F1 | first-moment F1)")
-        for a, b in zip(net, base):
-            print(f"  {a['class']:>3}  {a['precision']:.2f} {a['recall']:.2f} {a['f1']:.2f} | {b['f1']:.2f}  (n={a['support']})")
-    record = provenance({"size": size_name, **size, "photons": args.photons, "transform": args.transform,
-                         "method": args.method, "seed": args.seed, "device": str(device),
-                         "threads": torch.get_num_threads(), "command": " ".join(sys.argv)},
-                        {"rows": rows, "reports": reports, "total_seconds": time.perf_counter() - t_start})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out_path)
+    goals = {}
+    r = {e["data"]: e for e in rows}
+    goals["mono"] = {"accuracy": r["mono"]["models"]["speckle-mono"]["accuracy"],
+                     "baseline": r["mono"]["baseline_nearest"]["accuracy"]}
+    goals["mono"]["met"] = goals["mono"]["accuracy"] >= 0.995 and goals["mono"]["accuracy"] > goals["mono"]["baseline"]
+    goals["poly"] = {"macro_f1": r["poly"]["models"]["speckle-poly"]["macro_f1"],
+                     "f1_14_20": r["poly"]["models"]["speckle-poly"]["f1_14_20"],
+                     "baseline": r["poly"]["baseline_nearest"]["macro_f1"]}
+    goals["poly"]["met"] = goals["poly"]["macro_f1"] >= 0.89
+    goals["noisy"] = {"accuracy": r["noisy"]["models"]["speckle-mono"]["accuracy"],
+                      "baseline": max(r["noisy"]["baseline_nearest"]["accuracy"], r["noisy"]["baseline_regression"]["accuracy"])}
+    goals["noisy"]["met"] = goals["noisy"]["accuracy"] >= goals["noisy"]["baseline"] + 0.05
+
+    print(f"\nspeckle benchmark: n = 2..20, 513 window binned 3x3, test seed {TEST_SEED} ({args.per_class}/class), "
+          f"baseline fitted on seed {BASELINE_SEED} ({args.baseline_per_class}/class); CPU, {torch.get_num_threads()} thread")
+    print(f"{'data':<9} {'model':<22} {'acc':>6} {'mF1':>6} {'F1 14-20':>8} {'OOD':>5} {'train min':>9} | "
+          f"{'FM-near':>7} {'FM-reg':>6} | seed paper")
+    for e in rows:
+        for m, v in e["models"].items():
+            tm = v.get("train_minutes")
+            print(f"{e['data']:<9} {m:<22} {v['accuracy']:>6.4f} {v['macro_f1']:>6.4f} {v['f1_14_20']:>8.4f} "
+                  f"{v.get('flagged_out_of_domain', float('nan')):>5.2f} {tm if tm is not None else float('nan'):>9.1f} | "
+                  f"{e['baseline_nearest']['accuracy']:>7.4f} {e['baseline_regression']['accuracy']:>6.4f} | {e['seed_paper']}")
+    print("\ngoals: " + "; ".join(f"{k}: {'MET' if v['met'] else 'not met'} "
+                                  f"({', '.join(f'{a} {b:.4f}' for a, b in v.items() if a != 'met')})" for k, v in goals.items()))
+    print("out-of-domain flag rate of speckle-mono: " + ", ".join(f"{k} {v:.3f}" for k, v in ood.items()))
+    if compare:
+        print(f"\nmodel comparison (same {args.compare_per_class}/class training features, same test split)")
+        print(f"{'model':<52} {'trained':>7} {'data':>6} {'acc':>6} {'mF1':>6} {'F1 14-20':>8} {'min':>5}")
+        for c in compare:
+            print(f"{c['model']:<52} {c['trained_on']:>7} {c['data']:>6} {c['accuracy']:>6.4f} {c['macro_f1']:>6.4f} "
+                  f"{c['f1_14_20']:>8.4f} {c['train_minutes']:>5.1f}")
+    if args.figure and curves:
+        reliability_figure(args.figure, curves)
+        print(f"wrote {args.figure}")
+    record = provenance({"per_class": args.per_class, "baseline_per_class": args.baseline_per_class,
+                         "dft_per_class": args.dft_per_class, "test_seed": TEST_SEED, "baseline_seed": BASELINE_SEED,
+                         "threads": torch.get_num_threads(), "command": "python " + " ".join(sys.argv)},
+                        {"rows": rows, "goals": goals, "out_of_domain": ood, "compare": compare,
+                         "reliability": curves, "reports": reports, "total_seconds": time.perf_counter() - t_start})
+    write_json(out_path, record, overwrite=True)
     print(f"\nwrote {out_path} ({(time.perf_counter() - t_start) / 60:.1f} min)")
     return 0
 

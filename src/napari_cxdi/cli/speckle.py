@@ -71,8 +71,11 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("classify", help="predict the disk number of patterns in a file")
-    p.add_argument("model", type=Path, nargs="?", default=None, help="checkpoint (default: the shipped model)")
+    p = sub.add_parser("classify", help="predict the disk number of patterns in a file",
+                       description="napari-cxdi speckle classify [MODEL] INPUT. MODEL is a shipped model name "
+                                   "(speckle-mono (default), speckle-poly, speckle-resnet18-mono) or a checkpoint.")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model name or checkpoint (default: speckle-mono)")
     p.add_argument("input", type=Path, help=".npy / .npz / .h5 / .tif with (H, W) or (N, H, W) raw intensities")
     p.add_argument("--key", default=None, help="array name inside .npz / HDF5")
     p.add_argument("--input-bin", type=int, default=None, help="binning of the input (HDF5 datasets say)")
@@ -188,17 +191,18 @@ def _classify(args) -> int:
     import numpy as np
 
     from ..provenance import provenance
-    from ..speckle.classifier import default_model_path, load_checkpoint
     from ..speckle.dataset import load_patterns
+    from ..speckle.models import DEFAULT_MODEL, classify_patterns, load_model
 
     if args.json is not None:
         _check_output(args.json, args.overwrite, (args.input,))
-    clf = load_checkpoint(args.model or default_model_path(), args.device)
+    name = args.model or DEFAULT_MODEL
+    clf = load_model(name, args.device)
     patterns, file_bin = load_patterns(args.input, args.key)
-    result = clf.predict(patterns, args.input_bin or file_bin)
+    result = classify_patterns(patterns, clf, args.input_bin or file_bin, warn=False)
     rows = []
     for i, pred in enumerate(np.atleast_1d(result["pred"])):
-        row = {"frame": i, "n": int(pred), "value": float(result["value"][i])}
+        row = {"frame": i, "n": int(pred), "value": float(result["value"][i]), "out_of_domain": bool(result["ood"][i])}
         line = f"frame {i}: n = {int(pred)}"
         if result["probs"] is not None:
             order = np.argsort(result["probs"][i])[::-1][: args.top]
@@ -206,9 +210,13 @@ def _classify(args) -> int:
             line += "  (" + ", ".join(f"{int(clf.classes[j])}: {result['probs'][i, j]:.3f}" for j in order) + ")"
         else:
             line += f"  (regression {row['value']:.2f})"
+        if row["out_of_domain"]:
+            line += "  [outside the training domain]"
         rows.append(row)
         print(line)
+    for msg in result["warnings"]:
+        print(f"warning: {msg}", file=sys.stderr)
     if args.json is not None:
-        _write_json(args.json, provenance({"model": str(args.model or default_model_path()), "input": str(args.input)},
-                                          {"predictions": rows}), (args.input,))
+        _write_json(args.json, provenance({"model": str(name), "input": str(args.input)},
+                                          {"predictions": rows, "warnings": result["warnings"]}), (args.input,))
     return 0

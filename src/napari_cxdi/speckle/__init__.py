@@ -2,7 +2,10 @@
 
 Modules: ``disks`` (model system), ``patterns`` (|F|^2 on the 9x-oversampled k grid, pre-processing),
 ``dataset`` (parallel simulation, HDF5, splits), ``resnet``, ``train``, ``classifier`` (checkpoints),
-``evaluate``, ``baseline``, ``saliency``, ``pipeline`` (split -> train -> test with the baseline).
+``evaluate``, ``baseline``, ``saliency``, ``pipeline`` (split -> train -> test with the baseline),
+``features`` (ring I(q), speckle contrast, moments, one-disk fit), ``radial`` / ``radial_train`` (the
+radial-feature models and their streaming training), ``calibration``, ``models`` (shipped models by name,
+``classify_patterns`` / ``explain_pattern`` with the out-of-domain warning).
 Names below are imported on first use, so ``import napari_cxdi.speckle`` does not load torch.
 """
 
@@ -25,6 +28,12 @@ _EXPORTS = {
     "first_moment": "baseline", "FirstMomentBaseline": "baseline",
     "saliency_map": "saliency", "grad_cam": "saliency",
     "fit_and_test": "pipeline",
+    "FeatureConfig": "features", "radial_features": "features",
+    "RadialClassifier": "radial", "load_radial": "radial", "save_radial": "radial",
+    "RadialTrainConfig": "radial_train", "train_radial": "radial_train",
+    "fit_temperature": "calibration", "reliability": "calibration",
+    "MODELS": "models", "DEFAULT_MODEL": "models", "model_names": "models", "load_model": "models",
+    "classify_patterns": "models", "explain_pattern": "models", "OutOfDomainWarning": "models",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,8 @@
-"""Dock widget: classify speckle patterns by disk number, show class probabilities, overlay saliency /
-Grad-CAM, and generate sample n-disk systems.
+"""Dock widget: classify speckle patterns by disk number, show class probabilities, overlay the q-rings
+that decided (radial models) or saliency / Grad-CAM (ResNet models), and generate sample n-disk systems.
+
+The model is a shipped name (``speckle-mono``, ``speckle-poly``, ``speckle-resnet18-mono``) or a
+checkpoint path; patterns outside the model's training domain raise a napari warning.
 
 All computation runs in napari thread workers that yield; layers are only created or changed in the
 main-thread slots. Errors become napari notifications and the widget stays usable.
@@ -8,14 +11,13 @@ main-thread slots. Errors become napari notifications and the widget stays usabl
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
@@ -30,52 +32,56 @@ CHUNK = 16
 
 
 class _ModelCache:
-    """Checkpoints loaded once per (path, mtime); safe to use from worker threads."""
+    """Models by name or path, loaded once per (file, mtime) by :func:`napari_cxdi.speckle.models.load_model`
+    (thread-safe)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._cache: dict = {}
 
-    def get(self, path: str):
-        from ..speckle.classifier import load_checkpoint
+    def get(self, name_or_path: str):
+        from ..speckle.models import load_model
 
-        p = Path(path)
-        key = (str(p.resolve()), p.stat().st_mtime if p.exists() else None)
         with self._lock:
-            if key not in self._cache:
-                self._cache = {key: load_checkpoint(p, "auto")}
-            return self._cache[key]
+            return load_model(name_or_path, "auto")
 
 
 def _classify_job(cache: _ModelCache, model_path: str, source, indices: list, input_bin: int):
     """Generator run in a worker: yields progress, returns predictions for the frames ``indices``."""
+    from ..speckle.models import classify_patterns, domain_warnings, model_label
+
     clf = cache.get(model_path)
-    preds, probs, values = [], [], []
+    preds, probs, values, ood, scores = [], [], [], [], {}
     for i in range(0, len(indices), CHUNK):
         part = indices[i:i + CHUNK]
         frames = np.stack([np.asarray(source[idx], dtype=np.float32) for idx in part])
-        out = clf.predict(frames, input_bin)
+        out = classify_patterns(frames, clf, input_bin, warn=False)
         preds.append(out["pred"])
         values.append(out["value"])
+        ood.append(out["ood"])
+        for key, thr in (("fit_residual", "fit_residual_threshold"), ("ood_score", "ood_threshold")):
+            if key in out:
+                scores.setdefault(key, []).append(out[key])
+                scores[thr] = out[thr]
         if out["probs"] is not None:
             probs.append(out["probs"])
         yield {"done": i + len(part), "total": len(indices)}
-    return {"indices": indices, "pred": np.concatenate(preds), "value": np.concatenate(values),
-            "probs": np.concatenate(probs) if probs else None, "classes": np.asarray(clf.classes),
-            "task": clf.task}
+    result = {"indices": indices, "pred": np.concatenate(preds), "value": np.concatenate(values),
+              "probs": np.concatenate(probs) if probs else None, "classes": np.asarray(clf.classes),
+              "task": clf.task, "ood": np.concatenate(ood),
+              **{k: (np.concatenate(v) if isinstance(v, list) else v) for k, v in scores.items()}}
+    result["warnings"] = domain_warnings(result, model_label(clf, model_path))
+    return result
 
 
 def _explain_job(cache: _ModelCache, model_path: str, frame: np.ndarray, input_bin: int, method: str):
-    from ..speckle.patterns import prepare
-    from ..speckle.saliency import grad_cam, saliency_map, to_pattern_frame
+    from ..speckle.models import explain_pattern
 
     clf = cache.get(model_path)
     yield {"stage": "model loaded"}
-    x = prepare(frame, clf.preprocess, input_bin)
-    fn = grad_cam if method == "Grad-CAM" else saliency_map
-    m = fn(clf.model, x)
-    yield {"stage": "map computed"}
-    return to_pattern_frame(m, clf.preprocess, frame.shape, input_bin)
+    out = explain_pattern(frame, clf, input_bin, method)
+    yield {"stage": "explanation computed"}
+    out["shape"] = frame.shape
+    return out
 
 
 def _sample_job(n: int, seed: int, polydisperse: bool):
@@ -103,7 +109,13 @@ class SpeckleWidget(QWidget):
         form.addRow("Pattern layer", self.layer_combo)
         row = QHBoxLayout()
         self.model_edit = QLineEdit(self._default_model())
-        self.model_edit.setToolTip("speckle checkpoint (.pt); default: the shipped ResNet-18")
+        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-resnet18-mono) "
+                                   "or a checkpoint (.pt)")
+        from qtpy.QtWidgets import QCompleter
+
+        from ..speckle.models import model_names
+
+        self.model_edit.setCompleter(QCompleter(model_names(), self.model_edit))
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse)
@@ -138,7 +150,8 @@ class SpeckleWidget(QWidget):
         row = QHBoxLayout(box)
         self.map_combo = QComboBox()
         self.map_combo.addItems(["Grad-CAM", "Saliency"])
-        self.explain_button = QPushButton("Overlay map")
+        self.map_combo.setToolTip("for ResNet models; radial models show the deciding q-rings")
+        self.explain_button = QPushButton("Explain")
         self.explain_button.clicked.connect(self.explain)
         row.addWidget(self.map_combo)
         row.addWidget(self.explain_button)
@@ -171,12 +184,9 @@ class SpeckleWidget(QWidget):
     # ---------------------------------------------------------------- helpers (main thread)
     @staticmethod
     def _default_model() -> str:
-        try:
-            from ..speckle.classifier import default_model_path
+        from ..speckle.models import DEFAULT_MODEL
 
-            return str(default_model_path())
-        except CXDIError:
-            return ""
+        return DEFAULT_MODEL
 
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "Speckle model", self.model_edit.text(), "Checkpoints (*.pt)")
@@ -233,10 +243,14 @@ class SpeckleWidget(QWidget):
         return worker
 
     def _model_path(self) -> str:
-        path = self.model_edit.text().strip()
-        if not path or not Path(path).is_file():
-            raise DataValidationError(f"model checkpoint not found: {path or '(none)'}")
-        return path
+        """The model name or checkpoint path (checked, not loaded)."""
+        from ..speckle.models import model_path
+
+        text = self.model_edit.text().strip()
+        if not text:
+            raise DataValidationError("give a model name (e.g. speckle-mono) or a checkpoint file")
+        model_path(text)
+        return text
 
     # ---------------------------------------------------------------- actions
     def classify(self):
@@ -311,10 +325,16 @@ class SpeckleWidget(QWidget):
         else:
             vals, counts = np.unique(preds, return_counts=True)
             text = f"{len(preds)} frames; most frequent n = {int(vals[counts.argmax()])}; mean n = {preds.mean():.2f}"
+        n_ood = int(np.sum(result.get("ood", [])))
+        if n_ood:
+            text += f"  - {n_ood} frame(s) outside the model's training domain"
+            show_warning("napari-cxdi speckle: " + result["warnings"][0]
+                         + (f" (and {n_ood - 1} more frames)" if n_ood > 1 else ""))
         self.result_label.setText(text)
         if self._target_layer in self.viewer.layers:
             self.viewer.layers[self._target_layer].metadata["speckle_prediction"] = {
-                "frames": [list(ix) for ix in result["indices"]], "n": [int(p) for p in preds]}
+                "frames": [list(ix) for ix in result["indices"]], "n": [int(p) for p in preds],
+                "out_of_domain": [bool(v) for v in result.get("ood", [])]}
         self._plot(result)
 
     def _plot(self, result: dict):
@@ -335,7 +355,10 @@ class SpeckleWidget(QWidget):
         ax.set_xticks(classes[:: max(1, len(classes) // 10)])
         self.canvas.draw_idle()
 
-    def _on_map(self, m: np.ndarray):
+    def _on_map(self, out: dict):
+        if out.get("kind") == "rings":
+            return self._on_rings(out)
+        m = out["map"]
         name = f"{self._map_method} {self._target_layer}"
         if name in self.viewer.layers:
             self.viewer.layers[name].data = m
@@ -347,6 +370,41 @@ class SpeckleWidget(QWidget):
             layer.scale = src.scale[-2:]
             layer.translate = src.translate[-2:]
         self.last_map_layer = layer
+
+    def _on_rings(self, out: dict):
+        """The q-ranges that decided, as circles over the pattern (edge width = ring width, colour =
+        importance, brighter = more)."""
+        from matplotlib import colormaps
+
+        from ..speckle.models import ring_shapes
+
+        h, w = out["shape"]
+        rings = ring_shapes(out, (h // 2, w // 2), top=6)
+        name = f"q-rings {self._target_layer}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        if not rings:
+            show_info("napari-cxdi speckle: no q-range raised the predicted class's probability")
+            return None
+        top = max(r["importance"] for r in rings)
+        ellipses = [np.array([[r["center"][0] - r["radius"], r["center"][1] - r["radius"]],
+                              [r["center"][0] - r["radius"], r["center"][1] + r["radius"]],
+                              [r["center"][0] + r["radius"], r["center"][1] + r["radius"]],
+                              [r["center"][0] + r["radius"], r["center"][1] - r["radius"]]]) for r in rings]
+        colors = [colormaps["autumn"](0.3 + 0.7 * r["importance"] / top) for r in rings]
+        layer = self.viewer.add_shapes(
+            ellipses, shape_type="ellipse", name=name, edge_width=[max(r["width"], 1.0) for r in rings],
+            edge_color=colors, face_color=[0, 0, 0, 0], opacity=0.7,
+            metadata={"class": out["class"], "rings": rings})
+        if self._target_layer in self.viewer.layers:
+            src = self.viewer.layers[self._target_layer]
+            layer.scale = src.scale[-2:]
+            layer.translate = src.translate[-2:]
+        self.result_label.setText(self.result_label.text().split("  | ")[0]
+                                  + f"  | rings that decided n = {out['class']}: "
+                                  + ", ".join(f"q {r['radius'] * self.bin_spin.value():.0f} px" for r in rings[:3]))
+        self.last_map_layer = layer
+        return layer
 
     def _on_sample(self, layers: list):
         for data, kwargs, _kind in layers:
