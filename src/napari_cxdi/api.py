@@ -277,3 +277,14 @@ def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path
         save_checkpoint(checkpoint, trainer.model, history + trainer.history,
                         optimizer_state=trainer.optimizer.state_dict(), overwrite=overwrite)
     return trainer.model
+
+
+def batch(inputs, outdir, progress: Callable[[dict], None] | None = None, **kwargs: Any):
+    """Many movies on a Dask cluster (or ``workers=0``: here, one after the other); see :mod:`napari_cxdi.batch`.
+
+    ``cx.batch("scans/*.h5", "out/", method="PID3Net-PO", epochs=20, workers=4)`` -> :class:`BatchResult`
+    (``.table``: one row per scan; ``summary.csv`` / ``summary.html`` in ``out/``).
+    """
+    from .batch import batch as _batch
+
+    return _batch(inputs, outdir, progress=progress, **kwargs)

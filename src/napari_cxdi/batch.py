@@ -1,9 +1,9 @@
 """Many movies at once on a Dask cluster: one task per movie (reconstruct -> evaluate -> track -> write).
 
 ```python
-import napari_cxdi as cx
-result = cx.batch("scans/*.h5", "out/", method="PID3Net-PO", epochs=20)          # LocalCluster sized to the machine
-result = cx.batch("scans/*.h5", "out/", scheduler="tcp://head-node:8786")        # any running Dask scheduler
+from napari_cxdi.api import batch
+result = batch("scans/*.h5", "out/", method="PID3Net-PO", epochs=20)          # LocalCluster sized to the machine
+result = batch("scans/*.h5", "out/", scheduler="tcp://head-node:8786")        # any running Dask scheduler
 result.table            # one row per scan: status, error, R_f, PRTF, tracks, timings, outputs
 ```
 
@@ -471,10 +471,12 @@ def iter_batch(
                 client = Client(cluster)
             else:
                 client = Client(scheduler)
-        except OSError as exc:
+        except (OSError, RuntimeError, TimeoutError) as exc:
             if cluster is not None:
                 cluster.close()
-            raise ConfigError(f"cannot reach the Dask scheduler {scheduler or 'local'}: {exc}") from exc
+            where = f"the Dask scheduler {scheduler}" if scheduler else "a local Dask cluster"
+            raise BatchError(f"cannot start or reach {where}: {exc}; check the address (tcp://host:8786) "
+                             "or run with workers=0 (CLI: --workers 0) to process the movies in this process") from exc
         futures: dict = {}
         try:
             link = client.dashboard_link
