@@ -261,8 +261,18 @@ def reconstruct(movie, probe=None, method: str = "PID3Net-PO", progress: Callabl
 
 def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path | None = None,
           progress: Callable[[dict], None] | None = None, model: PID3Net | str | Path | None = None,
-          overwrite: bool = False, **overrides: Any) -> PID3Net:
-    """Train PID3Net on a movie (optionally continuing ``model``) and save a checkpoint if asked."""
+          overwrite: bool = False, distributed: bool | None = None, **overrides: Any) -> PID3Net:
+    """Train PID3Net on a movie (optionally continuing ``model``) and save a checkpoint if asked.
+
+    distributed: DDP over the ranks of a ``torchrun`` job (default: when launched by torchrun, i.e.
+    ``WORLD_SIZE`` > 1); rank 0 writes the checkpoint. See :mod:`napari_cxdi.pid3net.distributed`.
+    """
+    from .pid3net.distributed import launched_by_torchrun
+
+    if distributed or (distributed is None and launched_by_torchrun()):
+        from .pid3net.distributed import train_distributed
+
+        return train_distributed(movie, probe, variant, checkpoint, progress, model, overwrite, **overrides)
     data, probe_np, _, _ = _movie_and_probe(movie, probe)
     history: list[dict] = []
     optimizer_state = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr", "tv_weight", "seed", "device", "image_size")
@@ -41,6 +42,11 @@ def register(subparsers) -> None:
     t.add_argument("--resume", type=Path, default=None, help="continue training from this checkpoint")
     t.add_argument("-o", "--output", type=Path, required=True, help="checkpoint file to write (.pt)")
     t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--distributed", action="store_true",
+                   help="DDP over the processes of a torchrun job (automatic when torchrun sets WORLD_SIZE > 1): "
+                   "torchrun --nproc_per_node=N $(which napari-cxdi) train ...")
+    t.add_argument("--checkpoint-every", type=int, default=0,
+                   help="distributed: also write the checkpoint every N epochs (resume with --resume)")
     _add_training(t)
     t.set_defaults(func=run_train)
 
@@ -99,12 +105,18 @@ def run_train(args) -> int:
     from ..api import train
     from .progress import ProgressPrinter
 
+    from ..pid3net.distributed import launched_by_torchrun, rank
+
     movie = _load(args)
-    bar = ProgressPrinter(args.quiet)
+    distributed = args.distributed or launched_by_torchrun()
+    extra = {"checkpoint_every": args.checkpoint_every} if distributed and args.checkpoint_every else {}
+    bar = ProgressPrinter(args.quiet or int(os.environ.get("RANK", "0")) != 0)
     model = train(movie, args.probe, variant=args.variant, checkpoint=args.output, progress=bar,
-                  model=args.resume, overwrite=args.overwrite, **_overrides(args))
+                  model=args.resume, overwrite=args.overwrite, distributed=distributed or None, **extra,
+                  **_overrides(args))
     bar.close()
-    print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
+    if rank() == 0:
+        print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
     return 0
 
 
