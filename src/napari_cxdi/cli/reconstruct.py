@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--distributed", action="store_true",
                    help="DDP over the processes of a torchrun job (automatic when torchrun sets WORLD_SIZE > 1): "
-                   "torchrun --nproc_per_node=N $(which napari-cxdi) train ...")
+                   "torchrun --nproc_per_node=N -m napari_cxdi train ...")
     t.add_argument("--checkpoint-every", type=int, default=0,
                    help="distributed: also write the checkpoint every N epochs (resume with --resume)")
     _add_training(t)
@@ -135,13 +135,26 @@ def run_reconstruct(args) -> int:
         overrides["max_iter"] = args.max_iter
     if args.method in ("mixed-state", "mf-PIE"):
         overrides = {k: v for k, v in overrides.items() if k in ("max_iter", "device")}
-    bar = ProgressPrinter(args.quiet)
-    result = drain(
-        iter_reconstruction(movie, args.probe, args.method, model=args.model, train=args.model is None or args.finetune,
-                            inference_stride=args.stride, **overrides),
-        bar,
-    )
-    bar.close()
+    from ..pid3net.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # torchrun: DDP training + sharded inference; rank 0 writes
+        from ..pid3net.distributed import reconstruct_distributed
+
+        bar = ProgressPrinter(args.quiet or int(os.environ.get("RANK", "0")) != 0)
+        result = reconstruct_distributed(movie, args.probe, args.method, model=args.model,
+                                         train=args.model is None or args.finetune, inference_stride=args.stride,
+                                         progress=bar, **overrides)
+        bar.close()
+        if result is None:
+            return 0
+    else:
+        bar = ProgressPrinter(args.quiet)
+        result = drain(
+            iter_reconstruction(movie, args.probe, args.method, model=args.model, train=args.model is None or args.finetune,
+                                inference_stride=args.stride, **overrides),
+            bar,
+        )
+        bar.close()
     result.save(output, metadata=movie.metadata, overwrite=args.overwrite)
     if args.save_model and result.model is not None:
         save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite)

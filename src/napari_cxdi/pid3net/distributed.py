@@ -2,8 +2,8 @@
 
 Launch with ``torchrun`` (it sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``)::
 
-    torchrun --nproc_per_node=4 $(which napari-cxdi) train movie.cxi -o model.pt --epochs 20
-    torchrun --nproc_per_node=4 $(which napari-cxdi) reconstruct movie.cxi -o movie_recon.cxi
+    torchrun --nproc_per_node=4 -m napari_cxdi train movie.cxi -o model.pt --epochs 20
+    torchrun --nproc_per_node=4 -m napari_cxdi reconstruct movie.cxi -o movie_recon.cxi
 
 Backend: NCCL on CUDA (one device per process, ``cuda:LOCAL_RANK``), gloo on CPU.
 
@@ -78,7 +78,7 @@ def init_process_group(device: str = "auto", backend: str | None = None) -> tupl
         if missing:
             raise ConfigError(
                 "distributed training needs the environment set by torchrun (missing "
-                f"{', '.join(missing)}); launch e.g. `torchrun --nproc_per_node=2 $(which napari-cxdi) train ...`")
+                f"{', '.join(missing)}); launch e.g. `torchrun --nproc_per_node=2 -m napari_cxdi train ...`")
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"))
@@ -198,7 +198,12 @@ class DistributedPID3NetTrainer(PID3NetTrainer):
                          optimizer_state=optimizer_state)
         device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
             if self.device.type == "cuda" else None
-        self.ddp = _ModelDDP(self.model, device_ids=device_ids, broadcast_buffers=False)
+        # Buffers (BatchNorm statistics of the global batch) are the same on every rank: no per-step sync.
+        import inspect
+
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else {"broadcast_buffers": False})
+        self.ddp = _ModelDDP(self.model, device_ids=device_ids, **sync)
         self._scale = 1.0
         self._restore_batchnorm: Callable[[], None] | None = None
 
@@ -370,3 +375,59 @@ def iter_sharded_reconstruct(model: PID3Net, movie, batch_size: int = 8, stride:
 def sharded_reconstruct(model: PID3Net, movie, batch_size: int = 8, stride: int | None = None) -> np.ndarray | None:
     """Blocking form of :func:`iter_sharded_reconstruct`."""
     return drain(iter_sharded_reconstruct(model, movie, batch_size, stride))
+
+
+# -- a whole reconstruction ----------------------------------------------------------------------------------
+def reconstruct_distributed(movie, probe=None, method: str = "PID3Net-PO", model=None, train: bool = True,
+                            inference_stride: int | None = None, progress: Callable[[dict], None] | None = None,
+                            evaluate_metrics: bool = True, truth=None, **overrides: Any):
+    """:func:`napari_cxdi.api.reconstruct` of a PID3Net method over the ranks of a torchrun job.
+
+    DDP training (unless ``model`` is given and ``train`` is False), then sharded inference; rank 0
+    evaluates and returns the :class:`~napari_cxdi.api.Reconstruction`, the other ranks return None.
+    """
+    import time
+
+    from ..api import Reconstruction, _movie_and_probe, evaluate
+    from .checkpoint import load_checkpoint
+    from .config import VARIANTS
+
+    if method not in VARIANTS and not isinstance(model, (PID3Net, str, os.PathLike)):
+        raise ConfigError(f"{method} runs on one process; the distributed reconstruction is for PID3Net "
+                          f"({', '.join(VARIANTS)}) - use napari-cxdi batch to spread many movies instead")
+    r, _, device = init_process_group(overrides.get("device", "auto"))
+    overrides = {**overrides, "device": device}
+    data, probe_np, source, meta = _movie_and_probe(movie, probe)
+    history: list[dict] = []
+    optimizer_state = None
+    if isinstance(model, (str, os.PathLike)):
+        model, payload = load_checkpoint(model, device=device)
+        history = list(payload.get("history", []))
+        optimizer_state = payload.get("optimizer") if train else None
+    timings: dict[str, float] = {}
+    report = progress if r == 0 else None
+    if model is None or train:
+        cfg = model.config.with_(**overrides) if model is not None else PID3NetConfig.variant(method, **overrides)
+        trainer = DistributedPID3NetTrainer(data, probe_np, cfg, model=model, optimizer_state=optimizer_state)
+        t0 = time.perf_counter()
+        for event in trainer.run():
+            if report:
+                report({"stage": "train", **event})
+        timings["training_s"] = time.perf_counter() - t0
+        model, history = trainer.model, history + trainer.history
+    t0 = time.perf_counter()
+    objects = drain(iter_sharded_reconstruct(model, data, stride=inference_stride),
+                    (lambda e: report({"stage": "inference", **e})) if report else None)
+    timings["inference_s"] = time.perf_counter() - t0
+    if r != 0:
+        return None
+    dx = meta.get("pixel_size_nm")
+    result = Reconstruction(objects=objects, method=model.config.name, pixel_size_nm=dx,
+                            config={"method": model.config.name, **model.config.to_dict(), "world_size": world_size()},
+                            history=history, timings=timings, model=model, probe=probe_np,
+                            source=str(source.path) if source is not None and source.path else None)
+    if evaluate_metrics:
+        if report:
+            report({"stage": "evaluate", "event": "progress"})
+        result.metrics = evaluate(objects, data, probe_np, dx, truth)
+    return result
