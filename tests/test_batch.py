@@ -113,3 +113,16 @@ def test_config_hash_changes_with_settings_and_input(tmp_path):
     movie.write_bytes(b"123456")
     assert a.config_hash(movie) != BatchConfig(options={"epochs": 1}).config_hash(tmp_path / "x.h5")
     assert BatchConfig.from_dict(a.to_dict()) == a
+
+
+def test_cli_batch_skips_finished_scans_and_exits_1_on_a_failure(serial, scans, capsys):
+    from napari_cxdi.cli import main
+
+    argv = ["batch", str(scans / "*.cxi"), "-o", str(serial.outdir), "--workers", "0", "--epochs", "1", "--width", "4",
+            "--frames", "3", "--refine-steps", "1", "--batch-size", "2", "--seed", "3", "--device", "cpu"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "0 done, 5 skipped (already finished), 1 failed" in out
+    assert "scan_5.cxi: InputFileError" in err
+    assert main(["batch", str(scans / "nothing*.h5"), "-o", str(serial.outdir), "--workers", "0"]) == 2
+    assert "no file matches" in capsys.readouterr().err

@@ -117,6 +117,10 @@ def run_train(args) -> int:
     bar.close()
     if rank() == 0:
         print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
+    if distributed:
+        from ..pid3net.distributed import shutdown
+
+        shutdown()
     return 0
 
 
@@ -145,7 +149,10 @@ def run_reconstruct(args) -> int:
                                          train=args.model is None or args.finetune, inference_stride=args.stride,
                                          progress=bar, **overrides)
         bar.close()
-        if result is None:
+        if result is None:  # ranks > 0: rank 0 evaluates and writes
+            from ..pid3net.distributed import shutdown
+
+            shutdown()
             return 0
     else:
         bar = ProgressPrinter(args.quiet)
@@ -160,6 +167,10 @@ def run_reconstruct(args) -> int:
         save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite)
     _print_metrics(result.metrics, result.timings)
     print(f"wrote {output}")
+    if launched_by_torchrun():
+        from ..pid3net.distributed import shutdown
+
+        shutdown()
     return 0
 
 

@@ -88,6 +88,13 @@ def init_process_group(device: str = "auto", backend: str | None = None) -> tupl
     return dist.get_rank(), dist.get_world_size(), "cpu"
 
 
+def shutdown() -> None:
+    """Leave the process group (end of a torchrun command); harmless when none was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _comm_device() -> torch.device:
     """Where collective tensors live: the current CUDA device for NCCL, the CPU for gloo."""
     if dist.get_backend() == "nccl":
