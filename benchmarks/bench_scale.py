@@ -148,7 +148,7 @@ def main() -> None:
     note = (f"measured on {os.cpu_count()} CPU cores shared with other jobs (load averages stored per run); "
             "with 2 cores and other jobs running, 2 workers cannot reach 2x")
     print(note)
-    record = provenance({"size": name, **size, "device": args.device},
+    record = provenance({"preset": name, **size, "device": args.device},
                         {"batch": batch_runs, "ddp": ddp_runs, "batch_efficiency": eff_batch, "ddp_efficiency": eff_ddp},
                         note=note, cpu_count=os.cpu_count(), cuda_devices=torch.cuda.device_count())
     out = args.output or ROOT / "benchmarks" / "results" / "scale.json"
