@@ -3,6 +3,7 @@ processes (gloo on CPU; NCCL on GPUs with --device cuda), and the scaling effici
 
     python benchmarks/bench_scale.py --quick          # 2 CPU cores, a few minutes
     python benchmarks/bench_scale.py                  # larger movies and more epochs
+    python benchmarks/bench_scale.py --device cuda    # >= 2 GPUs: one Dask worker / DDP rank per GPU (NCCL)
 
 * batch: ``napari_cxdi.api.batch`` over N simulated movies with ``workers=1`` and ``workers=2``
   (LocalCluster, one thread per worker). Movies/hour is counted from the moment the cluster is up (the
@@ -69,7 +70,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def bench_batch(size: dict, workers: int, scans: Path, out: Path) -> dict:
+def bench_batch(size: dict, workers: int, scans: Path, out: Path, device: str = "cpu") -> dict:
     from napari_cxdi.api import batch
 
     marks: dict = {}
@@ -81,7 +82,7 @@ def bench_batch(size: dict, workers: int, scans: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     result = batch(str(scans / "*.cxi"), out, workers=workers, dashboard_address=":0", progress=record,
                    epochs=size["epochs"], width=size["width"], refine_steps=size["refine_steps"],
-                   batch_size=size["batch_size"], seed=0, device="cpu")
+                   batch_size=size["batch_size"], seed=0, device=device)
     end = time.perf_counter()
     busy = end - marks["start"]
     return {"workers": workers, "movies": len(result.rows), "done": result.count("done"),
@@ -122,6 +123,9 @@ def main() -> None:
     name = "quick" if args.quick else "full"
     size = SIZES[name]
     torch.set_num_threads(1)
+    if args.device.startswith("cuda") and torch.cuda.device_count() < 2:
+        raise SystemExit(f"the multi-GPU section needs 2 or more GPUs, {torch.cuda.device_count()} found; "
+                         "run with --device cpu (gloo) instead")
     from napari_cxdi.io import write_cxi
     from napari_cxdi.simulate import simulate_aunp
 
@@ -133,7 +137,7 @@ def main() -> None:
             m = simulate_aunp(n_frames=size["frames"], size=size["size"], seed=i)
             write_cxi(scans / f"scan_{i:03d}.cxi", counts=m.counts, probe=m.probe,
                       metadata={k: v for k, v in m.metadata.items() if k != "config"})
-        batch_runs = [bench_batch(size, w, scans, tmp / f"out_{w}") for w in (1, 2)]
+        batch_runs = [bench_batch(size, w, scans, tmp / f"out_{w}", args.device) for w in (1, 2)]
         ddp_runs = [bench_ddp(size, p, tmp, args.device) for p in (1, 2)]
     eff_batch = batch_runs[1]["movies_per_hour"] / (2 * batch_runs[0]["movies_per_hour"])
     eff_ddp = ddp_runs[1]["steps_per_s"] / (2 * ddp_runs[0]["steps_per_s"])

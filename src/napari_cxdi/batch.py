@@ -388,7 +388,8 @@ def local_cluster(workers: int | None = None, gpus: list[int] | None = None, das
     """A local Dask cluster of single-threaded worker processes.
 
     gpus: device indices; one worker per GPU with ``CUDA_VISIBLE_DEVICES`` set to it and a ``GPU=1``
-    resource (``workers`` is then ignored). Otherwise ``workers`` processes (default: all cores).
+    resource (``workers`` is then ignored; :func:`iter_batch` passes the first ``workers`` devices).
+    Otherwise ``workers`` processes (default: all cores).
     """
     from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
@@ -465,6 +466,8 @@ def iter_batch(
 
         cluster = None
         gpus = cuda_devices() if scheduler is None and _wants_cuda(cfg) else []
+        if workers:
+            gpus = gpus[:workers]  # --workers N with GPUs: the first N devices
         try:
             if scheduler is None:
                 cluster = local_cluster(workers, gpus, dashboard_address)
