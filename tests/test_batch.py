@@ -126,3 +126,24 @@ def test_cli_batch_skips_finished_scans_and_exits_1_on_a_failure(serial, scans, 
     assert "scan_5.cxi: InputFileError" in err
     assert main(["batch", str(scans / "nothing*.h5"), "-o", str(serial.outdir), "--workers", "0"]) == 2
     assert "no file matches" in capsys.readouterr().err
+
+
+def _visible_devices():
+    import os
+
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_gpu_workers_are_pinned_one_per_device():
+    """The local GPU cluster: one single-threaded worker per device index, CUDA_VISIBLE_DEVICES set to it and a
+    GPU=1 resource (checked with device indices only: no GPU is touched)."""
+    from distributed import Client
+
+    from napari_cxdi.batch import local_cluster
+
+    with local_cluster(gpus=[0, 1], dashboard_address=":0") as cluster, Client(cluster) as client:
+        client.wait_for_workers(2)
+        pinned = client.run(_visible_devices)
+        info = client.scheduler_info()["workers"]
+    assert sorted(pinned.values()) == ["0", "1"]
+    assert all(w["resources"] == {"GPU": 1} and w["nthreads"] == 1 for w in info.values())
