@@ -101,10 +101,8 @@ class BatchConfig:
             raise ConfigError(f"unknown option for {self.method}: {exc}") from exc
         if self.probe is not None and not Path(self.probe).is_file():
             raise ConfigError(f"probe file {self.probe} not found")
-        from .tracking import TrackingConfig
-
         try:
-            TrackingConfig(**self.tracking).validate()
+            tracking_config(self.tracking).validate()
         except TypeError as exc:
             raise ConfigError(f"unknown tracking option: {exc}") from exc
 
@@ -270,16 +268,26 @@ def _ground_truth(path: Path):
         return None
 
 
+def tracking_config(options: dict[str, Any]):
+    """A :class:`~napari_cxdi.tracking.TrackingConfig` from plain options (``detection`` may be a dict)."""
+    from .tracking import DetectionConfig, TrackingConfig
+
+    options = dict(options)
+    if isinstance(options.get("detection"), dict):
+        options["detection"] = DetectionConfig(**options["detection"])
+    return TrackingConfig(**options)
+
+
 def _track(objects, meta: dict, pixel_size_nm, cfg: BatchConfig):
     """Tracking of the phase movie -> (tables, summary) or (None, reason)."""
     import numpy as np
 
-    from .tracking import TrackingConfig, iter_track
+    from .tracking import iter_track
 
     dt = meta.get("frame_interval_s") or meta.get("exposure_s")
     if not pixel_size_nm or not dt:
         return None, "no pixel size or frame interval in the file"
-    result = drain(iter_track(np.angle(objects).astype(np.float32), TrackingConfig(**cfg.tracking),
+    result = drain(iter_track(np.angle(objects).astype(np.float32), tracking_config(cfg.tracking),
                               float(pixel_size_nm), float(dt)))
     tables = {"features": result.features, "tracks": result.tracks, "per_track": result.per_track}
     return tables, result.summary()

@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-iter", type=int, default=None, help="iterative methods: iterations per batch (default 300)")
     p.add_argument("--stride", type=int, default=None, help="PID3Net inference window stride (default T)")
     p.add_argument("--no-track", action="store_true", help="reconstruct and evaluate only")
+    k = p.add_argument_group("tracking (as napari-cxdi track)")
+    k.add_argument("--track-threshold", type=float, default=None, help="detection: excess over the local background (rad)")
+    k.add_argument("--max-displacement", type=float, default=None, help="linking: largest step between frames in nm")
+    k.add_argument("--min-length", type=int, default=None, help="linking: shortest kept track (detections)")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads per task (default 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs made with another configuration (finished ones with this one are still skipped)")
@@ -53,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     options = _overrides(args)
     if args.max_iter is not None:
         options["max_iter"] = args.max_iter
-    cfg = BatchConfig(method=args.method, probe=str(args.probe) if args.probe else None, options=options,
+    tracking = {k: v for k, v in (("max_displacement_nm", args.max_displacement), ("min_length", args.min_length))
+                if v is not None}
+    if args.track_threshold is not None:
+        tracking["detection"] = {"threshold": args.track_threshold}
+    cfg = BatchConfig(method=args.method, tracking=tracking, probe=str(args.probe) if args.probe else None, options=options,
                       inference_stride=args.stride, dataset=args.dataset, track=not args.no_track,
                       torch_threads=args.threads)
 
