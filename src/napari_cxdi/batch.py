@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 import time
@@ -491,6 +492,8 @@ def iter_batch(
         futures: dict = {}
         try:
             link = client.dashboard_link
+            if cluster is not None and importlib.util.find_spec("bokeh") is None:
+                link = None  # distributed serves no dashboard without bokeh
             n_workers = len(client.scheduler_info().get("workers", {}))
             yield {"event": "start", "total": len(movies), "dashboard_link": link, "workers": n_workers}
             resources = {"GPU": 1} if (gpu_resources if gpu_resources is not None else bool(gpus)) else None
