@@ -355,7 +355,7 @@ def iter_sharded_reconstruct(model: PID3Net, movie, batch_size: int = 8, stride:
     local = []
     with torch.no_grad():
         for j, c in enumerate(ranges[r]):
-            local.append(model(windows.batch(chunks[c])))
+            local.append(model(windows.batch(chunks[c])).cpu())  # host memory: 1/world of the windows
             yield {"event": "progress", "done": j + 1, "total": len(ranges[r]), "rank": r}
     comm = _comm_device()
     if r != 0:
@@ -368,7 +368,7 @@ def iter_sharded_reconstruct(model: PID3Net, movie, batch_size: int = 8, stride:
     for src in range(world):
         for k, c in enumerate(ranges[src]):
             if src == 0:
-                obj = local[k].cpu().numpy()
+                obj = local[k].numpy()
             else:
                 buf = torch.empty((len(chunks[c]), T, h, w, 2), dtype=torch.float32, device=comm)
                 dist.recv(buf, src=src)
