@@ -188,6 +188,9 @@ class _ModelDDP(DistributedDataParallel):
 
 
 # -- training ------------------------------------------------------------------------------------------------
+_WEIGHTED_IN_LOSS = frozenset({"loss", "diffraction_loss", "tv"})
+
+
 class DistributedPID3NetTrainer(PID3NetTrainer):
     """:class:`~.train.PID3NetTrainer` on every rank of an initialised process group (see the module doc).
 
@@ -195,14 +198,14 @@ class DistributedPID3NetTrainer(PID3NetTrainer):
     """
 
     def __init__(self, movie, probe=None, config: PID3NetConfig | None = None, model: PID3Net | None = None,
-                 preview_frame: int = 0, optimizer_state: dict | None = None):
+                 preview_frame: int = 0, optimizer_state: dict | None = None, **kwargs: Any):
         if not (dist.is_available() and dist.is_initialized()):
             raise ConfigError("DistributedPID3NetTrainer needs an initialised process group (see init_process_group)")
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         config = config or (model.config if model is not None else PID3NetConfig())
         config = config.with_(seed=broadcast_seed(config.seed))
         super().__init__(movie, probe, config, model=model, preview_frame=preview_frame,
-                         optimizer_state=optimizer_state)
+                         optimizer_state=optimizer_state, **kwargs)
         device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
             if self.device.type == "cuda" else None
         # Buffers (BatchNorm statistics of the global batch) are the same on every rank: no per-step sync.
@@ -228,17 +231,19 @@ class DistributedPID3NetTrainer(PID3NetTrainer):
             terms = {**terms, **{k: terms[k] * self._scale for k in ("loss", "diffraction", "tv")}}
         return terms
 
-    def _optimise(self, counts: torch.Tensor) -> dict[str, float]:
+    def _optimise(self, counts: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, float]:
         plain, self.model = self.model, self.ddp  # the step runs through DDP (gradient all-reduce)
         try:
-            return super()._optimise(counts)
+            return super()._optimise(counts, *args, **kwargs)
         finally:
             self.model = plain
 
     def _train_step(self, starts: np.ndarray) -> tuple[dict[str, float], list[dict]]:
         local, self._scale = self.shard(starts[: self.batch_size])
         values, warnings = super()._train_step(local)
-        values = {**values, "rf": values["rf"] * self._scale}
+        # the loss terms are already weighted by this rank's share (loss_terms); weight the other
+        # per-batch means (R_f, held-out scores...) the same way, then average over the ranks
+        values = {k: v if k in _WEIGHTED_IN_LOSS else v * self._scale for k, v in values.items()}
         keys = sorted(values)
         t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_comm_device())
         dist.all_reduce(t)
