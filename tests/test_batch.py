@@ -147,3 +147,13 @@ def test_gpu_workers_are_pinned_one_per_device():
         info = client.scheduler_info()["workers"]
     assert sorted(pinned.values()) == ["0", "1"]
     assert all(w["resources"] == {"GPU": 1} and w["nthreads"] == 1 for w in info.values())
+
+
+def test_unreachable_scheduler_is_a_typed_error(scans, tmp_path):
+    import dask
+
+    from napari_cxdi.batch import BatchError
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(BatchError, match="tcp://127.0.0.1:9"):
+            batch(str(scans / "*.cxi"), tmp_path, scheduler="tcp://127.0.0.1:9", **OPTIONS)
