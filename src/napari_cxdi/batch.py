@@ -157,6 +157,7 @@ class BatchResult:
     summary_html: Path | None = None
     dashboard_link: str | None = None
     elapsed_s: float = 0.0
+    config: BatchConfig | None = None
 
     @property
     def table(self):
@@ -515,7 +516,8 @@ def iter_batch(
             client.close()
             if cluster is not None:
                 cluster.close()
-    result = BatchResult([rows[m] for m in movies], outdir, dashboard_link=link, elapsed_s=time.perf_counter() - t0)
+    result = BatchResult([rows[m] for m in movies], outdir, dashboard_link=link, elapsed_s=time.perf_counter() - t0,
+                         config=cfg)
     if write_summary:
         result.summary_csv, result.summary_html = write_summary_tables(result)
     yield {"event": "done", "done": result.count("done"), "skipped": result.count("skipped"),
@@ -532,7 +534,7 @@ def write_summary_tables(result: BatchResult) -> tuple[Path, Path]:
 
     table = result.table
     csv_path, html_path = result.outdir / "summary.csv", result.outdir / "summary.html"
-    record = json.dumps(provenance(None, {"done": result.count("done"), "skipped": result.count("skipped"),
+    record = json.dumps(provenance(result.config.to_dict() if result.config else None, {"done": result.count("done"), "skipped": result.count("skipped"),
                                           "failed": result.count("failed")}), sort_keys=True)
     write_text(csv_path, f"# napari-cxdi batch summary\n# provenance: {record}\n" + table.to_csv(index=False),
                overwrite=True)
