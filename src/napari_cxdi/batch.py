@@ -310,9 +310,11 @@ def process_movie(movie: str | Path, outdir: str | Path, config: BatchConfig | d
     try:
         if outputs["cxi"].exists():
             found = stored_hash(outputs["cxi"])
-            if found == config_hash and outputs["tracks"].exists() == bool(_tracked(outputs["cxi"])):
-                return _skipped_row(movie, outputs, config_hash, cfg.method)
-            if not overwrite:
+            if found == config_hash:
+                if outputs["tracks"].exists() or not _tracked(outputs["cxi"]):
+                    return _skipped_row(movie, outputs, config_hash, cfg.method)
+                # same configuration but its tracks table is gone: this scan is redone
+            elif not overwrite:
                 raise OutputExistsError(
                     f"{outputs['cxi']}: exists and was made with another configuration (hash {found}, this run "
                     f"{config_hash}); pass overwrite=True (CLI: --overwrite) or choose another output folder")
