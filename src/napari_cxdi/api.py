@@ -511,7 +511,8 @@ def reconstruct(movie, probe=None, method: str = "PID3Net-PO", progress: Callabl
 
 def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path | None = None,
           progress: Callable[[dict], None] | None = None, model: PID3Net | str | Path | None = None,
-          overwrite: bool = False, detector: DetectorSettings | None = None, **overrides: Any) -> PID3Net:
+          overwrite: bool = False, detector: DetectorSettings | None = None, distributed: bool | None = None,
+          **overrides: Any) -> PID3Net:
     """Train PID3Net on a movie (optionally continuing ``model``) and save a checkpoint if asked.
 
     The checkpoint is checked before any work (never an input: movie, probe or ``model``; an existing
@@ -519,8 +520,17 @@ def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path
     so a crash or kill loses at most that much; at the end it holds the best weights. Every frame is
     checked first. A NaN loss stops training with :class:`TrainingDivergedError` (the file keeps the
     last good state). ``detector`` / its fields as keywords: masking, centring, cropping as in
-    :func:`iter_reconstruction`.
+    :func:`iter_reconstruction`. distributed: DDP over the ranks of a ``torchrun`` job (default: when
+    launched by torchrun, i.e. ``WORLD_SIZE`` > 1); rank 0 writes the checkpoint. See
+    :mod:`napari_cxdi.pid3net.distributed`.
     """
+    from .pid3net.distributed import launched_by_torchrun
+
+    if distributed or (distributed is None and launched_by_torchrun()):
+        from .pid3net.distributed import train_distributed
+
+        return train_distributed(movie, probe, variant, checkpoint, progress, model, overwrite, detector=detector,
+                                 **overrides)
     inputs = input_paths(movie, probe, model)
     if checkpoint is not None:
         check_output(checkpoint, overwrite=overwrite, protected=inputs)
@@ -546,3 +556,14 @@ def train(movie, probe=None, variant: str = "PID3Net-PO", checkpoint: str | Path
     if checkpoint is not None:
         save(trainer)
     return trainer.model
+
+
+def batch(inputs, outdir, progress: Callable[[dict], None] | None = None, **kwargs: Any):
+    """Many movies on a Dask cluster (or ``workers=0``: here, one after the other); see :mod:`napari_cxdi.batch`.
+
+    ``cx.batch("scans/*.h5", "out/", method="PID3Net-PO", epochs=20, workers=4)`` -> :class:`BatchResult`
+    (``.table``: one row per scan; ``summary.csv`` / ``summary.html`` in ``out/``).
+    """
+    from .batch import batch as _batch
+
+    return _batch(inputs, outdir, progress=progress, **kwargs)

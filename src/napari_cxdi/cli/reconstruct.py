@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from .detector_options import add_detector_options, detector_settings
@@ -51,6 +52,11 @@ def register(subparsers) -> None:
     t.add_argument("--resume", type=Path, default=None, help="continue training from this checkpoint")
     t.add_argument("-o", "--output", type=Path, required=True, help="checkpoint file to write (.pt)")
     t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--distributed", action="store_true",
+                   help="DDP over the processes of a torchrun job (automatic when torchrun sets WORLD_SIZE > 1): "
+                   "torchrun --nproc_per_node=N -m napari_cxdi train ...")
+    t.add_argument("--checkpoint-every", type=int, default=0,
+                   help="distributed: also write the checkpoint every N epochs (resume with --resume)")
     _add_training(t)
     t.set_defaults(func=run_train)
 
@@ -190,15 +196,26 @@ def run_train(args) -> int:
     from .progress import ProgressPrinter
 
     from ..io.safe_write import check_output
+    from ..pid3net.distributed import launched_by_torchrun, rank
 
-    check_output(args.output, overwrite=args.overwrite, protected=[args.movie, args.probe, args.resume])
+    distributed = args.distributed or launched_by_torchrun()
+    if rank() == 0:  # rank 0 writes; it checks the output before any work
+        check_output(args.output, overwrite=args.overwrite or (distributed and bool(args.checkpoint_every)),
+                     protected=[args.movie, args.probe, args.resume])
     movie = _load(args)
     probe = _probe(args, movie)
-    bar = ProgressPrinter(args.quiet)
+    extra = {"checkpoint_every": args.checkpoint_every} if distributed and args.checkpoint_every else {}
+    bar = ProgressPrinter(args.quiet or int(os.environ.get("RANK", "0")) != 0)
     model = train(movie, probe, variant=args.variant, checkpoint=args.output, progress=bar,
-                  model=args.resume, overwrite=args.overwrite, detector=_detector(args), **_overrides(args))
+                  model=args.resume, overwrite=args.overwrite, detector=_detector(args), distributed=distributed or None,
+                  **extra, **_overrides(args))
     bar.close()
-    print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
+    if rank() == 0:
+        print(f"wrote {args.output} ({model.config.name}, {model.n_parameters()} parameters)")
+    if distributed:
+        from ..pid3net.distributed import shutdown
+
+        shutdown()
     return 0
 
 
@@ -229,18 +246,39 @@ def run_reconstruct(args) -> int:
 
         raise ConfigError("--prtf-runs is offered for --method mixed-state / mf-PIE; for PID3Net train with several "
                           "--seed values and give the results to `napari-cxdi evaluate --runs`")
-    bar = ProgressPrinter(args.quiet)
-    result = drain(
-        iter_reconstruction(movie, probe, args.method, model=args.model, train=args.model is None or args.finetune,
-                            inference_stride=args.stride, prtf_runs=args.prtf_runs, detector=_detector(args), **overrides),
-        bar,
-    )
-    bar.close()
+    from ..pid3net.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # torchrun: DDP training + sharded inference; rank 0 writes
+        from ..pid3net.distributed import reconstruct_distributed
+
+        bar = ProgressPrinter(args.quiet or int(os.environ.get("RANK", "0")) != 0)
+        result = reconstruct_distributed(movie, probe, args.method, model=args.model,
+                                         train=args.model is None or args.finetune, inference_stride=args.stride,
+                                         progress=bar, detector=_detector(args), **overrides)
+        bar.close()
+        if result is None:  # ranks > 0: rank 0 evaluates and writes
+            from ..pid3net.distributed import shutdown
+
+            shutdown()
+            return 0
+    else:
+        bar = ProgressPrinter(args.quiet)
+        result = drain(
+            iter_reconstruction(movie, probe, args.method, model=args.model, train=args.model is None or args.finetune,
+                                inference_stride=args.stride, prtf_runs=args.prtf_runs, detector=_detector(args),
+                                **overrides),
+            bar,
+        )
+        bar.close()
     result.save(output, metadata={**movie.metadata, **result.metadata}, overwrite=args.overwrite)
     if args.save_model and result.model is not None:
         save_checkpoint(args.save_model, result.model, result.history, overwrite=args.overwrite, protected=inputs)
     _print_metrics(result.metrics, result.timings)
     print(f"wrote {output}")
+    if launched_by_torchrun():
+        from ..pid3net.distributed import shutdown
+
+        shutdown()
     return 0
 
 

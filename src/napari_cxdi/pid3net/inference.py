@@ -70,13 +70,7 @@ def iter_reconstruct(
                     yield {"event": "warning", "message": f"GPU out of memory: inference batch halved to {batch_size}"}
                     continue
                 raise
-            for s, obj in zip(chunk, objects):
-                fresh = counts[s : s + T] == 0
-                out[s : s + T][fresh] = obj[fresh]
-                if (~fresh).any():  # running mean over overlapping windows
-                    k = counts[s : s + T][~fresh][:, None, None]
-                    out[s : s + T][~fresh] = (out[s : s + T][~fresh] * k + obj[~fresh]) / (k + 1)
-                counts[s : s + T] += 1
+            accumulate_windows(out, counts, chunk, objects, T)
             i += len(chunk)
             elapsed = time.perf_counter() - t0
             yield {"event": "progress", "done": i, "total": len(starts), "frames_done": int((counts > 0).sum()),
@@ -95,6 +89,23 @@ def _scratch_memmap(shape: tuple[int, ...]) -> np.memmap:
         with contextlib.suppress(OSError):  # POSIX: the open mapping keeps the data alive
             scratch.cleanup()
     return out
+
+
+def accumulate_windows(out: np.ndarray, counts: np.ndarray, starts, objects, T: int) -> None:
+    """Put window reconstructions ``objects`` [B, T, H, W] starting at ``starts`` into ``out`` [N, H, W]:
+    the first window of a frame is copied, later ones enter a running mean (``counts``: windows per frame).
+
+    The order of the calls fixes the floating-point result: the sharded inference calls it in the
+    same window order as :func:`iter_reconstruct`.
+    """
+    for s, obj in zip(starts, objects):
+        s = int(s)
+        fresh = counts[s : s + T] == 0
+        out[s : s + T][fresh] = obj[fresh]
+        if (~fresh).any():  # running mean over overlapping windows
+            k = counts[s : s + T][~fresh][:, None, None]
+            out[s : s + T][~fresh] = (out[s : s + T][~fresh] * k + obj[~fresh]) / (k + 1)
+        counts[s : s + T] += 1
 
 
 def reconstruct_movie(model: PID3Net, movie, batch_size: int = 8, stride: int | None = None) -> np.ndarray:
