@@ -122,8 +122,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError("--output and --json name the same file; choose two names")
     for out in outputs:  # before any work
         check_output(out, overwrite=args.overwrite, protected=inputs)
+    frames = read_atoms(src)  # a bad input fails before the model loads
     predictor = ScannPredictor.load(args.model, device=args.device)
-    frames = read_atoms(src)
     results = predictor.predict(frames)
     for k, (atoms, res) in enumerate(zip(frames, results)):
         props = "  ".join(f"{n} = {v:.4f} {res.units.get(n, '')}".rstrip() for n, v in res.properties.items())

@@ -193,8 +193,8 @@ def _classify(args) -> int:
 
     if args.json is not None:
         _check_output(args.json, args.overwrite, (args.input,))
+    patterns, file_bin = load_patterns(args.input, args.key)  # a bad input fails before the model loads
     clf = load_checkpoint(args.model or default_model_path(), args.device)
-    patterns, file_bin = load_patterns(args.input, args.key)
     result = clf.predict(patterns, args.input_bin or file_bin)
     rows = []
     for i, pred in enumerate(np.atleast_1d(result["pred"])):
