@@ -99,6 +99,8 @@ _OWNER = re.compile(r"\.([0-9a-f]{6})-(\d+)-[0-9a-f]+" + re.escape(TMP_SUFFIX) +
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: never probe there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
