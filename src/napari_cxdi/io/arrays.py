@@ -150,6 +150,41 @@ def read_numpy_movie(path: str | Path) -> Movie:
     return Movie(data=data.reshape(as_frame_stack(data.shape, str(path))), path=path, format=path.suffix.lower()[1:])
 
 
+def _npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, _, dtype = read(fh)
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def numpy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, str | None]:
+    """(shape, dtype, npz key) of an ``.npy`` / ``.npz`` movie from its header alone (no data read)."""
+    path = Path(path)
+    _exists(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with zipfile.ZipFile(path) as z:
+                keys = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+
+                class _Keys:  # what _npz_key needs
+                    def keys(self):
+                        return keys
+
+                key = _npz_key(_Keys(), path)
+                with z.open(key + ".npy") as fh:
+                    shape, dtype = _npy_header(fh)
+                return shape, dtype, key
+        with open(path, "rb") as fh:
+            shape, dtype = _npy_header(fh)
+        return shape, dtype, None
+    except CXDIError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, SyntaxError) as exc:
+        raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
+
+
 def read_numpy_probe(path: str | Path) -> np.ndarray:
     """A complex probe [K, H, W] (or [H, W]) from ``.npy`` / ``.npz``."""
     path = Path(path)
