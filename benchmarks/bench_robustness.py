@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 BAD = ("untyped", "crash", "silent", "wrong", "rejected-valid", "changed")
 
 
-def run_chunk(cases: list[dict], scratch: Path, log: Path, timeout_s: float) -> list[dict]:
-    """Run ``cases`` in a worker subprocess (restarted after a crash); returns all records."""
+def run_chunk(cases: list[dict], scratch: Path, log: Path, timeout_s: float, cpu: list) -> list[dict]:
+    """Run ``cases`` in a worker subprocess (restarted after a crash); returns all records.
+
+    ``cpu`` receives the CPU seconds the cases took (the machine may be shared: wall time is not the cost)."""
     import fuzz_corpus as fc
 
     records: list[dict] = []
@@ -63,6 +65,7 @@ def run_chunk(cases: list[dict], scratch: Path, log: Path, timeout_s: float) -> 
             else:
                 finished.add(entry["done"])
                 records.extend(entry["records"])
+                cpu.append(entry.get("cpu_s", 0.0))
         if proc.returncode == 0 and len(finished) == len(cases) - start:
             break
         # the worker died: the case it had started is a crash
@@ -105,11 +108,12 @@ def main(argv=None) -> int:
             chunks = [list(p) for p in parts]
         t_generate = time.perf_counter() - t0
         results: list[list[dict]] = [[] for _ in chunks]
+        cpu: list[float] = []
 
         def go(k):
             scratch = work / f"worker{k}"
             scratch.mkdir()
-            results[k] = run_chunk(chunks[k], scratch, scratch / "log.jsonl", timeout_s=1800)
+            results[k] = run_chunk(chunks[k], scratch, scratch / "log.jsonl", timeout_s=1800, cpu=cpu)
 
         threads = [threading.Thread(target=go, args=(k,)) for k in range(len(chunks))]
         for t in threads:
@@ -135,8 +139,14 @@ def main(argv=None) -> int:
         by_kind[r["kind"]][r["outcome"]] += 1
     failures = [r for r in records if r["outcome"] in BAD]
 
+    cpu_s = sum(cpu)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
     print(f"{args.cases} generated cases, {len(records)} (case, entry point) runs, {args.workers} workers, "
-          f"{wall:.1f} s (generation {t_generate:.1f} s)")
+          f"{wall:.1f} s wall (generation {t_generate:.1f} s), {cpu_s:.1f} CPU s in the cases "
+          f"(= {cpu_s / args.workers:.0f} s on {args.workers} idle cores), load average {load:.1f}")
     print(f"{'entry point':<14}" + "".join(f"{k:>15}" for k in ("ok", "typed") + BAD))
     for target in list(fc.TARGETS) + ["*"]:
         if target in by_target:
@@ -159,6 +169,7 @@ def main(argv=None) -> int:
 
     write_json(args.output, provenance({"cases": args.cases, "workers": args.workers, "seed": args.seed}, {
         **summary, "runs": len(records), "wall_s": round(wall, 1), "generation_s": round(t_generate, 1),
+        "case_cpu_s": round(cpu_s, 1), "load_average": load,
         "cpu_count": os.cpu_count(), "by_entry_point": {k: dict(v) for k, v in by_target.items()},
         "by_kind": {k: dict(v) for k, v in by_kind.items()}, "failures": failures[:200],
     }), overwrite=True)

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -582,8 +583,9 @@ def main_worker(cases_json: str, scratch: str, log: str) -> None:
             fh.write(json.dumps({"start": i}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+            cpu0 = time.process_time()
             records = run_case(case, Path(scratch))
-            fh.write(json.dumps({"done": i, "records": records}) + "\n")
+            fh.write(json.dumps({"done": i, "records": records, "cpu_s": time.process_time() - cpu0}) + "\n")
             fh.flush()
 
 

@@ -193,3 +193,21 @@ def test_temporary_of_a_killed_process_removed_by_next_write(tmp_path):
     other_host.write_bytes(b"someone else's")
     write_text(tmp_path / "z.txt", "z")
     assert not orphan.exists() and mine.exists() and other_host.exists()
+
+
+def test_legacy_temporaries_beside_their_file_removed_when_old(tmp_path):
+    (tmp_path / "movie.cxi").write_bytes(b"final")
+    legacy = tmp_path / ".movie.cxi.k3j_9xq2.tmp"
+    legacy.write_bytes(b"x" * 1000)
+    by_pid = tmp_path / ".movie.cxi.12345.tmp"
+    by_pid.write_bytes(b"y")
+    unrelated = tmp_path / ".other.txt.abcdefgh.tmp"  # no file "other.txt": not ours to judge
+    unrelated.write_bytes(b"z")
+    recent = tmp_path / ".movie.cxi.abcdefgh.tmp"
+    recent.write_bytes(b"w")
+    old = time.time() - 3 * 86400
+    for p in (legacy, by_pid, unrelated):
+        os.utime(p, (old, old))
+    write_text(tmp_path / "z.txt", "z")
+    assert not legacy.exists() and not by_pid.exists()
+    assert unrelated.exists() and recent.exists()

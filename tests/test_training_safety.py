@@ -142,3 +142,16 @@ def test_inference_memmap_scratch_never_left_behind(movie, tmp_path, monkeypatch
     next(gen)
     gen.close()  # cancel
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("napari_cxdi.speckle.train", fromlist=["TrainConfig"]).TrainConfig(lr=math.nan),
+    lambda: __import__("napari_cxdi.scann.train", fromlist=["TrainConfig"]).TrainConfig(lr=math.inf),
+    lambda: __import__("napari_cxdi.scann.voronoi", fromlist=["VoronoiConfig"]).VoronoiConfig(cutoff=-1.0),
+    lambda: __import__("napari_cxdi.speckle.dataset", fromlist=["SpeckleDatasetConfig"]).SpeckleDatasetConfig(photons=-1.0),
+    lambda: __import__("napari_cxdi.tracking", fromlist=["TrackingConfig"]).TrackingConfig(max_displacement_nm=math.nan).validate(),
+    lambda: __import__("napari_cxdi.tracking", fromlist=["DetectionConfig"]).DetectionConfig(block_nm=math.inf).validate(),
+])
+def test_other_configs_refuse_non_finite_and_out_of_range(make):
+    with pytest.raises(ConfigError):
+        make()

@@ -127,8 +127,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError("--output and --json name the same file; choose two names")
     for out in outputs:  # before any work
         check_output(out, overwrite=args.overwrite, protected=inputs)
+    frames = read_atoms(src)  # a bad input fails before the model loads
     predictor = ScannPredictor.load(args.model, device=args.device)
-    frames = read_atoms(src)
     with warnings.catch_warnings():  # the CLI prints the domain per frame instead
         warnings.simplefilter("ignore", OutOfDomainWarning)
         results = predictor.predict(frames)

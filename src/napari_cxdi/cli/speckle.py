@@ -196,9 +196,9 @@ def _classify(args) -> int:
 
     if args.json is not None:
         _check_output(args.json, args.overwrite, (args.input,))
+    patterns, file_bin = load_patterns(args.input, args.key)  # a bad input fails before the model loads
     name = args.model or DEFAULT_MODEL
     clf = load_model(name, args.device)
-    patterns, file_bin = load_patterns(args.input, args.key)
     result = classify_patterns(patterns, clf, args.input_bin or file_bin, warn=False)
     rows = []
     for i, pred in enumerate(np.atleast_1d(result["pred"])):

@@ -156,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.movie}: no pixel size stored; pass --pixel-size (nm)")
     if not dt:
         raise ConfigError(f"{args.movie}: no frame interval stored; pass --frame-interval (s)")
+    from ..checks import POSITIVE, check_number
+
+    check_number(float(dx), "pixel size (nm)", POSITIVE, where=str(args.movie))
+    check_number(float(dt), "frame interval (s)", POSITIVE, where=str(args.movie))
     polarity = args.polarity or "dark"
     cfg = TrackingConfig(
         DetectionConfig(method=args.method, polarity=polarity, threshold=args.threshold, block_nm=args.block,

@@ -156,6 +156,14 @@ def movie_info(path: str | Path, dataset: str | None = None) -> dict:
                                      "NeXus signals, EIGER data links and 2-D/3-D numeric datasets)")
             info.update({"path": str(path), "format": layout.kind, **layout.metadata})
             return info
+    if detect_format(path) == "numpy" and path.suffix.lower() == ".npz":  # header only: npz cannot be mapped
+        from .arrays import numpy_header
+        from .validate import as_frame_stack, check_dtype
+
+        shape, dtype, key = numpy_header(path, dataset)
+        check_dtype(dtype, str(path))
+        return {"path": str(path), "format": "npz", "dataset": key, "shape": list(as_frame_stack(shape, str(path))),
+                "dtype": str(dtype), "lazy": False, "probe_modes": None}
     movie = open_movie(path, dataset=dataset, validate=False)
     info = {**movie.describe(), **info}
     positions = scan_positions(path, movie.dataset)

@@ -172,3 +172,44 @@ def read_numpy_movie(path: str | Path, dataset: str | None = None) -> Movie:
     if others:
         movie.metadata["other_arrays"] = ", ".join(others)
     return movie
+
+
+def _npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, _, dtype = read(fh)
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def numpy_header(path: str | Path, dataset: str | None = None) -> tuple[tuple[int, ...], np.dtype, str | None]:
+    """(shape, dtype, npz key) of an ``.npy`` / ``.npz`` movie from its header alone (no data read)."""
+    path = Path(path)
+    _exists(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with zipfile.ZipFile(path) as z:
+                headers = {}
+                for name in z.namelist():
+                    if name.endswith(".npy"):
+                        with z.open(name) as fh:
+                            headers[name[:-4]] = _npy_header(fh)
+
+                class _Header:  # what _npz_key reads of an NPZ: keys() and [key].shape
+                    def __init__(self, shape):
+                        self.shape = shape
+
+                class _Keys(dict):
+                    pass
+
+                key = _npz_key(_Keys({k: _Header(v[0]) for k, v in headers.items()}), path, dataset)
+                shape, dtype = headers[key]
+                return shape, dtype, key
+        with open(path, "rb") as fh:
+            shape, dtype = _npy_header(fh)
+        return shape, dtype, None
+    except CXDIError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError, SyntaxError) as exc:
+        raise InputFileError(path, f"not a readable NumPy file (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc

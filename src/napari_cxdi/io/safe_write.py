@@ -99,6 +99,8 @@ _OWNER = re.compile(r"\.([0-9a-f]{6})-(\d+)-[0-9a-f]+" + re.escape(TMP_SUFFIX) +
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: never probe there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,6 +119,29 @@ def _orphaned(p: Path) -> bool:
     return pid != os.getpid() and not _pid_alive(pid)
 
 
+def _mtime(p: Path) -> float:
+    try:
+        return p.lstat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _legacy_temporaries(folder: Path) -> list[Path]:
+    """Temporaries of napari-cxdi < 0.2 (``.NAME.XXXXXXXX.tmp`` / ``.NAME.PID.tmp``) beside their finished
+    file ``NAME``: only those whose final file exists, so nothing of another program is touched."""
+    found = []
+    try:
+        entries = list(folder.glob(".*.tmp"))
+    except OSError:
+        return found
+    for p in entries:
+        stem = p.name[1:-len(".tmp")]
+        base, _, token = stem.rpartition(".")
+        if base and token and re.fullmatch(r"[A-Za-z0-9_]{8}|\d+", token) and (folder / base).is_file():
+            found.append(p)
+    return found
+
+
 def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove our temporaries (``.*.cxdi-tmp``) in ``folder`` left by dead processes of this host
     or older than ``older_than_s``."""
@@ -126,6 +151,7 @@ def remove_stale_temporaries(folder: str | Path, older_than_s: float = STALE_AFT
         entries = list(Path(folder).glob(f".*{TMP_SUFFIX}"))
     except OSError:
         return removed
+    entries += [p for p in _legacy_temporaries(Path(folder)) if now - _mtime(p) > older_than_s]
     for p in entries:
         try:
             if now - p.lstat().st_mtime > older_than_s or _orphaned(p):

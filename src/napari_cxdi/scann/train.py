@@ -51,6 +51,12 @@ class TrainConfig:
     lr_schedule: str = "restarts"
 
     def __post_init__(self):
+        from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields
+
+        check_fields(self, {"epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE, "lr_min": POSITIVE,
+                            "restart_epochs": AT_LEAST_ONE, "patience": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+                            "seed": NON_NEGATIVE, "time_limit_s": POSITIVE, "log_every": NON_NEGATIVE},
+                     where="SCANN training config")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
         if not (0 < self.lr_min <= self.lr):

@@ -68,6 +68,10 @@ class VoronoiConfig:
     molecule_cells: str = "isolated"
 
     def __post_init__(self):
+        from ..checks import NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_fields
+
+        check_fields(self, {"cutoff": POSITIVE, "min_solid_angle": NON_NEGATIVE, "min_solid_angle_ratio": UNIT_INTERVAL,
+                            "box_padding": NON_NEGATIVE, "legacy_box_size": POSITIVE}, where="Voronoi config")
         if self.cutoff <= 0:
             raise ConfigError(f"Voronoi cutoff must be positive, got {self.cutoff}")
         if self.molecule_cells not in MOLECULE_CELLS:

@@ -53,6 +53,12 @@ class SpeckleDatasetConfig:
     pad: int = PAD
 
     def __post_init__(self):
+        from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields
+
+        check_fields(self, {"n_values": AT_LEAST_ONE, "per_class": AT_LEAST_ONE, "window": AT_LEAST_ONE,
+                            "bin": AT_LEAST_ONE, "absorption": NON_NEGATIVE, "photons": POSITIVE,
+                            "block": AT_LEAST_ONE, "seed": NON_NEGATIVE, "pad": NON_NEGATIVE},
+                     where="speckle dataset config")
         object.__setattr__(self, "n_values", tuple(int(n) for n in self.n_values))
         if not self.n_values or min(self.n_values) < 1:
             raise ConfigError(f"disk numbers must be >= 1, got {self.n_values}")

@@ -178,6 +178,10 @@ class PreprocessConfig:
     transform: str = "linear"
 
     def __post_init__(self):
+        from ..checks import AT_LEAST_ONE, check_fields
+
+        check_fields(self, {"window": AT_LEAST_ONE, "bin": AT_LEAST_ONE, "block": AT_LEAST_ONE},
+                     where="speckle preprocessing")
         if self.window < 3 or self.bin < 1 or self.window // self.bin < 3:
             raise ConfigError(f"invalid window {self.window} / bin {self.bin}")
         if self.transform not in TRANSFORMS:

@@ -47,6 +47,12 @@ class TrainConfig:
     max_seconds: float | None = None
 
     def __post_init__(self):
+        from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields
+
+        check_fields(self, {"depth": AT_LEAST_ONE, "width": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
+                            "batch_size": AT_LEAST_ONE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+                            "patience": NON_NEGATIVE, "seed": NON_NEGATIVE, "log_every": NON_NEGATIVE,
+                            "max_seconds": POSITIVE}, where="speckle training config")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"invalid epochs {self.epochs} / batch size {self.batch_size} / lr {self.lr}")
 

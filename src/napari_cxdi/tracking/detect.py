@@ -57,6 +57,12 @@ class DetectionConfig:
     exclude_border: bool = True
 
     def validate(self) -> None:
+        from ..checks import NON_NEGATIVE, POSITIVE, check_fields
+
+        check_fields(self, {"threshold": NON_NEGATIVE, "block_nm": POSITIVE, "smooth_px": NON_NEGATIVE,
+                            "min_diameter_nm": POSITIVE, "max_diameter_nm": POSITIVE, "diameter_nm": POSITIVE,
+                            "separation_nm": POSITIVE, "minmass": NON_NEGATIVE, "min_contrast": NON_NEGATIVE},
+                     where="detection config")
         if self.method not in ("adaptive", "trackpy"):
             raise ConfigError(f"detection method must be 'adaptive' or 'trackpy', got {self.method!r}")
         if self.polarity not in ("dark", "bright"):

@@ -28,6 +28,10 @@ class TrackingConfig:
     fit_lags: int = 4
 
     def validate(self) -> None:
+        from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields
+
+        check_fields(self, {"max_displacement_nm": POSITIVE, "memory": NON_NEGATIVE, "min_length": AT_LEAST_ONE,
+                            "max_lag": AT_LEAST_ONE, "fit_lags": AT_LEAST_ONE}, where="tracking config")
         self.detection.validate()
         if self.max_displacement_nm <= 0 or self.memory < 0 or self.min_length < 1:
             raise ConfigError("max displacement must be > 0, memory >= 0, minimum track length >= 1")

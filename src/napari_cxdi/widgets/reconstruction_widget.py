@@ -312,6 +312,10 @@ class ReconstructionWidget(QWidget):
             from napari.utils.notifications import show_warning
 
             show_warning(event["message"])
+        elif stage == "validate" and kind == "progress":
+            self.progress_bar.setRange(0, event["total"])
+            self.progress_bar.setValue(event["done"])
+            self.status.setText(f"checking the movie: frame {event['done']}/{event['total']}")
         elif stage == "train" and kind == "start":
             self.progress_bar.setRange(0, event["total_steps"])
             self._progress(event["total_steps"], f"{event['variant']} training")
