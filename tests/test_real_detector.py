@@ -318,3 +318,14 @@ def test_pid3net_trains_on_masked_counts(sim):
     steps = [e for e in events if e["event"] == "step"]
     assert steps and all(np.isfinite(e["loss"]) and np.isfinite(e["rf"]) for e in steps)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_accepted_hot_pixels_are_masked(tmp_path, sim):
+    layout = DetectorLayout(hot_unflagged=((50, 45), (90, 80)))  # inside the 64 x 64 window around (71, 62)
+    master, _, _ = eiger(tmp_path, sim, layout)
+    plain = cx.reconstruct(master, sim.probe, method="mixed-state", max_iter=2, evaluate_metrics=False)
+    assert not plain.mask[50 - 39, 45 - 30] and not plain.mask[90 - 39, 80 - 30]
+    accepted = cx.reconstruct(master, sim.probe, method="mixed-state", max_iter=2, evaluate_metrics=False,
+                              mask_hot_pixels=True)
+    assert accepted.mask[50 - 39, 45 - 30] and accepted.mask[90 - 39, 80 - 30]
+    assert accepted.mask.sum() == plain.mask.sum() + 2

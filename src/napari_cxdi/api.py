@@ -86,7 +86,9 @@ class DetectorSettings:
     mask: extra bad pixels (array [H, W], True = bad, or a mask file); use_file_mask: honour the file's
     pixel mask; center: beam centre (y, x) in detector pixels (default: the file's, else estimated);
     crop_size: m, frame size after cropping (default: the probe's size, else the largest that fits);
-    bin: b x b binning; energy_kev, distance_m, detector_pixel_um: geometry the file lacks (override it).
+    bin: b x b binning; energy_kev, distance_m, detector_pixel_um: geometry the file lacks (override it);
+    mask_hot_pixels: accept the hot-pixel candidates of :func:`~napari_cxdi.io.mask.suggest_hot_pixels`
+    (isolated outliers of the summed pattern) into the mask.
     """
 
     mask: Any = None
@@ -97,6 +99,7 @@ class DetectorSettings:
     energy_kev: float | None = None
     distance_m: float | None = None
     detector_pixel_um: float | None = None
+    mask_hot_pixels: bool = False
 
     def validate(self) -> None:
         if self.bin < 1:
@@ -120,7 +123,8 @@ class DetectorSettings:
 
     @property
     def needs_preparation(self) -> bool:
-        return self.mask is not None or self.center is not None or self.crop_size is not None or self.bin != 1
+        return (self.mask is not None or self.center is not None or self.crop_size is not None or self.bin != 1
+                or self.mask_hot_pixels)
 
 
 def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray | None, Movie | None, dict]:
@@ -166,7 +170,7 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
         movie.metadata.pop("pixel_size_nm", None)
     size = det.crop_size
     if size is None and probe is not None:
-        size = int(np.shape(probe)[-1]) // 1
+        size = int(np.shape(probe)[-1])
     if movie.prepared:
         prepared = movie
     else:
@@ -183,6 +187,14 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
             from .io.mask import DetectorMask
 
             movie.mask = (movie.mask or DetectorMask.for_dtype(movie.data.dtype)).with_bad(extra, "given")
+        if det.mask_hot_pixels:
+            from .io.detector import summed_pattern
+            from .io.mask import DetectorMask, suggest_hot_pixels
+
+            base = movie.mask or DetectorMask.for_dtype(movie.data.dtype)
+            hot, n_hot = suggest_hot_pixels(summed_pattern(movie), base.bad)
+            movie.mask = base.with_bad(hot, "hot pixels (accepted)")
+            notes.append(f"masked {n_hot} hot pixels (isolated outliers of the summed pattern)")
         centre, window = plan_crop(movie, size, det.bin, det.center)
         prepared = prepare_movie(movie, window=window, centre=None if centre.source == "frame centre" else centre.as_tuple())
         prepared.metadata["crop"].update(centre_y=round(centre.y, 3), centre_x=round(centre.x, 3), centre_source=centre.source)
@@ -389,7 +401,8 @@ def iter_reconstruction(
     return result
 
 
-DETECTOR_KEYS = ("mask", "use_file_mask", "center", "crop_size", "bin", "energy_kev", "distance_m", "detector_pixel_um")
+DETECTOR_KEYS = ("mask", "use_file_mask", "center", "crop_size", "bin", "energy_kev", "distance_m", "detector_pixel_um",
+                 "mask_hot_pixels")
 
 
 def _detector_from(detector: DetectorSettings | None, overrides: dict) -> DetectorSettings:
