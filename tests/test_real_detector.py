@@ -105,6 +105,14 @@ def test_cxi_mask_and_corner_position(tmp_path, sim):
     movie = open_movie(path)
     assert movie.mask.bad.sum() == 1 and movie.mask.bad[5, 6]
     assert movie.beam_centre.y == pytest.approx(33.0) and movie.beam_centre.x == pytest.approx(30.0)
+    # cdtools: mask 1 = off, basis vectors stored as [3, 2] columns (here flipped axes: -p along both)
+    with h5py.File(path, "a") as f:
+        det = f["entry_1/instrument_1/detector_1"]
+        det["basis_vectors"] = np.array([[0.0, -75e-6, 0.0], [-75e-6, 0.0, 0.0]]).T
+        del det["corner_position"]
+        det["corner_position"] = np.array([40 * 75e-6, 20 * 75e-6, 5.0])
+    centre = open_movie(path).beam_centre
+    assert (centre.y, centre.x) == (pytest.approx(20.0), pytest.approx(40.0))
 
 
 def test_hot_pixel_suggestion_finds_isolated_pixels_not_speckles(sim):
