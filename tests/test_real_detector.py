@@ -358,3 +358,13 @@ def test_estimated_centre_is_sub_pixel(sim):
         moved = centre(*shift)
         np.testing.assert_allclose(moved - base, shift, atol=0.1)
         assert np.all(np.abs(moved - (n // 2 + np.array(shift))) < 0.5)
+
+
+def test_a_trained_model_reconstructs_a_detector_file_with_its_own_probe(tmp_path, sim):
+    master, _, _ = eiger(tmp_path, sim)
+    tiny = dict(epochs=1, batch_size=2, frames=3, width=4, refine_steps=1, seed=0, device="cpu", preview_every=0)
+    model = cx.train(master, sim.probe, checkpoint=tmp_path / "m.pt", **tiny)
+    assert model.frame_size == 64
+    result = cx.reconstruct(master, model=tmp_path / "m.pt", train=False, evaluate_metrics=True)  # no probe given
+    assert result.objects.shape == (6, 64, 64) and np.isfinite(result.metrics["rf"])
+    assert result.mask is not None and result.mask.sum() > 100

@@ -127,13 +127,15 @@ class DetectorSettings:
                 or self.mask_hot_pixels)
 
 
-def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray | None, Movie | None, dict]:
+def prepare_input(movie, probe=None, detector: DetectorSettings | None = None,
+                  default_probe: np.ndarray | None = None) -> tuple[Any, np.ndarray | None, Movie | None, dict]:
     """(counts [N, m, m] with NaN = unmeasured, probe [K, m, m] or None, source Movie or None, metadata).
 
     A movie file or :class:`Movie` is masked (file mask, ``detector.mask``, invalid values), centred,
     cropped to the probe's size (or ``detector.crop_size``) and binned, lazily; small results are
     loaded into memory. Bare arrays pass through unchanged unless ``detector`` asks for a mask or crop,
     or their frames differ from the probe's. ``metadata["notes"]`` lists what was adapted.
+    ``default_probe`` (e.g. a trained model's) is used when neither ``probe`` nor the movie gives one.
     """
     from .io.detector import centre_crop_probe, plan_crop, prepare_movie
     from .simulate import SimulatedMovie
@@ -155,6 +157,8 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
     elif isinstance(movie, Movie):
         source = movie
         probe = movie.probe if probe is None else probe
+    if probe is None:
+        probe = default_probe
     if not isinstance(movie, Movie):
         data = movie if movie.ndim == 3 else movie[None]
         frame = tuple(data.shape[-2:])
@@ -217,9 +221,10 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
     return data, probe, source, meta
 
 
-def _movie_and_probe(movie, probe, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray, Movie | None, dict]:
+def _movie_and_probe(movie, probe, detector: DetectorSettings | None = None,
+                     default_probe: np.ndarray | None = None) -> tuple[Any, np.ndarray, Movie | None, dict]:
     """Normalise the inputs: (counts array-like [N, H, W], probe [K, H, W], Movie or None, metadata)."""
-    data, probe, source, meta = prepare_input(movie, probe, detector)
+    data, probe, source, meta = prepare_input(movie, probe, detector, default_probe)
     if probe is None:
         raise ConfigError("no probe given and the movie carries none; pass probe=array or a probe file (CLI: --probe)")
     return data, check_probe(probe, tuple(data.shape)), source, meta
@@ -329,7 +334,13 @@ def iter_reconstruction(
     import time
 
     detector = _detector_from(detector, overrides)
-    data, probe_np, source, meta = _movie_and_probe(movie, probe, detector)
+    history: list[dict] = []
+    if isinstance(model, (str, Path)) and method not in ITERATIVE_METHODS:
+        model, payload = load_checkpoint(model, device=overrides.get("device", "auto"))
+        history = list(payload.get("history", []))
+    # a trained model carries its probe: the default when neither the call nor the file gives one
+    model_probe = model.probe.detach().cpu().numpy() if isinstance(model, PID3Net) else None
+    data, probe_np, source, meta = _movie_and_probe(movie, probe, detector, default_probe=model_probe)
     crop = meta.get("crop")
     if pixel_size_nm and crop:  # given for the uncropped frames: dx = lambda z / (m b p) follows the window
         pixel_size_nm = pixel_size_nm * crop["detector_shape"][-1] / (crop["size"] * crop["bin"])
@@ -337,7 +348,6 @@ def iter_reconstruction(
     for note in meta.get("notes", []):
         yield {"event": "warning", "stage": "prepare", "message": note}
     timings: dict[str, float] = {}
-    history: list[dict] = []
     if method in ITERATIVE_METHODS:
         cfg = config if isinstance(config, IterativeConfig) else IterativeConfig(**overrides)
         t0 = time.perf_counter()
@@ -348,10 +358,7 @@ def iter_reconstruction(
         cfg_dict = {"method": method, **cfg.__dict__}
         if objects is CANCELLED:
             return Reconstruction(None, method, dx, cfg_dict, timings=timings, probe=probe_np, cancelled=True)
-    elif method in VARIANTS or isinstance(model, (PID3Net, str, Path)):
-        if isinstance(model, (str, Path)):
-            model, payload = load_checkpoint(model, device=overrides.get("device", "auto"))
-            history = list(payload.get("history", []))
+    elif method in VARIANTS or isinstance(model, PID3Net):
         if model is None:
             cfg = config if isinstance(config, PID3NetConfig) else PID3NetConfig.variant(method, **overrides)
         else:
