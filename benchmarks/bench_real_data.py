@@ -11,6 +11,7 @@
    ("disk speed": nothing can crop faster than the frames can be read).
 
     python benchmarks/bench_real_data.py              # ~5 min on 2 shared CPU cores
+    python benchmarks/bench_real_data.py --pid3net    # also a short PID3Net-PO run (~10 min)
     python benchmarks/bench_real_data.py --quick      # smaller: 300 frames, fewer iterations
 
 Writes ``benchmarks/results/real_data.json``.
@@ -34,7 +35,11 @@ EIGER_1M = dict(shape=(1065, 1030), centre=(600, 480),
                 dead=((100, 100), (620, 470), (900, 300)), hot_flagged=((590, 500),))
 
 
-def quality(frames: int, max_iter: int, seed: int) -> dict:
+PID3NET = dict(epochs=30, batch_size=4, frames=3, width=4, refine_width=8, refine_steps=2, tv_weight=1.0, seed=0,
+               device="cpu", preview_every=0)
+
+
+def quality(frames: int, max_iter: int, seed: int, pid3net: bool = False) -> dict:
     import napari_cxdi.api as cx
     from napari_cxdi.io import open_movie
     from napari_cxdi.io.detector import prepare_movie
@@ -52,14 +57,19 @@ def quality(frames: int, max_iter: int, seed: int) -> dict:
         zeros = np.nan_to_num(prepare_movie(open_movie(master), size=64).data.compute(), nan=0.0)
         cases = (("clean, cropped", sim, None), ("detector file (mask + centre from the file)", master, sim.probe),
                  ("gaps as zero counts (mask ignored)", zeros, sim.probe))
-        for name, movie, probe in cases:
-            t0 = time.perf_counter()
-            r = cx.reconstruct(movie, probe, method="mixed-state", max_iter=max_iter, tol=0.0)
-            rows.append({"case": name, "phase_ssim": phase_ssim(r.phase, sim.phase, mask=support), "rf": r.metrics["rf"],
-                         "unmeasured_fraction": r.metrics.get("unmeasured_fraction", 0.0),
-                         "time_s": time.perf_counter() - t0})
-    return {"frames": frames, "size": 64, "detector": [150, 140], "method": "mixed-state", "max_iter": max_iter,
-            "rows": rows, "ssim_gap_to_clean": rows[0]["phase_ssim"] - rows[1]["phase_ssim"]}
+        runs = [("mixed-state", {"max_iter": max_iter, "tol": 0.0})]
+        if pid3net:
+            runs.append(("PID3Net-PO", PID3NET))
+        for method, options in runs:
+            for name, movie, probe in cases:
+                t0 = time.perf_counter()
+                r = cx.reconstruct(movie, probe, method=method, **options)
+                rows.append({"method": method, "case": name, "phase_ssim": phase_ssim(r.phase, sim.phase, mask=support),
+                             "rf": r.metrics["rf"], "unmeasured_fraction": r.metrics.get("unmeasured_fraction", 0.0),
+                             "time_s": time.perf_counter() - t0})
+    gaps = {m: rows[i * 3]["phase_ssim"] - rows[i * 3 + 1]["phase_ssim"] for i, (m, _) in enumerate(runs)}
+    return {"frames": frames, "size": 64, "detector": [150, 140], "max_iter": max_iter,
+            "pid3net": PID3NET if pid3net else None, "rows": rows, "ssim_gap_to_clean": gaps}
 
 
 def write_big_file(folder: Path, n_frames: int, seed: int) -> tuple[Path, float]:
@@ -160,6 +170,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--pid3net", action="store_true", help="also a short PID3Net-PO run (a few minutes on CPU)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_data.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -167,12 +178,14 @@ def main() -> int:
     from napari_cxdi.provenance import provenance
 
     check_output(args.out, overwrite=True)
-    q = quality(frames=8 if args.quick else 16, max_iter=80 if args.quick else 200, seed=args.seed)
-    print(f"Quality: AuNP {q['frames']} frames 64x64 on a 150x140 EIGER-like detector, mixed-state {q['max_iter']} iterations")
-    print(f"{'case':<46} {'phase SSIM':>10} {'R_f':>7} {'unmeasured':>10} {'time s':>7}")
+    q = quality(frames=8 if args.quick else 16, max_iter=80 if args.quick else 200, seed=args.seed, pid3net=args.pid3net)
+    print(f"Quality: AuNP {q['frames']} frames 64x64 on a 150x140 EIGER-like detector (mixed-state {q['max_iter']} iterations"
+          + (f"; PID3Net-PO {PID3NET['epochs']} epochs, width {PID3NET['width']}, K {PID3NET['refine_steps']})" if args.pid3net else ")"))
+    print(f"{'method':<12} {'case':<46} {'phase SSIM':>10} {'R_f':>7} {'unmeasured':>10} {'time s':>7}")
     for r in q["rows"]:
-        print(f"{r['case']:<46} {r['phase_ssim']:>10.3f} {r['rf']:>7.3f} {r['unmeasured_fraction']:>10.3f} {r['time_s']:>7.1f}")
-    print(f"SSIM gap detector vs clean: {q['ssim_gap_to_clean']:.3f} (goal <= 0.03)")
+        print(f"{r['method']:<12} {r['case']:<46} {r['phase_ssim']:>10.3f} {r['rf']:>7.3f} {r['unmeasured_fraction']:>10.3f} {r['time_s']:>7.1f}")
+    for method, gap in q["ssim_gap_to_clean"].items():
+        print(f"SSIM gap detector vs clean ({method}): {gap:.3f} (goal <= 0.03)")
     t = throughput(n_frames=300 if args.quick else 1000, seed=args.seed, block=8)
     print(f"\nThroughput: {t['frames']} frames 1065x1030 uint32 bitshuffle/LZ4 ({t['file_mb']:.0f} MB on disk), blocks of {t['block_frames']} frames")
     print(f"{'pass':<24} {'frames/s':>9} {'time s':>7} {'peak RSS MiB':>13} {'(after imports)':>16}")

@@ -105,6 +105,14 @@ def test_cxi_mask_and_corner_position(tmp_path, sim):
     movie = open_movie(path)
     assert movie.mask.bad.sum() == 1 and movie.mask.bad[5, 6]
     assert movie.beam_centre.y == pytest.approx(33.0) and movie.beam_centre.x == pytest.approx(30.0)
+    # cdtools: mask 1 = off, basis vectors stored as [3, 2] columns (here flipped axes: -p along both)
+    with h5py.File(path, "a") as f:
+        det = f["entry_1/instrument_1/detector_1"]
+        det["basis_vectors"] = np.array([[0.0, -75e-6, 0.0], [-75e-6, 0.0, 0.0]]).T
+        del det["corner_position"]
+        det["corner_position"] = np.array([40 * 75e-6, 20 * 75e-6, 5.0])
+    centre = open_movie(path).beam_centre
+    assert (centre.y, centre.x) == (pytest.approx(20.0), pytest.approx(40.0))
 
 
 def test_hot_pixel_suggestion_finds_isolated_pixels_not_speckles(sim):
@@ -318,3 +326,45 @@ def test_pid3net_trains_on_masked_counts(sim):
     steps = [e for e in events if e["event"] == "step"]
     assert steps and all(np.isfinite(e["loss"]) and np.isfinite(e["rf"]) for e in steps)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_accepted_hot_pixels_are_masked(tmp_path, sim):
+    layout = DetectorLayout(hot_unflagged=((50, 45), (90, 80)))  # inside the 64 x 64 window around (71, 62)
+    master, _, _ = eiger(tmp_path, sim, layout)
+    plain = cx.reconstruct(master, sim.probe, method="mixed-state", max_iter=2, evaluate_metrics=False)
+    assert not plain.mask[50 - 39, 45 - 30] and not plain.mask[90 - 39, 80 - 30]
+    accepted = cx.reconstruct(master, sim.probe, method="mixed-state", max_iter=2, evaluate_metrics=False,
+                              mask_hot_pixels=True)
+    assert accepted.mask[50 - 39, 45 - 30] and accepted.mask[90 - 39, 80 - 30]
+    assert accepted.mask.sum() == plain.mask.sum() + 2
+
+
+def test_estimated_centre_is_sub_pixel(sim):
+    """A tilt of the exit waves shifts the pattern by a fraction of a pixel; the estimate follows the shift
+    (to 0.1 px) and stays within 0.5 px of the true centre (the complex probe's pattern is not exactly
+    centrosymmetric, which biases any centre-of-symmetry estimate by a few tenths of a pixel)."""
+    from napari_cxdi.physics.forward import diffraction_intensity
+
+    n = sim.probe.shape[-1]
+    y, x = np.mgrid[0:n, 0:n]
+
+    def centre(dy, dx):
+        ramp = np.exp(2j * np.pi * (dy * y + dx * x) / n).astype(np.complex64)
+        pattern = diffraction_intensity(torch.as_tensor(sim.probe * ramp), torch.as_tensor(sim.objects)).sum(0).numpy()
+        return np.array(estimate_centre(pattern)[:2])
+
+    base = centre(0.0, 0.0)
+    for shift in ((0.3, -0.4), (0.5, 0.5)):
+        moved = centre(*shift)
+        np.testing.assert_allclose(moved - base, shift, atol=0.1)
+        assert np.all(np.abs(moved - (n // 2 + np.array(shift))) < 0.5)
+
+
+def test_a_trained_model_reconstructs_a_detector_file_with_its_own_probe(tmp_path, sim):
+    master, _, _ = eiger(tmp_path, sim)
+    tiny = dict(epochs=1, batch_size=2, frames=3, width=4, refine_steps=1, seed=0, device="cpu", preview_every=0)
+    model = cx.train(master, sim.probe, checkpoint=tmp_path / "m.pt", **tiny)
+    assert model.frame_size == 64
+    result = cx.reconstruct(master, model=tmp_path / "m.pt", train=False, evaluate_metrics=True)  # no probe given
+    assert result.objects.shape == (6, 64, 64) and np.isfinite(result.metrics["rf"])
+    assert result.mask is not None and result.mask.sum() > 100

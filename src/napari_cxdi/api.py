@@ -121,7 +121,9 @@ class DetectorSettings:
     mask: extra bad pixels (array [H, W], True = bad, or a mask file); use_file_mask: honour the file's
     pixel mask; center: beam centre (y, x) in detector pixels (default: the file's, else estimated);
     crop_size: m, frame size after cropping (default: the probe's size, else the largest that fits);
-    bin: b x b binning; energy_kev, distance_m, detector_pixel_um: geometry the file lacks (override it).
+    bin: b x b binning; energy_kev, distance_m, detector_pixel_um: geometry the file lacks (override it);
+    mask_hot_pixels: accept the hot-pixel candidates of :func:`~napari_cxdi.io.mask.suggest_hot_pixels`
+    (isolated outliers of the summed pattern) into the mask.
     """
 
     mask: Any = None
@@ -133,6 +135,7 @@ class DetectorSettings:
     distance_m: float | None = None
     detector_pixel_um: float | None = None
     probe_resample: bool = True  # a probe file whose pixel differs from the data's: resample (else refuse)
+    mask_hot_pixels: bool = False
 
     def validate(self) -> None:
         if self.bin < 1:
@@ -156,16 +159,19 @@ class DetectorSettings:
 
     @property
     def needs_preparation(self) -> bool:
-        return self.mask is not None or self.center is not None or self.crop_size is not None or self.bin != 1
+        return (self.mask is not None or self.center is not None or self.crop_size is not None or self.bin != 1
+                or self.mask_hot_pixels)
 
 
-def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray | None, Movie | None, dict]:
+def prepare_input(movie, probe=None, detector: DetectorSettings | None = None,
+                  default_probe: np.ndarray | None = None) -> tuple[Any, np.ndarray | None, Movie | None, dict]:
     """(counts [N, m, m] with NaN = unmeasured, probe [K, m, m] or None, source Movie or None, metadata).
 
     A movie file or :class:`Movie` is masked (file mask, ``detector.mask``, invalid values), centred,
     cropped to the probe's size (or ``detector.crop_size``) and binned, lazily; small results are
     loaded into memory. Bare arrays pass through unchanged unless ``detector`` asks for a mask or crop,
     or their frames differ from the probe's. ``metadata["notes"]`` lists what was adapted.
+    ``default_probe`` (e.g. a trained model's) is used when neither ``probe`` nor the movie gives one.
     """
     from .io.detector import centre_crop_probe, plan_crop, prepare_movie
     from .simulate import SimulatedMovie
@@ -192,6 +198,8 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
     elif isinstance(movie, Movie):
         source = movie
         probe = movie.probe if probe is None else probe
+    if probe is None:
+        probe = default_probe
     if not isinstance(movie, Movie):
         data = movie if movie.ndim == 3 else movie[None]
         frame = tuple(data.shape[-2:])
@@ -207,7 +215,7 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
         movie.metadata.pop("pixel_size_nm", None)
     size = det.crop_size
     if size is None and probe is not None:
-        size = int(np.shape(probe)[-1]) // 1
+        size = int(np.shape(probe)[-1])
     if movie.prepared:
         prepared = movie
     else:
@@ -224,6 +232,14 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
             from .io.mask import DetectorMask
 
             movie.mask = (movie.mask or DetectorMask.for_dtype(movie.data.dtype)).with_bad(extra, "given")
+        if det.mask_hot_pixels:
+            from .io.detector import summed_pattern
+            from .io.mask import DetectorMask, suggest_hot_pixels
+
+            base = movie.mask or DetectorMask.for_dtype(movie.data.dtype)
+            hot, n_hot = suggest_hot_pixels(summed_pattern(movie), base.bad)
+            movie.mask = base.with_bad(hot, "hot pixels (accepted)")
+            notes.append(f"masked {n_hot} hot pixels (isolated outliers of the summed pattern)")
         centre, window = plan_crop(movie, size, det.bin, det.center)
         prepared = prepare_movie(movie, window=window, centre=None if centre.source == "frame centre" else centre.as_tuple())
         prepared.metadata["crop"].update(centre_y=round(centre.y, 3), centre_x=round(centre.x, 3), centre_source=centre.source)
@@ -252,9 +268,10 @@ def prepare_input(movie, probe=None, detector: DetectorSettings | None = None) -
     return data, probe, source, meta
 
 
-def _movie_and_probe(movie, probe, detector: DetectorSettings | None = None) -> tuple[Any, np.ndarray, Movie | None, dict]:
+def _movie_and_probe(movie, probe, detector: DetectorSettings | None = None,
+                     default_probe: np.ndarray | None = None) -> tuple[Any, np.ndarray, Movie | None, dict]:
     """Normalise the inputs: (counts array-like [N, H, W], probe [K, H, W], Movie or None, metadata)."""
-    data, probe, source, meta = prepare_input(movie, probe, detector)
+    data, probe, source, meta = prepare_input(movie, probe, detector, default_probe)
     if probe is None:
         raise ConfigError("no probe given and the movie carries none; pass probe=array or a probe file (CLI: --probe)")
     return data, check_probe(probe, tuple(data.shape)), source, meta
@@ -391,7 +408,13 @@ def iter_reconstruction(
 
     inputs = input_paths(movie, probe, model)
     detector = _detector_from(detector, overrides)
-    data, probe_np, source, meta = _movie_and_probe(movie, probe, detector)
+    history: list[dict] = []
+    if isinstance(model, (str, Path)) and method not in ITERATIVE_METHODS:
+        model, payload = load_checkpoint(model, device=overrides.get("device", "auto"))
+        history = list(payload.get("history", []))
+    # a trained model carries its probe: the default when neither the call nor the file gives one
+    model_probe = model.probe.detach().cpu().numpy() if isinstance(model, PID3Net) else None
+    data, probe_np, source, meta = _movie_and_probe(movie, probe, detector, default_probe=model_probe)
     crop = meta.get("crop")
     if pixel_size_nm and crop:  # given for the uncropped frames: dx = lambda z / (m b p) follows the window
         pixel_size_nm = pixel_size_nm * crop["detector_shape"][-1] / (crop["size"] * crop["bin"])
@@ -399,7 +422,6 @@ def iter_reconstruction(
     for note in meta.get("notes", []):
         yield {"event": "warning", "stage": "prepare", "message": note}
     timings: dict[str, float] = {}
-    history: list[dict] = []
     extra_runs: list[np.ndarray] = []
     if prtf_runs and method not in ITERATIVE_METHODS:
         raise ConfigError("prtf_runs is offered for the iterative methods; for PID3Net train with different seeds and "
@@ -432,10 +454,7 @@ def iter_reconstruction(
         cfg_dict = {"method": method, **cfg.__dict__}
         if objects is CANCELLED:
             return Reconstruction(None, method, dx, cfg_dict, timings=timings, probe=probe_np, cancelled=True)
-    elif method in VARIANTS or isinstance(model, (PID3Net, str, Path)):
-        if isinstance(model, (str, Path)):
-            model, payload = load_checkpoint(model, device=overrides.get("device", "auto"))
-            history = list(payload.get("history", []))
+    elif method in VARIANTS or isinstance(model, PID3Net):
         if model is None:
             cfg = config if isinstance(config, PID3NetConfig) else PID3NetConfig.variant(method, **overrides)
         else:
@@ -487,7 +506,8 @@ def iter_reconstruction(
     return result
 
 
-DETECTOR_KEYS = ("mask", "use_file_mask", "center", "crop_size", "bin", "energy_kev", "distance_m", "detector_pixel_um")
+DETECTOR_KEYS = ("mask", "use_file_mask", "center", "crop_size", "bin", "energy_kev", "distance_m", "detector_pixel_um",
+                 "mask_hot_pixels")
 
 
 def _detector_from(detector: DetectorSettings | None, overrides: dict) -> DetectorSettings:

@@ -21,6 +21,8 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask", type=Path, default=None,
                    help="bad-pixel mask file (HDF5/NPY/TIFF, nonzero = bad), added to the file's own mask")
     g.add_argument("--no-file-mask", action="store_true", help="ignore the pixel mask stored in the movie file")
+    g.add_argument("--mask-hot-pixels", action="store_true",
+                   help="also mask the hot-pixel candidates `info` reports (isolated outliers of the summed pattern)")
     g.add_argument("--center", type=_centre, default=None, metavar="Y,X",
                    help="beam centre in detector pixels (default: from the file, else estimated from the data)")
     g.add_argument("--crop-size", type=int, default=None, metavar="M",
@@ -38,6 +40,7 @@ def detector_settings(args):
     settings = DetectorSettings(
         mask=args.mask, use_file_mask=not args.no_file_mask, center=args.center, crop_size=args.crop_size,
         bin=args.bin, energy_kev=args.energy_kev, distance_m=args.distance_m, detector_pixel_um=args.pixel_size_um,
+        mask_hot_pixels=args.mask_hot_pixels,
     )
     try:
         settings.validate()

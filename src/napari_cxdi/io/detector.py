@@ -52,14 +52,22 @@ def read_centre_hdf5(f, kind: str) -> BeamCentre | None:
         return None
 
     if kind != "cxi":
-        for base in ("entry/instrument/detector", "entry/instrument/detector/detectorSpecific"):
+        bases = ["entry/instrument/detector", "entry/instrument/detector/detectorSpecific"]
+        instrument = f.get("entry/instrument")
+        if isinstance(instrument, h5py.Group):  # any NXdetector group (e.g. /entry/instrument/eiger)
+            for group in instrument.values():
+                c = group.attrs.get("NX_class", b"") if isinstance(group, h5py.Group) else b""
+                if (c.decode() if isinstance(c, bytes) else str(c)) == "NXdetector":
+                    bases.append(group.name.lstrip("/"))
+        for base in bases:
             bx, by = number(f"{base}/beam_center_x"), number(f"{base}/beam_center_y")
             if bx is not None and by is not None:
                 unit = f[f"{base}/beam_center_x"].attrs.get("units", b"pixel")
                 unit = unit.decode() if isinstance(unit, bytes) else str(unit)
                 scale = 1.0
                 if unit.strip().lower() in ("m", "mm", "um"):
-                    pixel = number("entry/instrument/detector/x_pixel_size")
+                    pixel = number(f"{base}/x_pixel_size") if number(f"{base}/x_pixel_size") is not None else number(
+                        "entry/instrument/detector/x_pixel_size")
                     if pixel is None:
                         continue
                     scale = {"m": 1.0, "mm": 1e-3, "um": 1e-6}[unit.strip().lower()] / float(pixel[0])
@@ -69,9 +77,13 @@ def read_centre_hdf5(f, kind: str) -> BeamCentre | None:
     corner = number(f"{det}/corner_position")
     if corner is None or corner.size < 2:
         return None
-    basis = number(f"{det}/basis_vectors")
-    if basis is not None and basis.size == 6:
-        b = basis.reshape(2, 3)  # rows: the step of one pixel along the frame's (y, x) axes, in (x, y, z) metres
+    obj = f.get(f"{det}/basis_vectors")
+    raw = np.asarray(obj[()], np.float64) if isinstance(obj, h5py.Dataset) else None
+    # the step of one pixel along the frame's (y, x) axes, in (x, y, z) metres: rows of a [2, 3] array
+    # (CXI) or columns of a [3, 2] one (cdtools writes ``basis.T``)
+    basis = raw.T if raw is not None and raw.shape == (3, 2) else raw
+    if basis is not None and basis.shape == (2, 3):
+        b = basis
         a = np.stack([b[0, :2], b[1, :2]], axis=1)  # [[dx/dy_idx, dx/dx_idx], [dy/dy_idx, dy/dx_idx]]
         try:
             iy, ix = np.linalg.solve(a, -corner[:2])
