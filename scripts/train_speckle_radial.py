@@ -65,11 +65,13 @@ def main(argv=None) -> int:
 
     clf = drain(train_radial(cfg, name=f"speckle-{args.kind}", init=init), show)
     clf.provenance.setdefault("config", {})["command"] = "python " + " ".join(sys.argv)
-    save_radial(clf, out, overwrite=args.overwrite)
     m = clf.provenance["metrics"]
     if init is not None:
-        m["train_seconds_total"] = m["train_seconds"] + init.provenance.get("metrics", {}).get("train_seconds_total", init.provenance.get("metrics", {}).get("train_seconds", 0))
-        m["patterns_per_class_total"] = m["patterns_per_class"] + init.provenance.get("metrics", {}).get("patterns_per_class_total", init.provenance.get("metrics", {}).get("patterns_per_class", 0))
+        before = init.provenance.get("metrics", {})
+        m["train_seconds_total"] = m["train_seconds"] + before.get("train_seconds_total", before.get("train_seconds", 0))
+        m["patterns_per_class_total"] = m["patterns_per_class"] + before.get(
+            "patterns_per_class_total", before.get("patterns_per_class", 0))
+    save_radial(clf, out, overwrite=args.overwrite)
     print(f"validation accuracy {m['validation']['accuracy']:.4f}, macro F1 {m['validation']['macro_f1']:.4f}, "
           f"T = {m['temperature']:.3f}, ECE {m['val_ece_before']:.4f} -> {m['val_ece_after']:.4f}, "
           f"{m['patterns_per_class']} patterns/class, {(time.perf_counter() - t0) / 60:.1f} min; wrote {out}")

