@@ -162,12 +162,15 @@ def movie_info(path: str | Path, dataset: str | None = None) -> dict:
 
         shape, dtype, key = numpy_header(path, dataset)
         check_dtype(dtype, str(path))
-        return {"path": str(path), "format": "npz", "dataset": key, "shape": list(as_frame_stack(shape, str(path))),
-                "dtype": str(dtype), "lazy": False, "probe_modes": None}
-    movie = open_movie(path, dataset=dataset, validate=False)
-    info = {**movie.describe(), **info}
-    positions = scan_positions(path, movie.dataset)
-    kind = classify(movie.metadata, movie.shape, movie.probe, positions, str(path))
+        shape = as_frame_stack(shape, str(path))
+        info = {"path": str(path), "format": "npz", "dataset": key, "shape": list(shape), "dtype": str(dtype),
+                "lazy": False, "probe_modes": None}
+        metadata, probe, mask_info = {}, None, {}
+    else:
+        movie = open_movie(path, dataset=dataset, validate=False)
+        info = {**movie.describe(), **info}
+        key, shape, metadata, probe, mask_info = movie.dataset, movie.shape, movie.metadata, movie.probe, movie.mask.describe()
+    kind = classify(metadata, shape, probe, scan_positions(path, key), str(path))
     info["experiment"] = kind.kind
     if kind.fresnel_number is not None:
         info["fresnel_number"] = kind.fresnel_number
@@ -175,7 +178,7 @@ def movie_info(path: str | Path, dataset: str | None = None) -> dict:
         info["scan_positions"] = kind.n_positions
     if kind.message:
         info["note"] = kind.message
-    info.update(movie.mask.describe())
+    info.update(mask_info)
     return info
 
 
