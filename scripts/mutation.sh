@@ -18,7 +18,7 @@ JOBS=${JOBS:-2}
 
 declare -A TESTS=(
   [physics]="tests/core/test_values_physics.py tests/test_physics_forward.py tests/test_physics_mixed_state.py tests/test_probe.py"
-  [metrics]="tests/core/test_values_metrics.py tests/test_metrics.py"
+  [metrics]="tests/core/test_values_metrics.py tests/core/test_values_image_metrics.py tests/test_metrics.py"
   [io]="tests/core/test_values_io.py tests/test_io.py"
   [tracking]="tests/core/test_values_tracking.py tests/test_tracking_core.py"
   [pid3net]="tests/test_pid3net.py"
