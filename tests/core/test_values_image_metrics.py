@@ -115,3 +115,50 @@ def test_velocity_in_nm_per_second():
         estimate_velocity(movie, pixel_size_nm=0.0, frame_interval_s=0.1)
     with pytest.raises(DataValidationError):
         estimate_velocity(movie[:1], pixel_size_nm=1.0, frame_interval_s=0.1)
+
+
+def test_velocity_record_keys_and_spread():
+    ref = _smooth(7, (40, 56))                   # non-square: the Hann window must follow each axis
+    movie = np.stack([ndimage.shift(ref, (0.3 * t, -0.6 * t), order=3, mode="nearest") for t in range(4)])
+    v = estimate_velocity(movie, pixel_size_nm=10.0, frame_interval_s=1.0)
+    assert v["per_pair_nm_s"].shape == (3, 2)
+    np.testing.assert_allclose(v["per_pair_nm_s"], [[3.0, -6.0]] * 3, atol=0.3)
+    assert v["std_nm_s"].shape == (2,) and np.all(v["std_nm_s"] < 0.3)
+
+
+@pytest.mark.parametrize("bad", [dict(pixel_size_nm=1.0, frame_interval_s=0.0),
+                                 dict(pixel_size_nm=0.0, frame_interval_s=1.0),
+                                 dict(pixel_size_nm=1.0, frame_interval_s=-1.0)])
+def test_velocity_refuses_non_positive_geometry(bad):
+    with pytest.raises(DataValidationError, match="must be positive"):
+        estimate_velocity(np.zeros((3, 8, 8)), **bad)
+
+
+def test_registration_refuses_wrong_shapes():
+    with pytest.raises(DataValidationError, match="2D images of equal shape"):
+        register_shift(np.zeros((2, 8, 8)), np.zeros((2, 8, 8)))
+    with pytest.raises(DataValidationError, match="2D images of equal shape"):
+        register_shift(np.zeros((8, 8)), np.zeros((8, 9)))
+    with pytest.raises(DataValidationError, match="lag"):
+        estimate_velocity(np.zeros((8, 8)), pixel_size_nm=1.0, frame_interval_s=1.0)
+    with pytest.raises(DataValidationError, match="lag"):
+        estimate_velocity(np.zeros((3, 8, 8)), pixel_size_nm=1.0, frame_interval_s=1.0, lag=0)
+
+
+def test_masked_registration_ignores_what_is_outside_the_weights():
+    """A static bright edge outside the weights must not pull the shift toward zero."""
+    ref = _smooth(8, (48, 48))
+    mov = ndimage.shift(ref, (0.0, 1.5), order=3, mode="nearest")
+    ref[:, :6] = mov[:, :6] = 50.0                # static, strong feature at the left edge
+    weights = np.zeros((48, 48))
+    weights[4:44, 12:44] = 1.0
+    np.testing.assert_allclose(register_shift(ref, mov, weights=weights), (0.0, 1.5), atol=0.1)
+    assert abs(register_shift(ref, mov)[1]) < 0.5   # unweighted, the static edge wins
+
+
+def test_resolution_curve_record_keys():
+    from napari_cxdi.metrics import frc
+
+    d = frc(np.eye(8), np.eye(8), pixel_size_nm=5.0).as_dict()
+    assert {"spatial_frequency_per_nm", "curve", "threshold", "resolution_nm"} <= set(d)
+    assert d["resolution_nm"] == pytest.approx(10.0)   # never crosses: Nyquist, 2 dx
