@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Mutation testing of the core packages with mutmut (not run in CI: minutes per package on 2 cores).
+#
+#   bash scripts/mutation.sh                 # every core package
+#   bash scripts/mutation.sh metrics physics # some of them
+#
+# Each package is mutated in a scratch copy of the checkout (the work tree is never touched) and only the
+# tests of that package run against its mutants (TESTS below). Results: benchmarks/results/mutation.json
+# (killed / survived / timeout / suspicious per package, the surviving mutants' names) and the surviving
+# mutants' diffs in benchmarks/results/mutation_<package>_survivors.txt. Reviewed survivors are listed, each
+# with a one-line reason, in benchmarks/mutation_equivalent.txt (they count as killed in the score).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+JOBS=${JOBS:-2}
+"$PYTHON" -c "import mutmut" 2>/dev/null || "$PYTHON" -m pip install -q "mutmut==3.8.1"
+
+declare -A TESTS=(
+  [physics]="tests/core/test_values_physics.py tests/test_physics_forward.py tests/test_physics_mixed_state.py tests/test_probe.py"
+  [metrics]="tests/core/test_values_metrics.py tests/core/test_values_image_metrics.py tests/test_metrics.py"
+  [io]="tests/core/test_values_io.py tests/test_io.py"
+  [tracking]="tests/core/test_values_tracking.py tests/test_tracking_core.py"
+  [pid3net]="tests/test_pid3net.py"
+  [recon]="tests/test_baselines_and_api.py"
+  [scann]="tests/test_scann_voronoi.py tests/test_scann_model.py"
+  [speckle]="tests/core/test_values_speckle.py tests/test_speckle_core.py"
+)
+PACKAGES=("$@")
+[ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(physics metrics io tracking pid3net recon scann speckle)
+mkdir -p benchmarks/results
+for pkg in "${PACKAGES[@]}"; do
+  tests=${TESTS[$pkg]:-}
+  [ -n "$tests" ] || { echo "unknown package $pkg (choose from ${!TESTS[*]})" >&2; exit 2; }
+  # only the test files that exist in this checkout
+  sel=""; for t in $tests; do [ -e "$t" ] && sel="$sel \"$t\","; done
+  work=$(mktemp -d "${TMPDIR:-/tmp}/cxdi-mutation-$pkg.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  git ls-files -z --cached --others --exclude-standard | grep -z -v -E '^(sample_data/models|docs/.*\.png)' \
+    | xargs -0 cp --parents -t "$work" 2>/dev/null || true
+  cp -r sample_data "$work/" 2>/dev/null || true
+  cat >> "$work/pyproject.toml" <<TOML
+
+[tool.mutmut]
+source_paths = ["src"]
+only_mutate = ["src/napari_cxdi/$pkg/*"]
+pytest_add_cli_args_test_selection = [${sel%,}]
+pytest_add_cli_args = ["-p", "no:xvfb", "-p", "no:cacheprovider", "-x", "-q"]
+timeout_multiplier = 10.0
+TOML
+  echo "[mutation] $pkg: mutating src/napari_cxdi/$pkg against:$tests"
+  start=$(date +%s)
+  (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
+  tail -n 3 "$work/run.log" | tr '\r' '\n' | tail -n 2
+  (cd "$work" && "$PYTHON" -m mutmut results --all true >"$work/results.txt" 2>&1) || true
+  (cd "$work" && "$PYTHON" -m mutmut export-cicd-stats >/dev/null 2>&1) || true
+  survivors="$ROOT/benchmarks/results/mutation_${pkg}_survivors.txt"
+  grep -E ": (survived|no tests)$" "$work/results.txt" | awk -F: '{print $1}' | tr -d ' ' >"$work/survivors.lst" || true
+  (cd "$work" && "$PYTHON" - "$work/survivors.lst" >"$survivors" 2>/dev/null <<'PY'
+import contextlib, io, sys
+import mutmut.__main__ as mm
+for name in open(sys.argv[1]).read().split():
+    buf = io.StringIO()
+    with contextlib.suppress(Exception), contextlib.redirect_stdout(buf):
+        mm.show.callback(name)
+    print(buf.getvalue())
+PY
+  ) || true
+  "$PYTHON" - "$pkg" "$work" "$(( $(date +%s) - start ))" <<'PY'
+import json, re, sys
+from pathlib import Path
+pkg, work, seconds = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+status = {}
+for line in (work / "results.txt").read_text().splitlines():
+    m = re.match(r"\s*(\S+): (.+)$", line)
+    if m:
+        status[m.group(1)] = m.group(2).strip()
+equivalent = {}
+eq_file = Path("benchmarks/mutation_equivalent.txt")
+if eq_file.exists():
+    for line in eq_file.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, reason = line.partition(" ")
+            equivalent[name] = reason.strip()
+counts = {}
+for name, st in status.items():
+    counts[st] = counts.get(st, 0) + 1
+survived = sorted(n for n, st in status.items() if st in ("survived", "no tests") and n not in equivalent)
+killed = sum(v for k, v in counts.items() if k in ("killed", "timeout", "segfault", "suspicious"))
+eq = sum(1 for n, st in status.items() if n in equivalent and st in ("survived", "no tests"))
+total = sum(v for k, v in counts.items() if k not in ("skipped", "not checked"))
+score = (killed + eq) / total if total else float("nan")
+out_path = Path("benchmarks/results/mutation.json")
+data = json.loads(out_path.read_text()) if out_path.exists() else {}
+data[pkg] = {"mutants": total, "by_status": counts, "killed_or_equivalent": killed + eq, "equivalent": eq,
+             "score": round(score, 4), "survivors": survived, "seconds": seconds,
+             "command": f"bash scripts/mutation.sh {pkg}"}
+out_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+print(f"[mutation] {pkg}: {total} mutants, killed {killed}, equivalent {eq}, survived {len(survived)} -> score {score:.1%} ({seconds} s)")
+PY
+  rm -rf "$work"; trap - EXIT
+done
