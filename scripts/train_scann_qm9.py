@@ -86,10 +86,10 @@ def git_revision() -> dict:
     def run(*cmd):
         try:
             return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True,
-                                  timeout=5, check=False).stdout.strip()
+                                  timeout=5, check=False).stdout.rstrip("\n")  # keep porcelain's leading blanks
         except (OSError, subprocess.SubprocessError):
             return ""
-    return {"commit": run("rev-parse", "HEAD") or None,
+    return {"commit": run("rev-parse", "HEAD").strip() or None,
             "dirty_files": [ln[3:] for ln in run("status", "--porcelain", "--untracked-files=no").splitlines()]}
 
 

@@ -160,3 +160,19 @@ def test_rare_voronoi_neighbour_compositions_are_flagged():
     rep = dm.check(ch4.numbers, False, edges=(e.center, e.neighbor))
     assert "environment" in rep.codes and 0 in rep.flagged_atoms  # (and "size": 1 heavy atom < 2)
     assert "C with 4 H neighbours, seen 0x" in rep.reasons[-1]
+
+
+def test_shipped_ensemble_flags_tiny_and_foreign_structures():
+    """QM9's own CH4/NH3/H2O (unique environments, badly predicted) and non-QM9 structures are out
+    of the shipped model's domain with a reason; ethanol is in."""
+    from napari_cxdi.scann import load_qm9
+
+    predictor = ScannPredictor.load("qm9", device="cpu")
+    tiny = load_qm9(("homo", "lumo"), indices=[0, 1, 2])
+    frames = [tiny.atoms(k) for k in range(3)] + [molecule("SO2"), bulk("Cu", "fcc", a=3.61), molecule("CH3CH2OH")]
+    with pytest.warns(OutOfDomainWarning, match="5 of 6 structures"):
+        res = predictor.predict(frames, n_jobs=1)
+    assert [r.reliable for r in res] == [False] * 5 + [True]
+    assert all("environment" in r.domain.codes for r in res[:3])
+    assert "elements" in res[3].domain.codes and {"elements", "periodic"} <= set(res[4].domain.codes)
+    assert all(np.isfinite(r.sigma["homo"]) and r.sigma["homo"] > 0 for r in res)
