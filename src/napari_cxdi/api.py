@@ -193,7 +193,7 @@ def iter_reconstruction(
     if method in ITERATIVE_METHODS:
         cfg = config if isinstance(config, IterativeConfig) else IterativeConfig(**overrides)
         t0 = time.perf_counter()
-        gen = iter_iterative(data, probe_np, method, cfg)
+        gen = iter_iterative(data, probe_np, method, cfg, preview_frame=preview_frame)
         objects = yield from _tag(gen, "iterative", cancel)
         timings["reconstruction_s"] = time.perf_counter() - t0
         trained = None

@@ -70,9 +70,13 @@ def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 def iter_iterative(
-    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None
+    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None, preview_frame: int | None = None
 ) -> Generator[dict[str, Any], None, np.ndarray]:
-    """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W]."""
+    """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W].
+
+    ``preview_frame``: after every batch a ``{"event": "preview"}`` with the amplitude and phase of the
+    batch's frame nearest to it (so a viewer shows a first result after the first batch).
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown iterative method {method!r}; choose one of {', '.join(METHODS)}")
     cfg = config or IterativeConfig()
@@ -112,6 +116,10 @@ def iter_iterative(
         out[start:stop] = obj[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
                "rf": history[-1], "elapsed_s": time.perf_counter() - t0}
+        if preview_frame is not None:
+            k = int(min(max(preview_frame, start), stop - 1))
+            yield {"event": "preview", "method": method, "frame": k, "amplitude": np.abs(out[k]),
+                   "phase": np.angle(out[k]).astype(np.float32), "frames_done": stop, "total_frames": n}
     free_device_memory(device)
     return out
 
