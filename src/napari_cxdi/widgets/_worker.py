@@ -36,8 +36,9 @@ class WorkerController:
     """Runs one job at a time for a dock. ``controls`` are disabled while running; ``cancel_button`` the reverse."""
 
     def __init__(self, session: RunSession, owner: QWidget, controls: Iterable[QWidget] = (), cancel_button=None,
-                 on_reset: Callable[[], None] | None = None):
+                 on_reset: Callable[[], None] | None = None, notify: Callable[[str], None] | None = None):
         self.session = session
+        self.notify = notify or notify_error
         self.owner = owner
         self.controls = list(controls)
         self.cancel_button = cancel_button
@@ -160,7 +161,7 @@ class WorkerController:
         self.session.failed(str(exc) if not isinstance(exc, Exception) else error_message(exc))
         self._reset()
         if not self._closed:
-            notify_error(message)
+            self.notify(message)
 
     def _on_finished(self) -> None:
         self.worker = None

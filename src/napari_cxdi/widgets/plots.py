@@ -42,6 +42,7 @@ class ThemedCanvas(FigureCanvasQTAgg):
     def __init__(self, figure: Figure, min_height: int = 90):
         super().__init__(figure)
         self.colors = dict(DARK)
+        self.theme_name: str | None = None
         self.setMinimumHeight(min_height)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
@@ -61,6 +62,7 @@ class ThemedCanvas(FigureCanvasQTAgg):
             pass
 
     def apply_theme(self, name: str | None) -> None:
+        self.theme_name = name
         self.colors = theme_colors(name)
         self.figure.patch.set_facecolor(self.colors["canvas"])
         for ax in self.figure.axes:
