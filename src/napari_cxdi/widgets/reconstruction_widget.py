@@ -315,7 +315,14 @@ class ReconstructionWidget(ScrollingDock):
         self.eta_label.setText(("⚠ " if slow else "") + text)
         self.eta_label.setStyleSheet("color: #f0a030;" if slow else "")
         truth = truth_layer_for(self.viewer, layer)
-        self.truth_label.setText(f"ground truth: {truth.name} (FRC and phase SSIM will be computed)" if truth else "")
+        lines = []
+        qp = layer.metadata.get("q_pixel_per_nm")
+        if qp:
+            lines.append(f"diffraction pixel: {qp * 1e3:.3g} µm⁻¹ (reciprocal space); object pixel: "
+                         f"{pixel_size_of(layer):.3g} nm")
+        if truth is not None:
+            lines.append(f"ground truth: {truth.name} (FRC and phase SSIM will be computed)")
+        self.truth_label.setText("\n".join(lines))
 
     def save_settings_dialog(self, path: str | Path | None = None) -> Path | None:
         if path is None:
