@@ -123,12 +123,13 @@ class TrackingWidget(ScrollingDock):
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(150)
         self._preview_timer.timeout.connect(self.update_preview)
+        self._quiet_step = None  # after a run the preview stays off until a setting or the frame changes
         for w in (self.threshold, self.block, self.smooth, self.min_d, self.max_d):
-            w.valueChanged.connect(self._schedule_preview)
+            w.valueChanged.connect(self._setting_changed)
         for w in (self.polarity, self.method, self.layer_combo):
-            w.currentTextChanged.connect(self._schedule_preview)
-        self.preview_box.toggled.connect(self._schedule_preview)
-        self.viewer.dims.events.current_step.connect(self._schedule_preview)
+            w.currentTextChanged.connect(self._setting_changed)
+        self.preview_box.toggled.connect(self._setting_changed)
+        self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
@@ -213,7 +214,8 @@ class TrackingWidget(ScrollingDock):
         if current in names:
             self.layer_combo.setCurrentText(current)
         self.layer_combo.blockSignals(False)
-        self._schedule_preview()
+        if self.layer_combo.currentText() != current:  # another movie: preview it (a run's new layers do not)
+            self._schedule_preview()
 
     # -- settings ---------------------------------------------------------------------------------------------
     def _layer(self):
@@ -260,7 +262,19 @@ class TrackingWidget(ScrollingDock):
     def _preview_name(self) -> str:
         return f"{self.layer_combo.currentText()} detection preview"
 
+    def _setting_changed(self, *_) -> None:
+        self._quiet_step = None
+        self._schedule_preview()
+
+    def _on_step(self, *_) -> None:
+        if self._quiet_step is not None and tuple(self.viewer.dims.current_step) == self._quiet_step:
+            return  # new layers changed the dims, not the user
+        self._quiet_step = None
+        self._schedule_preview()
+
     def _schedule_preview(self, *_) -> None:
+        if self._quiet_step is not None:
+            return
         try:
             if self.preview_box.isChecked() and not self.session.running:
                 self._preview_timer.start()
@@ -340,7 +354,9 @@ class TrackingWidget(ScrollingDock):
         self._spatial = _spatial(layer)
         self._dx = dx
         self._frame0 = np.asarray(layer.data[min(int(self.viewer.dims.current_step[0]), layer.data.shape[0] - 1)])
+        self._preview_timer.stop()
         self._remove_preview()  # the run's layers replace the one-frame preview
+        self._quiet_step = tuple(self.viewer.dims.current_step)
         for canvas in (self.plots, self.plots2):
             canvas.clear_all()
         return self.controller.start(iter_track, layer.data, cfg, dx, dt, on_event=self.session.handle,
