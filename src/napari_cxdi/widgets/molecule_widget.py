@@ -396,7 +396,11 @@ class MoleculeWidget(ScrollingDock):
             xyz = np.concatenate(pts)[:, -3:]
             self.viewer.camera.center = tuple(xyz.mean(0))
             extent = float(np.ptp(xyz, axis=0).max()) or 1.0
-            self.viewer.camera.zoom = 0.6 * min(self.viewer._canvas_size) / extent
+            try:
+                canvas_px = min(self.viewer.window._qt_viewer.canvas.size)
+            except Exception:  # a viewer without a window (headless scripts)
+                canvas_px = 600
+            self.viewer.camera.zoom = 0.6 * canvas_px / extent
         return [points, vectors]
 
     def save_screenshot(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
