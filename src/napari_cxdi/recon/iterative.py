@@ -119,7 +119,8 @@ def iter_iterative(
         if preview_frame is not None:
             k = int(min(max(preview_frame, start), stop - 1))
             yield {"event": "preview", "method": method, "frame": k, "amplitude": np.abs(out[k]),
-                   "phase": np.angle(out[k]).astype(np.float32), "frames_done": stop, "total_frames": n}
+                   "phase": np.angle(out[k]).astype(np.float32), "frames_done": stop, "total_frames": n,
+                   "iterations": it + 1, "rf": history[-1]}
     free_device_memory(device)
     return out
 
