@@ -124,7 +124,7 @@ class ReconstructionWidget(ScrollingDock):
     def _build(self) -> None:
         L = self.body_layout
         f = self.form
-        data = CollapsibleSection("Data")
+        data = self.data_section = CollapsibleSection("Data")
         self.movie_combo = QComboBox()
         data.addRow("diffraction movie", self.movie_combo)
         self.probe_source = f.bind("probe_source", QComboBox(), {PROBE_FROM_LAYER: "layer", PROBE_FROM_FILE: "file"})
@@ -297,8 +297,8 @@ class ReconstructionWidget(ScrollingDock):
         self.pid3net_section.setVisible(pid)
         self.advanced.setVisible(pid)
         self.baseline_section.setVisible(not pid)
-        self.probe_row.setVisible(settings.probe_source == "file")
-        self.model_row.setVisible(settings.model_source == "file")
+        self.data_section.set_row_visible(self.probe_row, settings.probe_source == "file")
+        self.pid3net_section.set_row_visible(self.model_row, settings.model_source == "file")
         self.finetune.setVisible(settings.model_source != "new")
         for w in (self.frames, self.refine_steps, self.width, self.refine_width, self.image_size):
             w.setEnabled(settings.model_source == "new")  # a reused model keeps its architecture

@@ -128,6 +128,7 @@ class SpeckleWidget(ScrollingDock):
         form.addRow(self.result_label)
         self.figure = Figure(figsize=(3.2, 1.8), tight_layout=True)
         self.canvas = ThemedCanvas(self.figure, min_height=110)
+        self.canvas.setMaximumHeight(240)
         self.canvas.follow(self.viewer)
         form.addRow(self.canvas)
         layout.addWidget(box)

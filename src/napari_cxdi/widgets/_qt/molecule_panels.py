@@ -63,7 +63,7 @@ class StructurePanel(CollapsibleSection):
 
     def _model_changed(self, text: str) -> None:
         self.model_path.setEnabled(text == MODEL_FILE)
-        self.model_row.setVisible(text == MODEL_FILE)
+        self.set_row_visible(self.model_row, text == MODEL_FILE)
         if not self.session.results:
             self.refresh_properties()
 

@@ -41,6 +41,13 @@ class CollapsibleSection(QWidget):
     def addRow(self, *args) -> None:  # noqa: N802 (Qt style)
         self.form.addRow(*args)
 
+    def set_row_visible(self, field: QWidget, on: bool) -> None:
+        """Show or hide a row: its field and its label."""
+        field.setVisible(on)
+        label = self.form.labelForField(field)
+        if label is not None:
+            label.setVisible(on)
+
 
 class ScrollingDock(QWidget):
     """A dock whose body scrolls: its minimum height is a few rows, whatever the content.
