@@ -57,8 +57,10 @@ def test_1_cpu_preset_eta_and_preview_hidden_until_it_has_content(chart_viewer, 
 
     monkeypatch.setattr(rs, "cuda_available", lambda: False)
     widget = ReconstructionWidget(chart_viewer)
-    assert widget.preset_combo.currentText() == rs.PRESET_SMALL and widget.epochs.value() <= 5
+    assert widget.preset_combo.currentText() == rs.PRESET_QUICK and widget.method_combo.currentText() == "mf-PIE"
     assert "estimated time" in widget.eta_label.text() and "⚠" not in widget.eta_label.text()
+    widget.preset_combo.setCurrentText(rs.PRESET_SMALL)
+    assert widget.epochs.value() <= 5 and "⚠" not in widget.eta_label.text()
     widget.preset_combo.setCurrentText(rs.PRESET_FULL)
     widget.device.setCurrentText("cpu")
     widget.epochs.setValue(5000)

@@ -47,9 +47,10 @@ def cuda_available() -> bool:
 
 
 def default_preset(has_gpu: bool | None = None) -> str:
-    """On a machine without a GPU the small PID3Net (minutes, previews within seconds), else the full one."""
+    """Without a GPU the mf-PIE baseline (seconds on the sample, a preview after every batch; as good as a
+    short PID3Net on CPU, see benchmarks/results/reconstruction_quick.json), else the full PID3Net."""
     has_gpu = cuda_available() if has_gpu is None else has_gpu
-    return PRESET_FULL if has_gpu else PRESET_SMALL
+    return PRESET_FULL if has_gpu else PRESET_QUICK
 
 
 @dataclass(frozen=True)
