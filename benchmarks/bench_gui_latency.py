@@ -154,13 +154,21 @@ def main(argv=None) -> int:
     rows = []
     viewer = napari.Viewer(show=True)
     viewer.open_sample("napari-cxdi", "aunp")
+    others = []
+
+    def fresh():
+        others.append(napari.Viewer(show=True))
+        return others[-1]
+
     for dock in args.docks:
         fn = {"reconstruction": lambda: bench_reconstruction(app, viewer, preset),
               "tracking": lambda: bench_tracking(app, viewer),
-              "speckle": lambda: bench_speckle(app, napari.Viewer(show=True)),
-              "molecules": lambda: bench_molecules(app, napari.Viewer(show=True))}[dock]
+              "speckle": lambda: bench_speckle(app, fresh()),
+              "molecules": lambda: bench_molecules(app, fresh())}[dock]
         rows.append(fn())
         print(f"{rows[-1]['dock']}: {rows[-1]['status'][:110]}", flush=True)
+    for v in [viewer, *others]:
+        v.close()
     heights = minimum_heights()
     print(f"\n{'dock':16s}{'ticks':>7s}{'p50 ms':>8s}{'p99 ms':>8s}{'max ms':>8s}{'result s':>10s}{'1st preview s':>15s}"
           f"{'min height px':>15s}")

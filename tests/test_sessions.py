@@ -59,7 +59,8 @@ def test_cpu_default_preset_is_fast_on_the_sample_and_slow_settings_are_flagged(
     assert default_preset(has_gpu=False) in (PRESET_SMALL, PRESET_QUICK)
     assert default_preset(has_gpu=True) == PRESET_FULL
     n, size = 64, 128  # the AuNP sample
-    small = ReconstructionSettings.from_preset(default_preset(False), device="cpu")
+    assert estimate_seconds(ReconstructionSettings.from_preset(default_preset(False), device="cpu"), n, size, "cpu") < 300
+    small = ReconstructionSettings.from_preset(PRESET_SMALL, device="cpu")
     assert estimate_seconds(small, n, size, "cpu") < 300
     assert estimate_seconds(ReconstructionSettings.from_preset(PRESET_QUICK), n, size, "cpu") < 60
     full = ReconstructionSettings.from_preset(PRESET_FULL, device="cpu")
@@ -80,7 +81,7 @@ def test_settings_round_trip_and_validation():
     with pytest.raises(ConfigError, match="T = 5"):
         s.validate(n_frames=3, frame_shape=(32, 32))
     kw = ReconstructionSettings.from_preset(PRESET_QUICK).run_kwargs()
-    assert kw["method"] == "mf-PIE" and kw["config"].batch_size == 16
+    assert kw["method"] == "mf-PIE" and kw["config"].batch_size == 8
     nr = s.with_(method="PID3Net-NR").run_kwargs()["config"]
     assert nr.refine_steps == 0 and nr.width == 4
     t = TrackingConfig(DetectionConfig(threshold=0.3), memory=2)

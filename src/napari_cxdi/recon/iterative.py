@@ -75,7 +75,8 @@ def iter_iterative(
     """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W].
 
     ``preview_frame``: after every batch a ``{"event": "preview"}`` with the amplitude and phase of the
-    batch's frame nearest to it (so a viewer shows a first result after the first batch).
+    batch's frame nearest to it, and every 20 iterations of the batch that holds it (so a viewer shows a
+    first result within seconds).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown iterative method {method!r}; choose one of {', '.join(METHODS)}")
@@ -111,6 +112,11 @@ def iter_iterative(
             if it % 5 == 0 or it == cfg.max_iter - 1:
                 yield {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
                        "iteration": it + 1, "rf": rf, "elapsed_s": time.perf_counter() - t0}
+            if preview_frame is not None and it % 20 == 9 and lo <= preview_frame < hi:  # early previews
+                k = preview_frame - lo
+                yield {"event": "preview", "method": method, "frame": int(preview_frame),
+                       "amplitude": obj[k].abs().cpu().numpy(), "phase": torch.angle(obj[k]).cpu().numpy(),
+                       "frames_done": start, "total_frames": n, "iteration": it + 1, "rf": rf}
             if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
                 break
         out[start:stop] = obj[start - lo : start - lo + (stop - start)].cpu().numpy()
