@@ -241,6 +241,10 @@ class ReconstructionSession(RunSession):
             self.set_status(f"inference: {event['frames_done']} frames ({event['frames_per_s']:.1f} frames/s)")
         elif stage == "iterative" and "total_frames" in event:
             self.set_progress(event["frames_done"], event["total_frames"])
+            if event.get("event") == "progress":  # the baseline's R_f curve takes the loss plot's place
+                self.losses.append((len(self.losses) + 1, event["rf"]))
+                if len(self.losses) % 5 == 1:
+                    self.losses_changed.emit()
             it = event.get("iteration", event.get("iterations"))
             self.set_status(f"{event['method']}: frame {event['frames_done']}/{event['total_frames']}, "
                             f"iteration {it}, R_f {event['rf']:.3f}")

@@ -479,7 +479,10 @@ class ReconstructionWidget(ScrollingDock):
         self.save_model_button.setEnabled(s.model is not None and not s.running)
 
     def _plot_loss(self) -> None:
-        ax = self.plots.clear(0, "training loss", "step", "loss")
+        if self.session.settings.is_pid3net:
+            ax = self.plots.clear(0, "training loss", "step", "loss")
+        else:
+            ax = self.plots.clear(0, "R_f while iterating", "progress event (every 5 iterations)", "R_f")
         if self.session.losses:
             steps, losses = zip(*self.session.losses)
             ax.semilogy(steps, np.maximum(losses, 1e-12), color="#f0a030", lw=1)

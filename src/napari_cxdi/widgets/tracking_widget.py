@@ -23,9 +23,10 @@ from ..tracking import DetectionConfig, TrackingConfig, TrackingResult, image_ve
 from ._forms import FormBinding, load_settings, save_settings
 from ._qt import CollapsibleSection, ScrollingDock
 from ._worker import WorkerController, notify_error
-from .plots import PlotCanvas
+from .plots import ColorBar, PlotCanvas
 
 POINT_FEATURES = ("diameter_nm", "contrast")
+FEATURE_TITLES = {"diameter_nm": ("particle diameter", "nm"), "contrast": ("phase contrast", "rad")}
 DOCK = "tracking"
 
 
@@ -133,7 +134,7 @@ class TrackingWidget(ScrollingDock):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
-        for canvas in (self.plots, self.plots2):
+        for canvas in (self.plots, self.plots2, self.colorbar):
             canvas.follow(self.viewer)
 
     # compatibility accessors
@@ -185,6 +186,9 @@ class TrackingWidget(ScrollingDock):
         self.color_by.addItems(list(POINT_FEATURES))
         self.color_by.currentTextChanged.connect(self._recolor)
         results.addRow("colour points by", self.color_by)
+        self.colorbar = ColorBar()
+        self.colorbar.show_scale(None)
+        results.addRow(self.colorbar)
         self.plots = PlotCanvas(n=2, height=1.8, min_height=100)
         self.plots2 = PlotCanvas(n=2, height=1.8, min_height=100)
         results.addRow(self.plots)
@@ -404,6 +408,7 @@ class TrackingWidget(ScrollingDock):
         layer.size = np.maximum(f["diameter_nm"].to_numpy(float) / sp["scale"][-1], 1.0) if len(f) else 4
         if len(f):
             layer.face_colorbar.visible = True
+        self._update_colorbar(layer)
         t = result.tracks
         if len(t):
             data = t[["particle", "frame", "y", "x"]].to_numpy(float)
@@ -422,6 +427,16 @@ class TrackingWidget(ScrollingDock):
             layer = self.viewer.layers[name]
             layer.face_color = feature
             layer.face_contrast_limits = self._limits(layer.features[feature])
+            self._update_colorbar(layer)
+
+    def _update_colorbar(self, layer) -> None:
+        """The dock's colour bar of the Points layer, with the feature's name and unit (napari's has neither)."""
+        feature = self.color_by.currentText()
+        if layer is None or not len(layer.data):
+            self.colorbar.show_scale(None)
+            return
+        title, unit = FEATURE_TITLES.get(feature, (feature, ""))
+        self.colorbar.show_scale("viridis", tuple(layer.face_contrast_limits), title, unit)
 
     def _plot(self, result: TrackingResult) -> None:
         s = result.statistics
