@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QSpinBox, QWidget,
 )
 
-from .._napari.layers import amplitude_layer, phase_layer
+from .._napari.layers import phase_layer
 from .._napari.scripting import add_layer_data, pixel_size_of, probe_of, result_layers
 from ..api import ALL_METHODS, Reconstruction, iter_reconstruction
 from ..devices import DEVICE_CHOICES
@@ -442,24 +442,21 @@ class ReconstructionWidget(ScrollingDock):
 
         notifications.show_warning(message)
 
-    def _preview_names(self) -> tuple[str, str]:
+    def _preview_names(self) -> tuple[str]:
         base = self._source_name.replace(" diffraction", "")
-        return f"{base} preview amplitude", f"{base} preview phase"
+        return (f"{base} preview phase",)
 
     def _show_preview(self, event: dict) -> None:
-        """The preview layers appear with the first preview (never blank) and are updated in place after."""
-        names = self._preview_names()
-        meta = {"preview_frame": event["frame"], "kind": "preview"}
-        if names[1] in self.viewer.layers:
-            self.viewer.layers[names[0]].data = event["amplitude"]
-            self.viewer.layers[names[1]].data = event["phase"]
-            self.viewer.layers[names[1]].metadata["preview_frame"] = event["frame"]
+        """The preview phase layer appears with the first preview (never blank) and is updated in place after
+        (one layer: creating layers is the costly part on the main thread)."""
+        (name,) = self._preview_names()
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = event["phase"]
+            layer.metadata["preview_frame"] = event["frame"]
             return
-        add_layer_data(self.viewer, [
-            amplitude_layer(event["amplitude"], names[0], self._pixel_size, meta),
-            phase_layer(event["phase"], names[1], self._pixel_size, meta),
-        ])
-        self.viewer.layers[names[0]].visible = False
+        meta = {"preview_frame": event["frame"], "kind": "preview"}
+        add_layer_data(self.viewer, [phase_layer(event["phase"], name, self._pixel_size, meta)])
 
     def _remove_previews(self) -> None:
         for name in self._preview_names() if self._source_name else ():
