@@ -314,3 +314,33 @@ def test_8_molecules_fresh_combo_and_info_units_and_slider(make_napari_viewer, q
         assert np.allclose(viewer.camera.center[-3:], points.data.mean(0), atol=1e-6)
     finally:
         widget.cleanup()
+
+
+# -- settings are saved and restored through the form <-> config mapping ---------------------------------------------------
+def test_settings_save_and_restore(chart_viewer, tmp_path, notes):
+    import json
+
+    from napari_cxdi.widgets.tracking_widget import TrackingWidget
+
+    widget = ReconstructionWidget(chart_viewer)
+    quick(widget, "PID3Net-NR", epochs=7)
+    widget.lr.setValue(0.002)
+    path = widget.save_settings_dialog(tmp_path / "recon.json")
+    saved = json.loads(path.read_text())["config"]["settings"]
+    assert saved["method"] == "PID3Net-NR" and saved["pid3net"]["epochs"] == 7 and saved["pid3net"]["lr"] == 0.002
+    widget.preset_combo.setCurrentText("quick: mf-PIE baseline")
+    assert widget.method_combo.currentText() == "mf-PIE"
+    widget.load_settings_dialog(path)
+    assert widget.method_combo.currentText() == "PID3Net-NR" and widget.epochs.value() == 7
+    assert widget.lr.value() == pytest.approx(0.002) and widget.settings().pid3net.epochs == 7
+    assert widget.load_settings_dialog(tmp_path / "missing.json") is None and "Load settings failed" in notes["error"][-1]
+    tracker = TrackingWidget(chart_viewer)
+    tracker.threshold.setValue(0.4)
+    tracker.memory.setValue(4)
+    tpath = tracker.save_settings(tmp_path / "track.json")
+    tracker.threshold.setValue(0.1)
+    cfg = tracker.load_settings(tpath)
+    assert cfg.detection.threshold == pytest.approx(0.4) and tracker.threshold.value() == pytest.approx(0.4)
+    assert tracker.memory.value() == 4
+    with pytest.raises(Exception, match="not settings of the tracking dock"):
+        tracker.load_settings(path)

@@ -121,7 +121,7 @@ class WorkerController:
 
     # -- slots (main thread) ---------------------------------------------------------------------------
     def _on_yielded(self, event, on_event) -> None:
-        if self.worker is None or self._closed or self.session.cancel_event.is_set():
+        if self.worker is None or not self.session.running or self._closed or self.session.cancel_event.is_set():
             return  # late events of a cancelled or closed run
         if on_event is not None and isinstance(event, dict):
             on_event(event)
@@ -135,7 +135,6 @@ class WorkerController:
 
     def _on_returned(self, value) -> None:
         callback, self._on_result = self._on_result, None
-        self.worker = None
         if value is CANCELLED or getattr(value, "cancelled", False) or self.session.cancel_event.is_set():
             if hasattr(self.session, "accept") and getattr(value, "cancelled", False):
                 self.session.accept(value)  # a session may keep side products (never as its result)
@@ -156,7 +155,6 @@ class WorkerController:
             self.session.end()
 
     def _on_errored(self, exc: BaseException) -> None:
-        self.worker = None
         message = error_message(exc, f"{self.session.name}: {self._action}" if self._action else self.session.name)
         self.session.failed(str(exc) if not isinstance(exc, Exception) else error_message(exc))
         self._reset()
@@ -164,6 +162,8 @@ class WorkerController:
             self.notify(message)
 
     def _on_finished(self) -> None:
+        """The thread is done (after ``returned`` / ``errored``): only now may the next job start."""
         self.worker = None
         if self.session.running:  # aborted (quit) without a return value
             self.session.end()
+        self._sync_controls()

@@ -190,9 +190,16 @@ class MoleculeWidget(ScrollingDock):
                 self.predict()
 
     def _predict_pending(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        if self._closed:
+            self._pending_predict = False
+            return
+        if self.controller.running:  # the reader's thread is still finishing
+            QTimer.singleShot(20, self._predict_pending)
+            return
         self._pending_predict = False
-        if not self._closed:
-            self.predict()
+        self.predict()
         self._update_buttons()
 
     def _on_frames(self) -> None:
