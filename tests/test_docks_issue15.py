@@ -311,7 +311,8 @@ def test_8_molecules_fresh_combo_and_info_units_and_slider(make_napari_viewer, q
         span_nm = np.ptp(points.data, axis=0).max()
         span_a = np.ptp(mol.example("ethanol")[0].positions, axis=0).max()
         assert span_nm == pytest.approx(span_a / 10, rel=1e-6) and str(points.units[-1]) == "nanometer"
-        assert np.allclose(viewer.camera.center[-3:], points.data.mean(0), atol=1e-6)
+        camera = viewer.scene.camera if hasattr(getattr(viewer, "scene", None), "camera") else viewer.camera
+        assert np.allclose(camera.center[-3:], points.data.mean(0), atol=1e-6)
     finally:
         widget.cleanup()
 

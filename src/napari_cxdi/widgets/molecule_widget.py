@@ -401,13 +401,15 @@ class MoleculeWidget(ScrollingDock):
         self.viewer.dims.ndisplay = 3
         if unit is not None:  # a molecule in a micrometre-wide movie scene: look at the molecule
             xyz = np.concatenate(pts)[:, -3:]
-            self.viewer.camera.center = tuple(xyz.mean(0))
+            scene = getattr(self.viewer, "scene", None)  # napari >= 0.9; older: viewer.camera
+            camera = scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
+            camera.center = tuple(xyz.mean(0))
             extent = float(np.ptp(xyz, axis=0).max()) or 1.0
             try:
                 canvas_px = min(self.viewer.window._qt_viewer.canvas.size)
             except Exception:  # a viewer without a window (headless scripts)
                 canvas_px = 600
-            self.viewer.camera.zoom = 0.6 * canvas_px / extent
+            camera.zoom = 0.6 * canvas_px / extent
         return [points, vectors]
 
     def save_screenshot(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
