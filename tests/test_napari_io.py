@@ -44,10 +44,12 @@ def test_reader_layers_have_nm_scale_and_probe(movie_file):
 def test_sample_data_functions():
     layers = sample_aunp()
     kinds = [(kw["name"], t) for _, kw, t in layers]
-    assert kinds[0] == ("AuNP diffraction", "image") and kinds[-1] == ("AuNP true tracks", "tracks")
-    assert layers[0][0].shape == (64, 128, 128)
-    assert layers[1][1]["scale"] == layers[0][1]["scale"]
-    assert sample_test_chart()[0][0].shape == (64, 128, 128)
+    # ground truth first and hidden, the measured diffraction last: on top, the first thing shown (issue 15)
+    assert kinds[-1] == ("AuNP diffraction", "image") and ("AuNP true tracks", "tracks") in kinds
+    assert all(not kw.get("visible", True) for _, kw, _ in layers[:-1])
+    assert layers[-1][0].shape == (64, 128, 128)
+    assert layers[0][1]["scale"] == layers[-1][1]["scale"]
+    assert sample_test_chart()[-1][0].shape == (64, 128, 128)
 
 
 def test_writer_refuses_to_overwrite_the_source(tmp_path, movie_file):

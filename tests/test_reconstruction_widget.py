@@ -29,6 +29,7 @@ def tiny(widget: ReconstructionWidget, method="PID3Net-PO", epochs=2):
     widget.frames.setValue(3)
     widget.refine_steps.setValue(1)
     widget.width.setValue(4)
+    widget.refine_width.setValue(32)  # the CPU preset's 8 makes a step so fast that training ends within one tick
     widget.device.setCurrentText("cpu")
     widget.max_iter.setValue(10)
 
@@ -82,21 +83,38 @@ def test_widget_trains_reconstructs_and_adds_layers(viewer_with_movie, qtbot, tm
     assert QThreadPool.globalInstance().activeThreadCount() == 0
 
 
-def test_cancel_stops_and_keeps_the_model_and_the_widget_stays_usable(viewer_with_movie, qtbot):
+def test_cancel_never_replaces_the_last_good_model_and_the_widget_stays_usable(viewer_with_movie, qtbot):
     widget = ReconstructionWidget(viewer_with_movie)
     tiny(widget, epochs=200)
     widget.start()
     qtbot.waitUntil(lambda: len(widget._losses) >= 2, timeout=60_000)
     widget.cancel()
     wait_done(qtbot, widget, timeout=30_000)
-    assert widget.result.cancelled and widget.model is not None
+    # nothing to save or reuse after a cancelled first run (issue 15, item 4)
+    assert widget.result is None and widget.model is None
+    assert not widget.save_model_button.isEnabled() and not widget.save_recon_button.isEnabled()
+    assert widget.run_button.isEnabled() and "cancelled" in widget.status.text()
+    assert not [layer for layer in viewer_with_movie.layers if "preview" in layer.name]
     assert widget._losses[-1][0] < 100  # stopped long before the end
-    assert widget.save_model_button.isEnabled() and widget.run_button.isEnabled()
+    # a completed run, then a cancelled one: the completed model and result stay
+    widget.epochs.setValue(2)
+    widget.start()
+    wait_done(qtbot, widget)
+    good_model, good_result = widget.model, widget.result
+    assert good_model is not None and not good_result.cancelled
+    widget.epochs.setValue(200)
+    widget.start()
+    qtbot.waitUntil(lambda: len(widget._losses) >= 2, timeout=60_000)
+    widget.cancel()
+    wait_done(qtbot, widget, timeout=30_000)
+    assert widget.model is good_model and widget.result is good_result
+    assert widget.save_model_button.isEnabled() and widget.save_recon_button.isEnabled()
     # reuse the kept model without training: inference only
     widget.model_source.setCurrentText("reuse the last trained model")
     widget.start()
     wait_done(qtbot, widget)
     assert not widget.result.cancelled and "chart phase (PID3Net-PO)" in viewer_with_movie.layers
+    assert widget.result.timings.get("training_s") is None
 
 
 def test_errors_become_notifications(viewer_with_movie, qtbot, tmp_path, monkeypatch):

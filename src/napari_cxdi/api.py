@@ -440,7 +440,7 @@ def iter_reconstruction(
         if prtf_runs and cfg.start_seed is None:
             cfg = replace(cfg, start_seed=0)
         t0 = time.perf_counter()
-        gen = iter_iterative(data, probe_np, method, cfg)
+        gen = iter_iterative(data, probe_np, method, cfg, preview_frame=preview_frame)
         objects = yield from _tag(gen, "iterative", cancel)
         for k in range(1, prtf_runs if objects is not CANCELLED else 0):
             run = yield from _tag(iter_iterative(data, probe_np, method, replace(cfg, start_seed=cfg.start_seed + k)),

@@ -1,7 +1,11 @@
 """Layer-data tuples ``(data, kwargs, layer_type)`` for napari, built without importing napari.
 
-Every spatial layer of a movie uses the same scale ``(1 frame, dx nm, dx nm)`` so the diffraction
-movie, reconstructions, ground truth and tracks overlay frame by frame.
+Every real-space layer of a movie uses the same scale ``(1 frame, dx nm, dx nm)`` with units
+``(pixel, nm, nm)``, so reconstructions, ground truth and tracks overlay frame by frame and napari keeps
+its nm units (one set of units for all layers: no "Inconsistent units" warnings). The diffraction movie
+is shown on the same grid (the detector frame has as many pixels as the object frame); its own
+reciprocal-space scale, ``q_pixel_per_nm = 1 / (N dx)`` (spatial frequency per detector pixel, nm^-1),
+is carried in its metadata and shown by the reconstruction dock.
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ def _contrast_limits(sample: np.ndarray) -> tuple[float, float]:
 def diffraction_layer(data, name: str, pixel_size_nm: float | None = None, metadata: dict | None = None) -> LayerData:
     """Counts [T, H, W] (NumPy or dask): magma colormap, gamma 0.3 to show the weak speckles."""
     first = np.asarray(data[0].compute() if hasattr(data[0], "compute") else data[0])
-    kwargs = _spatial_kwargs(name, pixel_size_nm, {"kind": "diffraction", **(metadata or {})})
+    meta = {"kind": "diffraction", **(metadata or {})}
+    if pixel_size_nm:
+        meta.setdefault("q_pixel_per_nm", 1.0 / (float(pixel_size_nm) * int(np.shape(data)[-1])))
+    kwargs = _spatial_kwargs(name, pixel_size_nm, meta)
     kwargs.update(colormap="magma", gamma=0.3, contrast_limits=_contrast_limits(first))
     return (data, kwargs, "image")
 

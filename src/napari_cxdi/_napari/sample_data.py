@@ -7,16 +7,19 @@ from .layers import LayerData, diffraction_layer, phase_layer, probe_layer, trac
 
 
 def movie_layers(movie: SimulatedMovie, label: str) -> list[LayerData]:
-    """Layers of a simulated movie: diffraction counts (probe in its metadata), true phase, probe, true tracks."""
+    """Layers of a simulated movie: the ground truth (true phase, true tracks; hidden) and the probe (hidden)
+    first, the measured diffraction counts (probe in its metadata) last, so the first view shows the data."""
     dx = movie.pixel_size_nm
     meta = {k: v for k, v in movie.metadata.items() if k != "config"}
-    layers = [
-        diffraction_layer(movie.counts, f"{label} diffraction", dx, {**meta, "probe": movie.probe}),
-        phase_layer(movie.phase, f"{label} true phase", dx, {"ground_truth": True}),
-        probe_layer(movie.probe, f"{label} probe", dx),
-    ]
+    truth = phase_layer(movie.phase, f"{label} true phase", dx, {"ground_truth": True})
+    truth[1]["visible"] = False
+    layers = [truth, probe_layer(movie.probe, f"{label} probe", dx)]
     if len(movie.trajectories):
-        layers.append(tracks_layer(movie.trajectories, f"{label} true tracks", dx))
+        tracks = tracks_layer(movie.trajectories, f"{label} true tracks", dx)
+        tracks[1]["visible"] = False
+        tracks[1]["metadata"]["ground_truth"] = True
+        layers.append(tracks)
+    layers.append(diffraction_layer(movie.counts, f"{label} diffraction", dx, {**meta, "probe": movie.probe}))
     return layers
 
 

@@ -84,9 +84,14 @@ def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 def iter_iterative(
-    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None
+    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None, preview_frame: int | None = None
 ) -> Generator[dict[str, Any], None, np.ndarray]:
-    """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W]."""
+    """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W].
+
+    ``preview_frame``: after every batch a ``{"event": "preview"}`` with the amplitude and phase of the
+    batch's frame nearest to it, and every 20 iterations of the batch that holds it (so a viewer shows a
+    first result within seconds).
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown iterative method {method!r}; choose one of {', '.join(METHODS)}")
     cfg = config or IterativeConfig()
@@ -125,11 +130,21 @@ def iter_iterative(
             if it % 5 == 0 or it == cfg.max_iter - 1:
                 yield {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
                        "iteration": it + 1, "rf": rf, "elapsed_s": time.perf_counter() - t0}
+            if preview_frame is not None and it % 20 == 9 and lo <= preview_frame < hi:  # early previews
+                k = preview_frame - lo
+                yield {"event": "preview", "method": method, "frame": int(preview_frame),
+                       "amplitude": obj[k].abs().cpu().numpy(), "phase": torch.angle(obj[k]).cpu().numpy(),
+                       "frames_done": start, "total_frames": n, "iteration": it + 1, "rf": rf}
             if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
                 break
         out[start:stop] = obj[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
                "rf": history[-1], "elapsed_s": time.perf_counter() - t0}
+        if preview_frame is not None:
+            k = int(min(max(preview_frame, start), stop - 1))
+            yield {"event": "preview", "method": method, "frame": k, "amplitude": np.abs(out[k]),
+                   "phase": np.angle(out[k]).astype(np.float32), "frames_done": stop, "total_frames": n,
+                   "iterations": it + 1, "rf": history[-1]}
     free_device_memory(device)
     return out
 

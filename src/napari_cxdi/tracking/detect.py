@@ -15,7 +15,7 @@ the sign before detection; use ``"bright"`` for amplitude-absorption or positive
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Generator
 
 import numpy as np
@@ -29,7 +29,7 @@ from ..progress import drain
 FEATURE_COLUMNS = ["frame", "y", "x", "y_nm", "x_nm", "diameter_nm", "area_px", "contrast", "mass"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DetectionConfig:
     """Detection settings. Lengths in nm unless named ``_px``; phase contrasts in the image's units (rad).
 
@@ -74,6 +74,14 @@ class DetectionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_(self, **changes: Any) -> "DetectionConfig":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DetectionConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _check_frame(frame) -> np.ndarray:

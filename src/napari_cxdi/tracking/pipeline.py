@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Generator
 
 import numpy as np
@@ -15,7 +15,7 @@ from .link import link_tracks, point_speeds, track_table
 from .statistics import count_per_frame, diameter_distribution, lifetime_distribution, msd_analysis
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingConfig:
     """Detection settings plus linking: max_displacement_nm per frame step, memory (missed frames),
     min_length (detections per kept track), max_lag / fit_lags of the MSD (frames)."""
@@ -38,6 +38,17 @@ class TrackingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_(self, **changes: Any) -> "TrackingConfig":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrackingConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        if isinstance(kw.get("detection"), dict):
+            kw["detection"] = DetectionConfig.from_dict(kw["detection"])
+        return cls(**kw)
 
 
 @dataclass

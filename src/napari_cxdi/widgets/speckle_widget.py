@@ -5,7 +5,7 @@ The model is a shipped name (``speckle-mono``, ``speckle-poly``, ``speckle-resne
 checkpoint path; patterns outside the model's training domain raise a napari warning.
 
 All computation runs in napari thread workers that yield; layers are only created or changed in the
-main-thread slots. Errors become napari notifications and the widget stays usable.
+main-thread slots (one WorkerController). Errors become napari notifications and the widget stays usable.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QPushButton, QSpinBox, QVBoxLayout, QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from ..errors import CXDIError, DataValidationError
+from ..sessions import SpeckleSession, error_message
+from ._qt import CollapsibleSection, ScrollingDock
+from ._worker import WorkerController
+from .plots import ThemedCanvas
 
 if TYPE_CHECKING:
     import napari
@@ -84,6 +83,15 @@ def _explain_job(cache: _ModelCache, model_path: str, frame: np.ndarray, input_b
     return out
 
 
+def model_domain_ood(result: dict) -> str | None:
+    """The classifier's own training-domain check (from the radial I(q) features), first of the session's checks."""
+    warnings = result.get("warnings") or []
+    if not warnings:
+        return None
+    n = int(np.sum(result.get("ood", [])))
+    return warnings[0] + (f" (and {n - 1} more frames)" if n > 1 else "")
+
+
 def _sample_job(n: int, seed: int, polydisperse: bool):
     from .._napari.speckle_sample import simulate_speckle_layers
 
@@ -91,20 +99,19 @@ def _sample_job(n: int, seed: int, polydisperse: bool):
     return simulate_speckle_layers(n, seed, polydisperse)
 
 
-class SpeckleWidget(QWidget):
-    """Speckle number-density classifier dock."""
+class SpeckleWidget(ScrollingDock):
+    """Speckle number-density classifier dock (a thin panel over :class:`~napari_cxdi.sessions.SpeckleSession`)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.worker = None
-        self.last_result: dict | None = None
+        self.session = SpeckleSession()
         self.last_map_layer = None
         self._cache = _ModelCache()
 
-        layout = QVBoxLayout(self)
-        box = QGroupBox("Classify")
-        form = QFormLayout(box)
+        layout = self.body_layout
+        box = CollapsibleSection("Classify")
+        form = box
         self.layer_combo = QComboBox()
         form.addRow("Pattern layer", self.layer_combo)
         row = QHBoxLayout()
@@ -140,25 +147,28 @@ class SpeckleWidget(QWidget):
         self.result_label = QLabel("–")
         self.result_label.setWordWrap(True)
         form.addRow(self.result_label)
-        self.figure = Figure(figsize=(3.2, 2.0), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(160)
+        self.figure = Figure(figsize=(3.2, 1.8), tight_layout=True)
+        self.canvas = ThemedCanvas(self.figure, min_height=110)
+        self.canvas.setMaximumHeight(240)
+        self.canvas.follow(self.viewer)
         form.addRow(self.canvas)
         layout.addWidget(box)
 
-        box = QGroupBox("Explain")
-        row = QHBoxLayout(box)
+        box = CollapsibleSection("Explain")
+        explain_row = QWidget()
+        row = QHBoxLayout(explain_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        box.addRow(explain_row)
         self.map_combo = QComboBox()
         self.map_combo.addItems(["Grad-CAM", "Saliency"])
-        self.map_combo.setToolTip("for ResNet models; radial models show the deciding q-rings")
-        self.explain_button = QPushButton("Explain")
+        self.explain_button = QPushButton("Overlay map")
         self.explain_button.clicked.connect(self.explain)
         row.addWidget(self.map_combo)
         row.addWidget(self.explain_button)
         layout.addWidget(box)
 
-        box = QGroupBox("Sample n-disk system")
-        form = QFormLayout(box)
+        box = CollapsibleSection("Sample n-disk system", expanded=False)
+        form = box
         self.n_spin = QSpinBox()
         self.n_spin.setRange(2, 20)
         self.n_spin.setValue(8)
@@ -173,8 +183,16 @@ class SpeckleWidget(QWidget):
         form.addRow(self.sample_button)
         layout.addWidget(box)
         self.status = QLabel("")
+        self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch()
+        self.controller = WorkerController(
+            self.session, self, controls=[self.classify_button, self.explain_button, self.sample_button],
+            cancel_button=self.cancel_button, on_reset=lambda: self.status.setText(""),
+            notify=lambda msg: show_error(msg))  # looked up at call time (tests replace it)
+        self.session.status_changed.connect(lambda text: self.status.setText(text))
+        self.session.ood_checks.insert(0, model_domain_ood)
+        self.session.warning.connect(lambda msg: show_warning(f"napari-cxdi speckle: {msg}"))
 
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.reordered):
@@ -223,24 +241,20 @@ class SpeckleWidget(QWidget):
         shape = layer.data.shape
         return tuple(int(np.clip(round(float(pos[i])), 0, shape[i] - 1)) for i in range(lead))
 
-    def _set_busy(self, busy: bool, text: str = ""):
-        for button in (self.classify_button, self.explain_button, self.sample_button):
-            button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-        self.status.setText(text)
+    @property
+    def worker(self):
+        """The running worker (None when idle)."""
+        return self.controller.worker
+
+    @property
+    def last_result(self) -> dict | None:
+        return self.session.last_result
 
     def _start(self, job, *args, returned, text: str):
-        if self.worker is not None:
+        if self.controller.running:
             show_info("napari-cxdi speckle: a computation is already running")
             return None
-        # passing "errored" through _connect stops superqt from re-raising in the event loop
-        worker = create_worker(job, *args, _start_thread=False, _connect={
-            "yielded": self._on_progress, "returned": returned, "errored": self._on_error,
-            "finished": self._on_finished})
-        self.worker = worker
-        self._set_busy(True, text)
-        worker.start()
-        return worker
+        return self.controller.start(job, *args, on_event=self.session.handle, on_result=returned, label=text)
 
     def _model_path(self) -> str:
         """The model name or checkpoint path (checked, not loaded)."""
@@ -267,9 +281,9 @@ class SpeckleWidget(QWidget):
             else:
                 indices = [self._current_index(layer)]
         except CXDIError as exc:
-            show_error(f"Speckle classification: {exc}")
+            show_error(error_message(exc, "napari-cxdi speckle: classification"))
             return None
-        self._target_layer = layer.name
+        self.session.target_layer = layer.name
         return self._start(_classify_job, self._cache, path, data, indices, self.bin_spin.value(),
                            returned=self._on_classified, text=f"classifying {len(indices)} frame(s)…")
 
@@ -281,9 +295,9 @@ class SpeckleWidget(QWidget):
             data = layer.data[0] if layer.multiscale else layer.data
             frame = np.asarray(data[self._current_index(layer)], dtype=np.float32)
         except CXDIError as exc:
-            show_error(f"Speckle saliency: {exc}")
+            show_error(error_message(exc, "napari-cxdi speckle: saliency"))
             return None
-        self._target_layer = layer.name
+        self.session.target_layer = layer.name
         self._map_method = self.map_combo.currentText()
         return self._start(_explain_job, self._cache, path, frame, self.bin_spin.value(), self._map_method,
                            returned=self._on_map, text=f"computing {self._map_method}…")
@@ -294,52 +308,25 @@ class SpeckleWidget(QWidget):
                            returned=self._on_sample, text="simulating…")
 
     def cancel(self):
-        if self.worker is not None:
-            self.worker.quit()
-            self.status.setText("cancelling…")
+        self.controller.cancel()
 
     # ---------------------------------------------------------------- slots (main thread)
-    def _on_progress(self, progress: dict):
-        if "total" in progress:
-            self.status.setText(f"{progress['done']}/{progress['total']} frames")
-        elif "stage" in progress:
-            self.status.setText(progress["stage"])
-
-    def _on_error(self, exc: Exception):
-        msg = str(exc) if isinstance(exc, CXDIError) else f"{type(exc).__name__}: {exc}"
-        show_error(f"napari-cxdi speckle failed: {msg}")
-
-    def _on_finished(self):
-        self.worker = None
-        self._set_busy(False, "")
-
     def _on_classified(self, result: dict):
-        self.last_result = result
+        self.session.accept(result)
+        result = self.session.last_result
+        self.result_label.setText(self.session.result_text(result))
+        self.result_label.setStyleSheet("color: #f0a030;" if result["ood_warnings"] else "")
         preds = result["pred"]
-        if len(preds) == 1:
-            text = f"n = {int(preds[0])}"
-            if result["probs"] is not None:
-                text += f"  (p = {float(result['probs'][0].max()):.2f})"
-            else:
-                text += f"  (regression {float(result['value'][0]):.2f})"
-        else:
-            vals, counts = np.unique(preds, return_counts=True)
-            text = f"{len(preds)} frames; most frequent n = {int(vals[counts.argmax()])}; mean n = {preds.mean():.2f}"
-        n_ood = int(np.sum(result.get("ood", [])))
-        if n_ood:
-            text += f"  - {n_ood} frame(s) outside the model's training domain"
-            show_warning("napari-cxdi speckle: " + result["warnings"][0]
-                         + (f" (and {n_ood - 1} more frames)" if n_ood > 1 else ""))
-        self.result_label.setText(text)
-        if self._target_layer in self.viewer.layers:
-            self.viewer.layers[self._target_layer].metadata["speckle_prediction"] = {
+        if self.session.target_layer in self.viewer.layers:
+            self.viewer.layers[self.session.target_layer].metadata["speckle_prediction"] = {
                 "frames": [list(ix) for ix in result["indices"]], "n": [int(p) for p in preds],
-                "out_of_domain": [bool(v) for v in result.get("ood", [])]}
+                "out_of_domain": result["ood_warnings"]}
         self._plot(result)
 
     def _plot(self, result: dict):
         self.figure.clear()
         ax = self.figure.add_subplot(111)
+        self.canvas.style(ax)
         classes = result["classes"]
         if result["probs"] is not None:
             probs = result["probs"].mean(0)
@@ -351,22 +338,22 @@ class SpeckleWidget(QWidget):
         else:
             ax.hist(result["value"], bins=np.arange(classes.min() - 0.5, classes.max() + 1.5))
             ax.set_ylabel("frames")
-        ax.set_xlabel("number of disks")
+        ax.set_xlabel("number of disks", fontsize=7)
         ax.set_xticks(classes[:: max(1, len(classes) // 10)])
-        self.canvas.draw_idle()
+        self.canvas.apply_theme(self.canvas.theme_name)
 
     def _on_map(self, out: dict):
         if out.get("kind") == "rings":
             return self._on_rings(out)
         m = out["map"]
-        name = f"{self._map_method} {self._target_layer}"
+        name = f"{self._map_method} {self.session.target_layer}"
         if name in self.viewer.layers:
             self.viewer.layers[name].data = m
             layer = self.viewer.layers[name]
         else:
             layer = self.viewer.add_image(m, name=name, colormap="inferno", blending="additive", opacity=0.6)
-        if self._target_layer in self.viewer.layers:
-            src = self.viewer.layers[self._target_layer]
+        if self.session.target_layer in self.viewer.layers:
+            src = self.viewer.layers[self.session.target_layer]
             layer.scale = src.scale[-2:]
             layer.translate = src.translate[-2:]
         self.last_map_layer = layer
@@ -380,7 +367,7 @@ class SpeckleWidget(QWidget):
 
         h, w = out["shape"]
         rings = ring_shapes(out, (h // 2, w // 2), top=6)
-        name = f"q-rings {self._target_layer}"
+        name = f"q-rings {self.session.target_layer}"
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         if not rings:
@@ -396,8 +383,8 @@ class SpeckleWidget(QWidget):
             ellipses, shape_type="ellipse", name=name, edge_width=[max(r["width"], 1.0) for r in rings],
             edge_color=colors, face_color=[0, 0, 0, 0], opacity=0.7,
             metadata={"class": out["class"], "rings": rings})
-        if self._target_layer in self.viewer.layers:
-            src = self.viewer.layers[self._target_layer]
+        if self.session.target_layer in self.viewer.layers:
+            src = self.viewer.layers[self.session.target_layer]
             layer.scale = src.scale[-2:]
             layer.translate = src.translate[-2:]
         self.result_label.setText(self.result_label.text().split("  | ")[0]
@@ -407,7 +394,7 @@ class SpeckleWidget(QWidget):
         return layer
 
     def _on_sample(self, layers: list):
-        for data, kwargs, _kind in layers:
-            self.viewer.add_image(data, **kwargs)
+        added = [self.viewer.add_image(data, **kwargs) for data, kwargs, _kind in layers]
         self._refresh_layers()
-        self.layer_combo.setCurrentText(layers[-1][1]["name"])
+        # napari renames a layer whose name is taken ("speckle 8 disks [1]"): select the one just added
+        self.layer_combo.setCurrentText(added[-1].name)
