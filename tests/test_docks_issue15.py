@@ -176,7 +176,7 @@ def test_5_frc_with_ground_truth_fresh_plots_and_method_controls(chart_viewer, q
     m = widget.result.metrics
     assert "frc_resolution_nm" in m and "FRC" in widget.metrics_label.text()
     labels = [line.get_label() for line in widget.plots.axes[1].lines]
-    assert "FRC" in labels and "PRTF" in labels
+    assert "FRC" in labels and "Fourier fit" in labels  # one run: no consistency PRTF (issue 13)
     widget.start()  # a new run starts with empty plots
     assert not widget.plots.axes[1].lines and not widget.plots.axes[0].lines
     wait_idle(qtbot, widget)

@@ -73,7 +73,7 @@ def test_widget_trains_reconstructs_and_adds_layers(viewer_with_movie, qtbot, tm
     assert widget.result.pixel_size_nm == pytest.approx(dx)  # metrics in nm, not pixels
     assert widget.result.metrics["fourier_fit_resolution_nm"] >= 2 * dx - 1e-6
     assert widget.result.metrics["prtf_resolution_nm"] is None  # one run: no consistency PRTF
-    assert len(gaps) > 10 and max(gaps) < 3.0  # no freeze while training (latency is measured in benchmarks/)
+    assert len(gaps) >= 3 and max(gaps) < 3.0  # no freeze while training (latency is measured in benchmarks/)
     # save both outputs
     out = tmp_path / "recon.cxi"
     widget.save_reconstruction(out)
