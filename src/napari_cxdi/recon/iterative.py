@@ -7,6 +7,13 @@
 
 Both are generators that yield progress and return the objects [N, H, W] complex64.
 Outside the probe footprint the object is held at vacuum (1), as in PID3Net.
+
+Held-out validation, the same rule as PID3Net's (default ``holdout_fraction`` = 0.1): the counts are
+split by binomial thinning; the iterations use the training part (rescaled to the full dose for the
+modulus constraint) and the Poisson NLL of the held-out part is tracked per frame. Each frame keeps
+the iterate with its lowest held-out NLL; a batch stops when no frame has improved for ``patience``
+iterations, and an iterate whose R_f is clearly below the noise floor of its own predicted
+intensity is never kept.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from ..io.validate import check_probe
 from ..physics.forward import diffraction_intensity
 from ..physics.mixed_state import mixed_state_update
 from ..physics.probe import support_mask
-from ..pid3net.data import FrameWindows
+from ..physics.thinning import expected_poisson_rf, poisson_nll_per_frame
+from ..pid3net.data import FrameWindows, ThinnedWindows
 
 METHODS = ("mixed-state", "mf-PIE")
 
@@ -47,12 +55,19 @@ class IterativeConfig:
     batch_size: int = 32
     support_threshold: float = 0.02
     device: str = "auto"
+    holdout_fraction: float = 0.1
+    noise_floor_margin: float | None = 0.02
+    seed: int | None = 0
 
     def validate(self) -> None:
         if self.max_iter < 1 or self.batch_size < 1 or self.alpha <= 0:
             raise ConfigError("max_iter, batch_size and alpha must be positive")
         if not 0 <= self.temporal_weight < 0.5:
             raise ConfigError("temporal_weight must be in [0, 0.5) for a stable averaging step")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.noise_floor_margin is not None and not 0.0 <= self.noise_floor_margin < 1.0:
+            raise ConfigError(f"noise_floor_margin must be in [0, 1) or None, got {self.noise_floor_margin}")
 
 
 def _rf(predicted: torch.Tensor, measured: torch.Tensor) -> float:
@@ -78,7 +93,12 @@ def iter_iterative(
     cfg = config or IterativeConfig()
     cfg.validate()
     device = resolve_device(cfg.device)
-    windows = FrameWindows(movie, 1, device)
+    holdout = cfg.holdout_fraction > 0
+    windows = (ThinnedWindows(movie, 1, device, cfg.holdout_fraction, cfg.seed) if holdout
+               else FrameWindows(movie, 1, device))
+    keep = 1.0 - cfg.holdout_fraction
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0 if cfg.seed is None else int(cfg.seed))
     probe_np = check_probe(probe, (windows.n_frames, *windows.frame_shape))
     p = torch.as_tensor(probe_np, device=device)
     support = torch.as_tensor(support_mask(probe_np, cfg.support_threshold), dtype=torch.float32, device=device)
@@ -89,9 +109,15 @@ def iter_iterative(
     for start in range(0, n, cfg.batch_size):
         stop = min(start + cfg.batch_size, n)
         lo, hi = max(start - halo, 0), min(stop + halo, n)
-        measured = windows.frames(lo, hi)
+        train_counts = windows.frames(lo, hi)
+        measured = train_counts / keep  # the modulus constraint works at the full dose
         obj = torch.ones_like(measured, dtype=torch.complex64)
         history: list[float] = []
+        heldout = windows.heldout_frames(lo, hi) if holdout else None
+        best_obj = obj.clone()
+        best_nll = torch.full((hi - lo,), float("inf"), device=device)
+        stale = 0
+        stopped = "max_iter"
         for it in range(cfg.max_iter):
             obj = obj + cfg.alpha * mixed_state_update(obj, p, measured)
             if method == "mf-PIE":
@@ -102,16 +128,42 @@ def iter_iterative(
                 if cfg.tv_weight > 0:
                     obj = obj - cfg.tv_weight * tv_gradient(obj)
             obj = support * obj + (1 - support)
-            rf = _rf(diffraction_intensity(p, obj), measured)
+            predicted = diffraction_intensity(p, obj)
+            rf = _rf(predicted * keep, train_counts)
             history.append(rf)
+            event = {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
+                     "iteration": it + 1, "rf": rf, "elapsed_s": time.perf_counter() - t0}
+            floor = expected_poisson_rf(predicted * keep, generator=generator)
+            below_floor = cfg.noise_floor_margin is not None and rf < floor * (1 - cfg.noise_floor_margin)
+            if holdout:
+                nll = poisson_nll_per_frame(predicted * cfg.holdout_fraction, heldout)
+                better = (nll < best_nll) & (not below_floor)
+                if bool(better.any()):
+                    best_nll = torch.where(better, nll, best_nll)
+                    best_obj = torch.where(better[:, None, None], obj, best_obj)
+                    stale = 0
+                else:
+                    stale += 1
+                event.update(heldout_nll=float(nll.mean()), rf_floor=floor)
+            elif not below_floor:
+                best_obj = obj
             if it % 5 == 0 or it == cfg.max_iter - 1:
-                yield {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
-                       "iteration": it + 1, "rf": rf, "elapsed_s": time.perf_counter() - t0}
-            if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
+                yield event
+            kept_one = bool(torch.isfinite(best_nll).all()) if holdout else True
+            if below_floor and kept_one:
+                stopped = "noise_floor"
                 break
-        out[start:stop] = obj[start - lo : start - lo + (stop - start)].cpu().numpy()
+            if holdout and stale >= cfg.patience:
+                stopped = "heldout_rising"
+                break
+            if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
+                stopped = "rf_plateau"
+                break
+        final = best_obj
+        out[start:stop] = final[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
-               "rf": history[-1], "elapsed_s": time.perf_counter() - t0}
+               "rf": history[-1], "stopped": stopped, "elapsed_s": time.perf_counter() - t0,
+               **({"heldout_nll": float(best_nll.mean())} if holdout else {})}
     free_device_memory(device)
     return out
 
