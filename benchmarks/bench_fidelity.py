@@ -39,6 +39,13 @@ EXPERIMENTS = {
     "po_relax_small_alpha": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", alpha0=0.05, alpha_max=0.2)),
     "po_gated": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", refine_mode="gated")),
     "po_gated_old": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated")),
+    # held-out rule only (the floor reported, not enforced)
+    "nr_heldout_only": ("PID3Net-NR", dict(noise_floor_margin=None)),
+    "po_heldout_only": ("PID3Net-PO", dict(refine_steps=2, noise_floor_margin=None)),
+    "po_gated_heldout_only": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", refine_mode="gated",
+                                                 noise_floor_margin=None)),
+    "po_gated_bounded_heldout_only": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", refine_mode="gated",
+                                                         alpha0=0.1, alpha_max=0.3, noise_floor_margin=None)),
 }
 
 

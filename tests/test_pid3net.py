@@ -149,11 +149,11 @@ def test_out_of_memory_halves_the_batch(chart, monkeypatch):
     real = trainer._optimise
     calls = {"n": 0}
 
-    def flaky(counts):
+    def flaky(*args):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(counts)
+        return real(*args)
 
     monkeypatch.setattr(trainer, "_optimise", flaky)
     events = list(trainer.run())

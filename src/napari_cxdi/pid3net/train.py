@@ -103,6 +103,8 @@ class PID3NetTrainer:
         self.best_heldout = math.inf
         self.best_epoch: int | None = None
         self.best_below_floor = False  # the kept state is a fallback below the noise floor
+        self.best_score = math.inf
+        self.lowest_heldout = math.inf
         self.best_floor_ratio = 0.0
 
     # -- schedule --------------------------------------------------------------------------------
@@ -236,35 +238,29 @@ class PID3NetTrainer:
                 below_floor = c.noise_floor_margin is not None and record["rf"] < record["rf_floor"] * (1 - c.noise_floor_margin)
                 record["below_noise_floor"] = bool(below_floor)
                 self.history.append(record)
-                improved = False
-                if below_floor:
-                    # this epoch explains noise: not kept while a state above the floor exists; until one does,
-                    # the epoch closest to the floor is the fallback, and such epochs count toward the patience
-                    stale_heldout += 1
-                    ratio = record["rf"] / max(record["rf_floor"], 1e-12)
-                    if self.best_state is None or (self.best_below_floor and ratio > self.best_floor_ratio):
-                        self.best_floor_ratio, self.best_below_floor, improved = ratio, True, True
-                elif holdout:
-                    if self.best_below_floor or record["heldout_nll"] < self.best_heldout * (1 - c.holdout_tol):
-                        self.best_heldout = record["heldout_nll"]
-                        stale_heldout, improved = 0, True
+                # stopping: the held-out NLL of every epoch; keeping: the best held-out NLL among the epochs
+                # whose R_f is not clearly below the noise floor (until one is, the closest to the floor)
+                if holdout:
+                    if record["heldout_nll"] < self.lowest_heldout * (1 - c.holdout_tol):
+                        self.lowest_heldout, stale_heldout = record["heldout_nll"], 0
                     else:
                         stale_heldout += 1
-                elif self.best_below_floor or record["loss"] < self.best_loss:
-                    improved = True
-                if not below_floor and (improved or self.best_state is None):
-                    self.best_below_floor = False
-                if improved or self.best_state is None:
-                    self.best_loss = min(self.best_loss, record["loss"])
+                score = record["heldout_nll"] if holdout else record["loss"]
+                if below_floor:
+                    ratio = record["rf"] / max(record["rf_floor"], 1e-12)
+                    keep = self.best_state is None or (self.best_below_floor and ratio > self.best_floor_ratio)
+                    if keep:
+                        self.best_floor_ratio = ratio
+                else:
+                    keep = self.best_state is None or self.best_below_floor or score < self.best_score
+                if keep:
+                    self.best_below_floor = below_floor
+                    self.best_score = score if not below_floor else math.inf
+                    self.best_loss = record["loss"]
+                    self.best_heldout = record.get("heldout_nll", math.inf)
                     self.best_epoch = epoch
                     self.best_state = copy.deepcopy(self.model.state_dict())
                 yield {"event": "epoch", **record, "best_epoch": self.best_epoch}
-                if below_floor and not self.best_below_floor:
-                    self.stopped_reason = "noise_floor"
-                    break
-                if below_floor and stale_heldout >= c.holdout_patience:
-                    self.stopped_reason = "noise_floor"
-                    break
                 if holdout and stale_heldout >= c.holdout_patience:
                     self.stopped_reason = "heldout_rising"
                     break

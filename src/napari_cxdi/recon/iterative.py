@@ -10,10 +10,10 @@ Outside the probe footprint the object is held at vacuum (1), as in PID3Net.
 
 Held-out validation, the same rule as PID3Net's (default ``holdout_fraction`` = 0.1): the counts are
 split by binomial thinning; the iterations use the training part (rescaled to the full dose for the
-modulus constraint) and the Poisson NLL of the held-out part is tracked per frame. Each frame keeps
-the iterate with its lowest held-out NLL; a batch stops when no frame has improved for ``patience``
-iterations, and an iterate whose R_f is clearly below the noise floor of its own predicted
-intensity is never kept.
+modulus constraint) and the Poisson NLL of the held-out part is tracked per frame. A batch stops when
+no frame's held-out NLL has fallen for ``patience`` iterations; each frame keeps its iterate with the
+lowest held-out NLL among those whose R_f is not clearly (``noise_floor_margin``) below the noise
+floor of their own predicted intensity (where there is none, the iterate closest to the floor).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..io.validate import check_probe
 from ..physics.forward import diffraction_intensity
 from ..physics.mixed_state import mixed_state_update
 from ..physics.probe import support_mask
-from ..physics.thinning import expected_poisson_rf, poisson_nll_per_frame
+from ..physics.thinning import poisson_nll_per_frame
 from ..pid3net.data import FrameWindows, ThinnedWindows
 
 METHODS = ("mixed-state", "mf-PIE")
@@ -73,6 +73,16 @@ class IterativeConfig:
 def _rf(predicted: torch.Tensor, measured: torch.Tensor) -> float:
     s = torch.sqrt(measured.clamp_min(0))
     return float((torch.sqrt(predicted.clamp_min(0)) - s).abs().sum() / s.sum().clamp_min(1e-12))
+
+
+def _rf_and_floor_per_frame(predicted: torch.Tensor, measured: torch.Tensor, generator: torch.Generator | None):
+    """Per-frame R_f of ``predicted`` against ``measured`` and its Poisson noise floor (physics/thinning.py)."""
+    sp = torch.sqrt(predicted.clamp_min(0))
+    sm = torch.sqrt(measured.clamp_min(0))
+    rf = (sp - sm).abs().sum(dim=(-2, -1)) / sm.sum(dim=(-2, -1)).clamp_min(1e-12)
+    sn = torch.sqrt(torch.poisson(predicted.clamp_min(0), generator=generator))
+    floor = (sn - sp).abs().sum(dim=(-2, -1)) / sn.sum(dim=(-2, -1)).clamp_min(1e-12)
+    return rf, floor
 
 
 def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -116,6 +126,9 @@ def iter_iterative(
         heldout = windows.heldout_frames(lo, hi) if holdout else None
         best_obj = obj.clone()
         best_nll = torch.full((hi - lo,), float("inf"), device=device)
+        best_ok = torch.zeros(hi - lo, dtype=torch.bool, device=device)  # kept iterate is above the floor
+        best_ratio = torch.zeros(hi - lo, device=device)
+        lowest_nll = torch.full((hi - lo,), float("inf"), device=device)  # over all iterates: the stopping rule
         stale = 0
         stopped = "max_iter"
         for it in range(cfg.max_iter):
@@ -128,31 +141,36 @@ def iter_iterative(
                 if cfg.tv_weight > 0:
                     obj = obj - cfg.tv_weight * tv_gradient(obj)
             obj = support * obj + (1 - support)
-            predicted = diffraction_intensity(p, obj)
-            rf = _rf(predicted * keep, train_counts)
+            predicted = diffraction_intensity(p, obj) * keep
+            rf = _rf(predicted, train_counts)
             history.append(rf)
-            event = {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
-                     "iteration": it + 1, "rf": rf, "elapsed_s": time.perf_counter() - t0}
-            floor = expected_poisson_rf(predicted * keep, generator=generator)
-            below_floor = cfg.noise_floor_margin is not None and rf < floor * (1 - cfg.noise_floor_margin)
+            rf_frames, floor_frames = _rf_and_floor_per_frame(predicted, train_counts, generator)
+            ok = (rf_frames >= floor_frames * (1 - cfg.noise_floor_margin) if cfg.noise_floor_margin is not None
+                  else torch.ones_like(best_ok))
+            ratio = rf_frames / floor_frames.clamp_min(1e-12)
             if holdout:
-                nll = poisson_nll_per_frame(predicted * cfg.holdout_fraction, heldout)
-                better = (nll < best_nll) & (not below_floor)
-                if bool(better.any()):
-                    best_nll = torch.where(better, nll, best_nll)
-                    best_obj = torch.where(better[:, None, None], obj, best_obj)
-                    stale = 0
-                else:
-                    stale += 1
-                event.update(heldout_nll=float(nll.mean()), rf_floor=floor)
-            elif not below_floor:
-                best_obj = obj
+                nll = poisson_nll_per_frame(predicted * (cfg.holdout_fraction / keep), heldout)
+                better = ok & (~best_ok | (nll < best_nll))
+            else:
+                nll = torch.zeros_like(best_nll)
+                better = ok.clone()  # the latest iterate above the floor
+            fallback = ~ok & ~best_ok & (ratio > best_ratio)  # nothing above the floor yet: the closest to it
+            take = better | fallback
+            best_obj = torch.where(take[:, None, None], obj, best_obj)
+            best_nll = torch.where(better, nll, best_nll)
+            best_ratio = torch.where(fallback, ratio, best_ratio)
+            best_ok = best_ok | better
+            if holdout:
+                falling = nll < lowest_nll
+                lowest_nll = torch.minimum(lowest_nll, nll)
+                stale = 0 if bool(falling.any()) else stale + 1
+            event = {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
+                     "iteration": it + 1, "rf": rf, "rf_floor": float(floor_frames.mean()),
+                     "elapsed_s": time.perf_counter() - t0}
+            if holdout:
+                event["heldout_nll"] = float(nll.mean())
             if it % 5 == 0 or it == cfg.max_iter - 1:
                 yield event
-            kept_one = bool(torch.isfinite(best_nll).all()) if holdout else True
-            if below_floor and kept_one:
-                stopped = "noise_floor"
-                break
             if holdout and stale >= cfg.patience:
                 stopped = "heldout_rising"
                 break
@@ -163,7 +181,8 @@ def iter_iterative(
         out[start:stop] = final[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
                "rf": history[-1], "stopped": stopped, "elapsed_s": time.perf_counter() - t0,
-               **({"heldout_nll": float(best_nll.mean())} if holdout else {})}
+               "below_noise_floor_frames": int((~best_ok).sum()),
+               **({"heldout_nll": float(best_nll[best_ok].mean())} if holdout and bool(best_ok.any()) else {})}
     free_device_memory(device)
     return out
 
