@@ -163,3 +163,28 @@ def test_gpu_acceptance_dry_run(tmp_path):
     assert set(record["quality"]["methods"]) == {"PID3Net-PO", "PID3Net-NR", "mixed-state", "mf-PIE"}
     assert record["inference"]["frames_per_s"] > 0 and record["mixed_state"]["s_per_frame_300_iterations"] > 0
     assert "OOM -> half batch" in proc.stdout
+
+
+def test_gated_refinement_with_unit_gain_is_the_relaxed_classical_step():
+    from napari_cxdi.physics.relaxed import relaxed_mixed_state_update
+    from napari_cxdi.pid3net import PID3Net
+
+    chart = simulate_test_chart(n_frames=3, size=32, seed=0)
+    cfg = PID3NetConfig(**{**TINY, "alpha0": 0.7, "amp": False})
+    assert (cfg.refine_mode, cfg.refine_relaxation) == ("gated", "poisson")  # the defaults
+    model = PID3Net(cfg, chart.probe)
+    assert not hasattr(model, "f_phase")
+
+    class Zero(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros_like(x)  # gain 2 sigmoid(0) = 1
+
+    model.f_amplitude = Zero()
+    counts = torch.as_tensor(chart.counts[None])
+    obj = model.apply_support(torch.ones(1, 3, 32, 32, dtype=torch.complex64) * np.exp(0.3j))
+    expected = model.apply_support(obj + 0.7 * relaxed_mixed_state_update(obj, model.probe, counts, 1.0, normalisation="sum_max"))
+    torch.testing.assert_close(model.refine(obj, counts), expected, rtol=1e-4, atol=1e-4)
+    bounded = PID3Net(cfg.with_(alpha0=0.1, alpha_max=0.3), chart.probe)
+    assert float(bounded.step_sizes()[0]) == pytest.approx(0.1, rel=1e-5)
+    with pytest.raises(ConfigError):
+        cfg.with_(alpha_max=0.5, alpha0=0.7).validate()

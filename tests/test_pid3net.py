@@ -69,7 +69,7 @@ def test_padding_to_a_multiple_of_16_and_cropping_back():
 
 
 def test_refinement_with_identity_corrections_is_the_classical_update(chart):
-    cfg = PID3NetConfig(**{**TINY, "alpha0": 1.0, "amp": False})
+    cfg = PID3NetConfig(**{**TINY, "alpha0": 1.0, "amp": False}, refine_mode="additive", refine_relaxation="none")
     model = PID3Net(cfg, chart.probe)
     model.f_amplitude = Lambda(lambda m: torch.logit(m.clamp(1e-7, 1 - 1e-7)))  # sigmoid(.) -> |U|
     model.f_phase = Lambda(lambda a: torch.atanh((a / math.pi).clamp(-1 + 1e-7, 1 - 1e-7)))  # pi tanh(.) -> arg U

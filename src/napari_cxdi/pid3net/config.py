@@ -28,7 +28,8 @@ class PID3NetConfig:
     treated as zero. alpha0: initial refinement step size (one learnable value per step).
     Training: epochs, batch_size, lr (Adam), lr_final_factor (cosine decay to lr x factor),
     early_stop_patience epochs without R_f improvement (0 = never), seed, device, amp (CUDA only).
-    Refinement (docs/fidelity.md): alpha_max bounds each learned step, alpha = alpha_max sigmoid(a)
+    Refinement (docs/fidelity.md; defaults ``gated`` + ``poisson``, chosen by experiment; the thesis' block
+    is refine_mode="additive", refine_relaxation="none"): alpha_max bounds each learned step, alpha = alpha_max sigmoid(a)
     (None = unbounded, the thesis' form); refine_relaxation ``poisson`` replaces the modulus constraint
     of the classical update by the Poisson-aware relaxed one (residuals within relaxation_sigma noise
     std are left alone; ``none`` = classical); refine_mode ``additive`` (thesis: O + alpha
@@ -53,9 +54,9 @@ class PID3NetConfig:
     poisson_threshold: float = 1.0
     alpha0: float = 0.2
     alpha_max: float | None = None
-    refine_relaxation: str = "none"
+    refine_relaxation: str = "poisson"
     relaxation_sigma: float = 1.0
-    refine_mode: str = "additive"
+    refine_mode: str = "gated"
     support_threshold: float = 0.02
     epochs: int = 20
     batch_size: int = 4
@@ -66,7 +67,7 @@ class PID3NetConfig:
     holdout_fraction: float = 0.1
     holdout_patience: int = 5
     holdout_tol: float = 1e-4
-    noise_floor_margin: float | None = 0.02
+    noise_floor_margin: float | None = 0.05
     preview_every: int = 20
     seed: int | None = 0
     device: str = "auto"

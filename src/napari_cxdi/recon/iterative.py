@@ -56,7 +56,7 @@ class IterativeConfig:
     support_threshold: float = 0.02
     device: str = "auto"
     holdout_fraction: float = 0.1
-    noise_floor_margin: float | None = 0.02
+    noise_floor_margin: float | None = 0.05
     seed: int | None = 0
 
     def validate(self) -> None:
