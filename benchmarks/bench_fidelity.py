@@ -75,6 +75,16 @@ def run(name: str, sim, epochs: int, eval_every: int, seed: int) -> dict:
             "stopped": trainer.stopped_reason, "training_s": train_s, "curve": curve, "history": trainer.history}
 
 
+def _write(args, argv, rows) -> None:
+    from napari_cxdi.io.safe_write import write_json
+
+    out = Path(__file__).parent / "results" / f"fidelity_{args.tag}.json"
+    record = provenance(config={"command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
+                                "case": args.case, "epochs": args.epochs, "frames": args.frames, "quick": QUICK},
+                        metrics=rows)
+    write_json(out, record, overwrite=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", nargs="+", default=["po_old", "po_holdout"], choices=list(EXPERIMENTS))
@@ -95,16 +105,10 @@ def main(argv=None) -> int:
             row = run(name, sim, args.epochs, args.eval_every, seed)
             row["rf_truth"] = floor
             rows.append(row)
+            _write(args, argv, rows)  # after every experiment: a partial run keeps its numbers
             print(f"{name:22s} seed {seed} SSIM {row['phase_ssim']:.3f} R_f {row['rf']:.3f} (truth {floor:.3f}) "
                   f"steps {row['steps']} best epoch {row['best_epoch']} {row['stopped']} {row['training_s']:.0f} s", flush=True)
-    out = Path(__file__).parent / "results" / f"fidelity_{args.tag}.json"
-    record = provenance(config={"command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
-                                "case": args.case, "epochs": args.epochs, "frames": args.frames, "quick": QUICK},
-                        metrics=rows)
-    from napari_cxdi.io.safe_write import write_json
-
-    write_json(out, record, overwrite=True)
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote fidelity_{args.tag}.json", file=sys.stderr)
     return 0
 
 

@@ -64,6 +64,7 @@ class ReconstructionWidget(QWidget):
         self._state = {"cancel": threading.Event(), "worker": None}
         self._pbar = None
         self._losses: list[tuple[int, float]] = []
+        self._heldout: list[tuple[int, float]] = []  # (step, held-out Poisson NLL) per epoch
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -261,6 +262,7 @@ class ReconstructionWidget(QWidget):
         kwargs["cancel"] = self._state["cancel"]
         kwargs["pixel_size_nm"] = self._pixel_size
         self._losses = []
+        self._heldout = []
         self.progress_bar.setValue(0)
         self.status.setText(f"starting {kwargs['method']} …")
         self.metrics_label.setText("")
@@ -314,6 +316,10 @@ class ReconstructionWidget(QWidget):
                                 f"loss {event['loss']:.4g}, R_f {event['rf']:.3f}, ETA {eta:.0f} s")
             if event["step"] % 5 == 0 or event["step"] == event["total_steps"]:
                 self._plot_loss()
+        elif stage == "train" and kind == "epoch" and "heldout_nll" in event:
+            step = self._losses[-1][0] if self._losses else 0
+            self._heldout.append((step, event["heldout_nll"]))
+            self._plot_loss()
         elif stage == "train" and kind == "preview":
             self._show_preview(event)
         elif stage == "inference" and kind == "progress":
@@ -345,9 +351,19 @@ class ReconstructionWidget(QWidget):
 
     def _plot_loss(self) -> None:
         ax = self.plots.clear(0, "training loss", "step", "loss")
+        if getattr(self, "_twin", None) is not None:  # the previous draw's held-out axis
+            self._twin.remove()
+            self._twin = None
         if self._losses:
             steps, losses = zip(*self._losses)
-            ax.semilogy(steps, np.maximum(losses, 1e-12), color="#f0a030", lw=1)
+            ax.semilogy(steps, np.maximum(losses, 1e-12), color="#f0a030", lw=1, label="training loss")
+        if self._heldout:
+            # the held-out Poisson NLL (10 % of the photons, never trained on): training stops when it rises
+            twin = self._twin = ax.twinx()
+            steps, values = zip(*self._heldout)
+            twin.plot(steps, values, color="#40a0f0", lw=1, marker=".", ms=3, label="held-out NLL")
+            twin.tick_params(labelsize=6, colors="#40a0f0")
+            ax.set_title("training loss (orange), held-out NLL (blue)", fontsize=8)
         self.plots.draw_idle()
 
     def _on_done(self, result: Reconstruction) -> None:
