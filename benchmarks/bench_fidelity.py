@@ -27,25 +27,24 @@ from napari_cxdi.provenance import provenance
 from napari_cxdi.simulate import simulate_aunp, simulate_test_chart
 
 QUICK = dict(width=4, refine_width=8, batch_size=4, tv_weight=1.0, device="cpu", preview_every=0)
+THESIS = dict(refine_mode="additive", refine_relaxation="none")  # the thesis' refinement block
+NO_RULE = dict(holdout_fraction=0.0, noise_floor_margin=None)      # no held-out stopping, no floor check
 EXPERIMENTS = {
-    # name: (variant, overrides)
-    "po_old": ("PID3Net-PO", dict(refine_steps=2, holdout_fraction=0.0, noise_floor_margin=None)),
-    "po_holdout": ("PID3Net-PO", dict(refine_steps=2)),
-    "nr_old": ("PID3Net-NR", dict(holdout_fraction=0.0, noise_floor_margin=None)),
+    # name: (variant, overrides); every PO run uses K = 2 refinement steps (the quick size)
+    "po_old": ("PID3Net-PO", dict(refine_steps=2, **THESIS, **NO_RULE)),
+    "po_holdout": ("PID3Net-PO", dict(refine_steps=2, **THESIS)),
+    "po_heldout_only": ("PID3Net-PO", dict(refine_steps=2, **THESIS, noise_floor_margin=None)),
+    "nr_old": ("PID3Net-NR", dict(**NO_RULE)),
     "nr_holdout": ("PID3Net-NR", dict()),
-    "po_poisson_relax": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson")),
-    "po_bounded": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", alpha_max=0.5)),
-    "po_bounded_only": ("PID3Net-PO", dict(refine_steps=2, alpha_max=0.5)),
-    "po_relax_small_alpha": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", alpha0=0.05, alpha_max=0.2)),
-    "po_gated": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", refine_mode="gated")),
-    "po_gated_old": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated")),
-    # held-out rule only (the floor reported, not enforced)
     "nr_heldout_only": ("PID3Net-NR", dict(noise_floor_margin=None)),
-    "po_heldout_only": ("PID3Net-PO", dict(refine_steps=2, noise_floor_margin=None)),
-    "po_gated_heldout_only": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", refine_mode="gated",
+    "po_relax_only": ("PID3Net-PO", dict(refine_steps=2, refine_mode="additive", refine_relaxation="poisson")),
+    "po_bounded_only": ("PID3Net-PO", dict(refine_steps=2, **THESIS, alpha0=0.1, alpha_max=0.3)),
+    "po_gated_classical": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated", refine_relaxation="none")),
+    "po_gated": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated", refine_relaxation="poisson")),  # = default
+    "po_gated_heldout_only": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated", refine_relaxation="poisson",
                                                  noise_floor_margin=None)),
-    "po_gated_bounded_heldout_only": ("PID3Net-PO", dict(refine_steps=2, refine_relaxation="poisson", refine_mode="gated",
-                                                         alpha0=0.1, alpha_max=0.3, noise_floor_margin=None)),
+    "po_gated_no_rule": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated", refine_relaxation="poisson", **NO_RULE)),
+    "po_gated_bounded": ("PID3Net-PO", dict(refine_steps=2, alpha0=0.1, alpha_max=0.3)),
 }
 
 
