@@ -188,3 +188,19 @@ def test_gated_refinement_with_unit_gain_is_the_relaxed_classical_step():
     assert float(bounded.step_sizes()[0]) == pytest.approx(0.1, rel=1e-5)
     with pytest.raises(ConfigError):
         cfg.with_(alpha_max=0.5, alpha0=0.7).validate()
+
+
+def test_cli_progress_shows_the_heldout_curve(capsys):
+    from napari_cxdi.cli.progress import ProgressPrinter
+
+    bar = ProgressPrinter(quiet=False)
+    bar({"stage": "train", "event": "start", "total_steps": 4, "variant": "PID3Net-PO", "device": "cpu"})
+    bar({"stage": "train", "event": "step", "epoch": 0, "step": 1, "total_steps": 4, "loss": 1.0, "rf": 0.8,
+         "heldout_nll": 0.0723})
+    bar({"stage": "train", "event": "epoch", "epoch": 0, "loss": 1.0, "rf": 0.8, "rf_floor": 0.7, "heldout_nll": 0.0719,
+         "best_epoch": 0})
+    bar({"stage": "iterative", "event": "progress", "frames_done": 0, "total_frames": 2, "iteration": 1, "rf": 0.6,
+         "heldout_nll": 0.081})
+    bar.close()
+    err = capsys.readouterr().err
+    assert "heldout=0.0723" in err and "heldout=0.0719" in err and "floor=0.700" in err and "heldout=0.081" in err
