@@ -13,12 +13,10 @@ Writes benchmarks/results/fidelity_<tag>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import napari_cxdi.api as cx

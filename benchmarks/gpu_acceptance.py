@@ -73,7 +73,6 @@ def check_quality(size: dict, device: torch.device, seed: int) -> dict:
 
 
 def check_inference(size: dict, device: torch.device) -> dict:
-    from napari_cxdi.physics.probe import support_mask  # noqa: F401  (imported to fail early if physics is broken)
     from napari_cxdi.pid3net import PID3Net, PID3NetConfig, reconstruct_movie
 
     m = size["infer_size"]
@@ -101,7 +100,7 @@ def check_mixed_state(size: dict, device: torch.device) -> dict:
     sim = simulate_aunp(n_frames=size["ms_frames"], size=size["infer_size"], seed=0, match_fluence=True)
     cfg = IterativeConfig(max_iter=size["ms_iter"], patience=10**6, tol=0.0, holdout_fraction=0.0,
                           noise_floor_margin=None, device=str(device))
-    run_iterative(sim.counts[:1], sim.probe, "mixed-state", cfg.__class__(**{**cfg.__dict__, "max_iter": 2}))
+    run_iterative(sim.counts[:1], sim.probe, "mixed-state", IterativeConfig(**{**cfg.__dict__, "max_iter": 2}))  # warm-up
     _sync(device)
     t0 = time.perf_counter()
     run_iterative(sim.counts, sim.probe, "mixed-state", cfg)
@@ -124,7 +123,7 @@ def check_oom_half_batch(size: dict, device: torch.device) -> dict:
     capped = False
     if device.type == "cuda":
         # cap this process so that the first batch cannot fit: a real OOM, then the trainer halves the batch
-        free, total = torch.cuda.mem_get_info(device)
+        _, total = torch.cuda.mem_get_info(device)
         used = torch.cuda.memory_allocated(device)
         torch.cuda.set_per_process_memory_fraction(min(1.0, (used + 1.5 * 1024**3) / total), device)
         capped = True
