@@ -208,3 +208,18 @@ def test_cli_progress_shows_the_heldout_curve(capsys):
     bar.close()
     err = capsys.readouterr().err
     assert "heldout=0.0723" in err and "heldout=0.0719" in err and "floor=0.700" in err and "heldout=0.081" in err
+
+
+def test_checkpoints_written_before_the_gated_block_still_load(tmp_path):
+    from napari_cxdi.pid3net import PID3Net, load_checkpoint, save_checkpoint
+
+    chart = simulate_test_chart(n_frames=3, size=32, seed=0)
+    old = PID3Net(PID3NetConfig(**TINY, refine_mode="additive", refine_relaxation="none"), chart.probe)
+    path = save_checkpoint(tmp_path / "old.pt", old)
+    payload = torch.load(path, weights_only=False)
+    for key in ("refine_mode", "refine_relaxation", "alpha_max", "relaxation_sigma", "holdout_fraction"):
+        payload["config"].pop(key)  # as an older version wrote it
+    torch.save(payload, path)
+    model, _ = load_checkpoint(path, device="cpu")
+    assert model.config.refine_mode == "additive" and hasattr(model, "f_phase")
+    assert PID3NetConfig.from_dict(PID3NetConfig().to_dict()).refine_mode == "gated"

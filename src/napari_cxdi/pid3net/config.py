@@ -139,4 +139,8 @@ class PID3NetConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PID3NetConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "refine_mode" not in data:  # written before issue 17: the thesis' refinement block
+            values.setdefault("refine_mode", "additive")
+            values.setdefault("refine_relaxation", "none")
+        return cls(**values)
