@@ -318,8 +318,7 @@ class ReconstructionWidget(QWidget):
                 self._plot_loss()
         elif stage == "train" and kind == "epoch" and "heldout_nll" in event:
             step = self._losses[-1][0] if self._losses else 0
-            self._heldout.append((step, event["heldout_nll"]))
-            self._plot_loss()
+            self._heldout.append((step, event["heldout_nll"]))  # drawn with the next loss redraw (draws are slow)
         elif stage == "train" and kind == "preview":
             self._show_preview(event)
         elif stage == "inference" and kind == "progress":
@@ -351,18 +350,14 @@ class ReconstructionWidget(QWidget):
 
     def _plot_loss(self) -> None:
         ax = self.plots.clear(0, "training loss", "step", "loss")
-        if getattr(self, "_twin", None) is not None:  # the previous draw's held-out axis
-            self._twin.remove()
-            self._twin = None
         if self._losses:
             steps, losses = zip(*self._losses)
             ax.semilogy(steps, np.maximum(losses, 1e-12), color="#f0a030", lw=1, label="training loss")
         if self._heldout:
             # the held-out Poisson NLL (10 % of the photons, never trained on): training stops when it rises
-            twin = self._twin = ax.twinx()
+            # same (log) axis: a second axis (twinx) costs seconds of GUI time per redraw
             steps, values = zip(*self._heldout)
-            twin.plot(steps, values, color="#40a0f0", lw=1, marker=".", ms=3, label="held-out NLL")
-            twin.tick_params(labelsize=6, colors="#40a0f0")
+            ax.semilogy(steps, np.maximum(values, 1e-12), color="#40a0f0", lw=1, marker=".", ms=3, label="held-out NLL")
             ax.set_title("training loss (orange), held-out NLL (blue)", fontsize=8)
         self.plots.draw_idle()
 
