@@ -5,6 +5,12 @@ PID3Net-NR, mixed-state and mf-PIE, and prints R_f, phase SSIM, FRC and PRTF res
 velocity error for the chart, training time and inference frames/s — beside the seed's numbers.
 
     python benchmarks/bench_reconstruction.py --quick --threads 2   # 2 CPU cores, ~15 min (stated small size)
+    python benchmarks/bench_reconstruction.py --quick --seeds 0 1 2 --frames 16 --epochs 40   # 3 seeds, smaller
+
+Every method runs with the held-out stopping rule (docs/fidelity.md); the iterative baselines are also
+run without it ("(no stop)" rows, their old form) for reference. With several seeds a summary gives
+each method's mean +- std over the seeds and checks the goals of issue 17 (PO >= NR, >= mf-PIE + 0.10,
+>= mixed-state + 0.15 phase SSIM; PO's R_f >= 0.98 x the noise floor; chart velocity within 2 %).
     python benchmarks/bench_reconstruction.py                       # full size, meant for a GPU
 
 Both sizes keep the seed's photons per um^2 on a probe shrunk to the smaller field of view
@@ -17,7 +23,6 @@ Writes ``benchmarks/results/reconstruction_<size>.json`` (numbers, sizes, config
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -50,7 +55,8 @@ SIZES = {
     "full": {"frames": 200, "size": 256, "epochs": 50, "width": 8, "refine_width": 32, "refine_steps": 5,
              "batch_size": 8, "tv_weight": 1.0, "max_iter": 500, "match_fluence": True},
 }
-METHODS = ("PID3Net-PO", "PID3Net-MAE", "PID3Net-NR", "mixed-state", "mf-PIE")
+METHODS = ("PID3Net-PO", "PID3Net-MAE", "PID3Net-NR", "mixed-state", "mf-PIE", "mixed-state (no stop)", "mf-PIE (no stop)")
+NO_STOP = {"holdout_fraction": 0.0, "noise_floor_margin": None}
 
 
 def run_case(case: str, size: dict, methods, device: str, seed: int) -> list[dict]:
@@ -67,9 +73,13 @@ def run_case(case: str, size: dict, methods, device: str, seed: int) -> list[dic
                 kwargs["refine_steps"] = size["refine_steps"]
             kwargs.update(device=device, seed=seed, preview_every=0)
         else:
-            kwargs = {"max_iter": size["max_iter"], "device": device}
+            kwargs = {"max_iter": size["max_iter"], "device": device, "seed": seed}
+            if method.endswith("(no stop)"):
+                kwargs.update(NO_STOP)
+        events: list[dict] = []
         t0 = time.perf_counter()
-        result = cx.reconstruct(sim, method=method, truth=sim, measure_velocity=(case == "chart"), **kwargs)
+        result = cx.reconstruct(sim, method=method.replace(" (no stop)", ""), truth=sim, measure_velocity=(case == "chart"),
+                                progress=events.append, **kwargs)
         wall = time.perf_counter() - t0
         m = result.metrics
         row = {
@@ -79,14 +89,20 @@ def run_case(case: str, size: dict, methods, device: str, seed: int) -> list[dic
             "training_s": result.timings.get("training_s"),
             "inference_frames_per_s": result.timings.get("inference_frames_per_s"),
             "iterative_s_per_frame": (result.timings["reconstruction_s"] / size["frames"]) if "reconstruction_s" in result.timings else None,
-            "wall_s": wall,
+            "wall_s": wall, "run_seed": seed,
         }
+        done = next((e for e in events if e.get("event") == "done" and e.get("stage") == "train"), None)
+        if done is not None:
+            row.update(steps=done["steps"], stopped=done["stopped"], best_epoch=done["best_epoch"])
+        batches = [e for e in events if e.get("event") == "batch"]
+        if batches:
+            row.update(iterations=[e["iterations"] for e in batches], stopped=[e.get("stopped") for e in batches])
         if case == "chart":
             true_v = np.asarray(sim.metadata["velocity_nm_s"])
             v = np.asarray(m["velocity_nm_s"])
             row["velocity_nm_s"] = float(v[1])
             row["velocity_error_nm_s"] = float(np.hypot(*(v - true_v)))
-        row["seed"] = SEED_TABLE.get((case, method), {})
+        row["seed"] = SEED_TABLE.get((case, method.replace(" (no stop)", "")), {})
         rows.append(row)
         print(f"  {case:5s} {method:12s} done in {wall:.0f} s", file=sys.stderr, flush=True)
     return rows
@@ -117,6 +133,53 @@ def print_table(rows: list[dict]) -> None:
     print(SEED_SPEED)
 
 
+def summarise(rows: list[dict]) -> dict:
+    """Mean and std over seeds per (case, method), and the goals of issue 17 per case."""
+    summary: dict = {}
+    for case in dict.fromkeys(r["case"] for r in rows):
+        per = {}
+        for method in dict.fromkeys(r["method"] for r in rows if r["case"] == case):
+            sel = [r for r in rows if r["case"] == case and r["method"] == method]
+            entry = {"n_seeds": len(sel)}
+            for key in ("phase_ssim", "rf", "velocity_nm_s", "steps"):
+                vals = [r[key] for r in sel if r.get(key) is not None]
+                if vals:
+                    entry[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": vals}
+            entry["rf_truth"] = float(np.mean([r["rf_truth"] for r in sel]))
+            per[method] = entry
+        goals = {}
+        ssim = {m: e["phase_ssim"]["mean"] for m, e in per.items() if "phase_ssim" in e}
+        if "PID3Net-PO" in ssim:
+            po = ssim["PID3Net-PO"]
+            if "PID3Net-NR" in ssim:
+                goals["PO >= NR"] = po >= ssim["PID3Net-NR"]
+            if "mf-PIE" in ssim:
+                goals["PO >= mf-PIE + 0.10"] = po >= ssim["mf-PIE"] + 0.10
+            if "mixed-state" in ssim:
+                goals["PO >= mixed-state + 0.15"] = po >= ssim["mixed-state"] + 0.15
+            po_rf = per["PID3Net-PO"]["rf"]["mean"]
+            goals["PO R_f >= 0.98 floor"] = po_rf >= 0.98 * per["PID3Net-PO"]["rf_truth"]
+            if case == "chart" and "velocity_nm_s" in per["PID3Net-PO"]:
+                goals["PO velocity within 2 % of 340"] = abs(per["PID3Net-PO"]["velocity_nm_s"]["mean"] - 340) <= 6.8
+        summary[case] = {"methods": per, "goals": {k: bool(v) for k, v in goals.items()}}
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    for case, block in summary.items():
+        print(f"\n{case}: mean +- std over seeds")
+        print(f"{'method':24s}{'SSIM':>16s}{'R_f':>16s}{'(truth)':>9s}{'v nm/s':>16s}{'steps':>8s}")
+        for method, e in block["methods"].items():
+            def ms(key, spec=".3f"):
+                v = e.get(key)
+                return "-" if v is None else f"{format(v['mean'], spec)} +- {format(v['std'], spec)}"
+            steps = e.get("steps", {}).get("mean")
+            print(f"{method:24s}{ms('phase_ssim'):>16s}{ms('rf'):>16s}{e['rf_truth']:>9.3f}{ms('velocity_nm_s', '.0f'):>16s}"
+                  f"{fmt(steps, '.0f'):>8s}")
+        for goal, ok in block["goals"].items():
+            print(f"  goal {goal}: {'met' if ok else 'NOT met'}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small CPU size (see SIZES['quick'])")
@@ -124,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds (simulation and training); overrides --seed")
+    ap.add_argument("--frames", type=int, default=None, help="override the size's number of frames")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--epochs", type=int, default=None, help="override the size's PID3Net epochs")
@@ -132,23 +197,35 @@ def main(argv=None) -> int:
     size = dict(SIZES[name])
     if args.epochs:
         size["epochs"] = args.epochs
+    if args.frames:
+        size["frames"] = args.frames
+    seeds = args.seeds or [args.seed]
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"size {name!r}: {size}; device {resolve_device(args.device)}; "
           f"torch threads {torch.get_num_threads()}", file=sys.stderr)
     rows = []
-    for case in args.cases:
-        rows += run_case(case, size, args.methods, args.device, args.seed)
-    print_table(rows)
     out = args.out or Path(__file__).parent / "results" / f"reconstruction_{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = provenance(config={"size": name, **size, "cases": args.cases, "methods": args.methods, "device": args.device},
-                        metrics=rows, device_name=(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"))
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out)
+    command = "python benchmarks/bench_reconstruction.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for seed in seeds:
+        for case in args.cases:
+            rows += run_case(case, size, args.methods, args.device, seed)
+            _write(out, command, name, size, args, seeds, rows)  # after every case: a partial run keeps its numbers
+    print_table(rows)
+    print_summary(summarise(rows))
+    _write(out, command, name, size, args, seeds, rows)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _write(out: Path, command: str, name: str, size: dict, args, seeds, rows) -> None:
+    from napari_cxdi.io.safe_write import write_json
+
+    record = provenance(config={"command": command, "size": name, **size, "cases": args.cases, "methods": args.methods,
+                                "device": args.device, "seeds": seeds},
+                        metrics=rows, summary=summarise(rows),
+                        device_name=(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"))
+    write_json(out, record, overwrite=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,13 @@ class ProgressPrinter:
         elif stage == "train" and kind == "step":
             bar = self._bar("train", event["total_steps"], "step")
             bar.update(event["step"] - bar.n)
-            bar.set_postfix(epoch=event["epoch"] + 1, loss=f"{event['loss']:.4g}", Rf=f"{event['rf']:.3f}")
+            extra = {"heldout": f"{event['heldout_nll']:.4g}"} if "heldout_nll" in event else {}
+            bar.set_postfix(epoch=event["epoch"] + 1, loss=f"{event['loss']:.4g}", Rf=f"{event['rf']:.3f}", **extra)
+        elif stage == "train" and kind == "epoch" and "heldout_nll" in event and self.bar is not None:
+            best = event.get("best_epoch")
+            self.bar.set_postfix(epoch=event["epoch"] + 1, loss=f"{event['loss']:.4g}", Rf=f"{event['rf']:.3f}",
+                                 floor=f"{event['rf_floor']:.3f}", heldout=f"{event['heldout_nll']:.4g}",
+                                 best=(best + 1) if best is not None else "-")
         elif stage == "validate" and kind == "progress":
             bar = self._bar("validate", event["total"], "frame")
             bar.update(event["done"] - bar.n)
@@ -44,7 +50,8 @@ class ProgressPrinter:
         elif stage == "iterative":
             bar = self._bar("iterative", event["total_frames"], "frame")
             bar.update(event["frames_done"] - bar.n)
-            bar.set_postfix(iteration=event.get("iteration", event.get("iterations")), Rf=f"{event['rf']:.3f}")
+            extra = {"heldout": f"{event['heldout_nll']:.4g}"} if "heldout_nll" in event else {}
+            bar.set_postfix(iteration=event.get("iteration", event.get("iterations")), Rf=f"{event['rf']:.3f}", **extra)
         elif stage == "evaluate":
             self.close()
 

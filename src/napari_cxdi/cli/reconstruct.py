@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .detector_options import add_detector_options, detector_settings
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr", "tv_weight", "seed", "device", "image_size")
+TRAIN_OPTIONS = ("epochs", "batch_size", "frames", "refine_steps", "width", "lr", "tv_weight", "seed", "device", "image_size",
+                 "holdout_fraction")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -39,6 +40,8 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tv-weight", type=float, default=None, help="3D total-variation weight")
     g.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     g.add_argument("--device", default=None, help="auto | cpu | cuda | mps (default auto)")
+    g.add_argument("--holdout-fraction", type=float, default=None,
+                   help="photons held out by binomial thinning to stop before fitting noise (default 0.1; 0 = off; docs/fidelity.md)")
 
 
 def _overrides(args) -> dict:
@@ -240,7 +243,7 @@ def run_reconstruct(args) -> int:
     if args.max_iter is not None:
         overrides["max_iter"] = args.max_iter
     if args.method in ("mixed-state", "mf-PIE"):
-        overrides = {k: v for k, v in overrides.items() if k in ("max_iter", "device")}
+        overrides = {k: v for k, v in overrides.items() if k in ("max_iter", "device", "holdout_fraction", "seed")}
     elif args.prtf_runs:
         from ..errors import ConfigError
 

@@ -21,6 +21,8 @@ FIELD_RULES = {
     "support_threshold": UNIT_INTERVAL, "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
     "lr_final_factor": (0, 1, False, True), "early_stop_patience": NON_NEGATIVE, "early_stop_tol": NON_NEGATIVE,
     "preview_every": NON_NEGATIVE, "checkpoint_every": NON_NEGATIVE, "seed": NON_NEGATIVE,
+    "alpha_max": POSITIVE, "relaxation_sigma": NON_NEGATIVE, "holdout_fraction": (0, 1, True, False),
+    "holdout_patience": NON_NEGATIVE, "holdout_tol": NON_NEGATIVE, "noise_floor_margin": UNIT_INTERVAL,
 }
 
 
@@ -39,6 +41,20 @@ class PID3NetConfig:
     checkpoint_every: when training writes a checkpoint file, write it every this many steps
     (0 = at the end of every epoch), so a crash or kill loses at most that much training.
     Every numeric field is checked (finite, in range) when the config is made: :class:`ConfigError`.
+    Refinement (docs/fidelity.md; defaults ``gated`` + ``poisson``, chosen by experiment; the thesis' block
+    is refine_mode="additive", refine_relaxation="none"): alpha_max bounds each learned step, alpha = alpha_max sigmoid(a)
+    (None = unbounded, the thesis' form); refine_relaxation ``poisson`` replaces the modulus constraint
+    of the classical update by the Poisson-aware relaxed one (residuals within relaxation_sigma noise
+    std are left alone; ``none`` = classical); refine_mode ``additive`` (thesis: O + alpha
+    sigmoid(F_A) exp(i pi tanh F_phi)) or ``gated`` (O + alpha g U with a learned real gain
+    g = 2 sigmoid(F_A(|U|)) in (0, 2) on the classical update U: the block can scale the physics
+    step but cannot invent a correction the data do not ask for).
+    Held-out validation (docs/fidelity.md): holdout_fraction of every frame's photons is split off by
+    binomial thinning (0 = off) and never trained on; its Poisson NLL is tracked per epoch, the
+    state with the lowest one is kept and training stops after holdout_patience epochs without a
+    relative improvement of holdout_tol. noise_floor_margin: an epoch whose R_f is more than this
+    fraction below the noise floor of its own predicted intensity fits noise: it is never kept and
+    training stops (None = off).
     """
 
     width: int = 8
@@ -50,6 +66,10 @@ class PID3NetConfig:
     tv_weight: float = 0.01
     poisson_threshold: float = 1.0
     alpha0: float = 0.2
+    alpha_max: float | None = None
+    refine_relaxation: str = "poisson"
+    relaxation_sigma: float = 1.0
+    refine_mode: str = "gated"
     support_threshold: float = 0.02
     epochs: int = 20
     batch_size: int = 4
@@ -57,6 +77,10 @@ class PID3NetConfig:
     lr_final_factor: float = 0.2
     early_stop_patience: int = 0
     early_stop_tol: float = 1e-3
+    holdout_fraction: float = 0.1
+    holdout_patience: int = 5
+    holdout_tol: float = 1e-4
+    noise_floor_margin: float | None = 0.05
     preview_every: int = 20
     seed: int | None = 0
     device: str = "auto"
@@ -99,6 +123,20 @@ class PID3NetConfig:
             raise ConfigError(f"image size m must be a multiple of 16, got {self.image_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("epochs, batch_size and lr must be positive")
+        if self.refine_relaxation not in ("none", "poisson"):
+            raise ConfigError(f"refine_relaxation must be 'none' or 'poisson', got {self.refine_relaxation!r}")
+        if self.refine_mode not in ("additive", "gated"):
+            raise ConfigError(f"refine_mode must be 'additive' or 'gated', got {self.refine_mode!r}")
+        if self.alpha_max is not None and not self.alpha_max > self.alpha0 > 0:
+            raise ConfigError(f"alpha_max must exceed alpha0 > 0, got alpha_max={self.alpha_max}, alpha0={self.alpha0}")
+        if self.relaxation_sigma < 0:
+            raise ConfigError("relaxation_sigma must be >= 0")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.holdout_patience < 1:
+            raise ConfigError(f"holdout_patience must be >= 1 epoch, got {self.holdout_patience}")
+        if self.noise_floor_margin is not None and not 0.0 <= self.noise_floor_margin < 1.0:
+            raise ConfigError(f"noise_floor_margin must be in [0, 1) or None, got {self.noise_floor_margin}")
         if frame_shape is not None:
             h, w = frame_shape
             if h != w:
@@ -118,4 +156,8 @@ class PID3NetConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PID3NetConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "refine_mode" not in data:  # written before issue 17: the thesis' refinement block
+            values.setdefault("refine_mode", "additive")
+            values.setdefault("refine_relaxation", "none")
+        return cls(**values)

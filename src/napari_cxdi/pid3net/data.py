@@ -62,3 +62,49 @@ def inference_starts(n_frames: int, frames_per_window: int, stride: int) -> list
     if starts[-1] != last:
         starts.append(last)
     return starts
+
+
+class ThinnedWindows(FrameWindows):
+    """Windows of a movie split by binomial thinning into a training part and a held-out part.
+
+    ``batch`` returns the kept counts (``1 - fraction`` of the photons) and ``heldout_batch`` the
+    held-out counts of the same windows. In-memory movies are split once (seeded) and kept on the
+    device; lazy movies are split frame by frame with a generator seeded by (seed, frame index), so
+    every read of a frame gives the same split.
+    """
+
+    def __init__(self, movie, frames_per_window: int, device: torch.device, fraction: float,
+                 seed: int | None = 0, name: str = "movie"):
+        from ..physics.thinning import binomial_thinning
+
+        super().__init__(movie, frames_per_window, device, name)
+        self.fraction = float(fraction)
+        self.keep = 1.0 - self.fraction
+        self.seed = seed
+        self._held = None
+        if self._resident is not None:
+            kept, held = binomial_thinning(self._resident.cpu().numpy(), fraction, seed)
+            self._resident = torch.from_numpy(kept).to(device)
+            self._held = torch.from_numpy(held).to(device)
+
+    def _lazy_split(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..physics.thinning import frame_thinning
+
+        block = super().frames(start, stop).cpu().numpy()
+        pairs = [frame_thinning(f, self.fraction, self.seed, start + i) for i, f in enumerate(block)]
+        kept = torch.from_numpy(np.stack([p[0] for p in pairs])).to(self.device)
+        held = torch.from_numpy(np.stack([p[1] for p in pairs])).to(self.device)
+        return kept, held
+
+    def frames(self, start: int, stop: int) -> torch.Tensor:
+        if self._held is not None:
+            return self._resident[start:stop]
+        return self._lazy_split(start, stop)[0]
+
+    def heldout_frames(self, start: int, stop: int) -> torch.Tensor:
+        if self._held is not None:
+            return self._held[start:stop]
+        return self._lazy_split(start, stop)[1]
+
+    def heldout_batch(self, starts) -> torch.Tensor:
+        return torch.stack([self.heldout_frames(int(s), int(s) + self.T) for s in starts])

@@ -26,6 +26,7 @@ from ..devices import autocast
 from ..errors import ProbeMismatchError
 from ..physics.forward import diffraction_intensity
 from ..physics.mixed_state import mixed_state_update, split_unmeasured
+from ..physics.relaxed import relaxed_mixed_state_update
 from ..physics.probe import support_mask
 from .blocks import Decoder, Encoder, UpdateNet
 from .config import PID3NetConfig
@@ -60,8 +61,13 @@ class PID3Net(nn.Module):
         self.phase_decoder = Decoder(config.width)
         if config.refine_steps > 0:
             self.f_amplitude = UpdateNet(config.refine_width)
-            self.f_phase = UpdateNet(config.refine_width)
-            self.alpha = nn.Parameter(torch.full((config.refine_steps,), float(config.alpha0)))
+            if config.refine_mode != "gated":  # the gated step has no phase network
+                self.f_phase = UpdateNet(config.refine_width)
+            if config.alpha_max is None:
+                self.alpha = nn.Parameter(torch.full((config.refine_steps,), float(config.alpha0)))
+            else:  # bounded: alpha = alpha_max sigmoid(raw), starting at alpha0
+                start = math.log(config.alpha0 / (config.alpha_max - config.alpha0))
+                self.alpha_raw = nn.Parameter(torch.full((config.refine_steps,), start))
         # channels-last 3D convolutions: ~5x faster on CPU (oneDNN) and the fast layout for cuDNN
         self.to(memory_format=torch.channels_last_3d)
 
@@ -97,16 +103,34 @@ class PID3Net(nn.Module):
         phase = math.pi * torch.tanh(self.crop(p).float())
         return self.apply_support(torch.polar(amplitude, phase))
 
+    def step_sizes(self) -> torch.Tensor:
+        """alpha_k of the K refinement steps (bounded by alpha_max when configured)."""
+        if self.config.alpha_max is None:
+            return self.alpha
+        return self.config.alpha_max * torch.sigmoid(self.alpha_raw)
+
+    def physics_update(self, obj: torch.Tensor, counts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The classical mixed-state update U, with the Poisson-aware relaxed modulus constraint if configured;
+        unmeasured pixels (``valid`` False) keep the model's modulus."""
+        if self.config.refine_relaxation == "poisson":
+            return relaxed_mixed_state_update(obj, self.probe, counts, self.config.relaxation_sigma,
+                                              normalisation="sum_max", valid=valid)
+        return mixed_state_update(obj, self.probe, counts, normalisation="sum_max", valid=valid)
+
     def refine(self, obj: torch.Tensor, counts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """K measurement-informed refinement steps (Eqs. 3.7-3.8); unmeasured pixels keep the model's modulus."""
+        """K measurement-informed refinement steps (Eqs. 3.7-3.8, or the gated form, see the config)."""
+        alpha = self.step_sizes()
         for k in range(self.config.refine_steps):
-            update = mixed_state_update(obj, self.probe, counts, normalisation="sum_max", valid=valid)
+            update = self.physics_update(obj, counts, valid)
             magnitude, angle = safe_polar(update)
             with autocast(counts.device, self.config.amp):
                 a_u = self.f_amplitude(magnitude)
-                p_u = self.f_phase(angle)
-            step = torch.polar(torch.sigmoid(a_u.float()), math.pi * torch.tanh(p_u.float()))
-            obj = self.apply_support(obj + self.alpha[k] * step)
+                p_u = None if self.config.refine_mode == "gated" else self.f_phase(angle)
+            if self.config.refine_mode == "gated":
+                step = 2.0 * torch.sigmoid(a_u.float()) * update
+            else:
+                step = torch.polar(torch.sigmoid(a_u.float()), math.pi * torch.tanh(p_u.float()))
+            obj = self.apply_support(obj + alpha[k] * step)
         return obj
 
     def forward(self, counts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

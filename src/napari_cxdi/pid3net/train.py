@@ -9,6 +9,14 @@ model = trainer.model              # best weights (lowest epoch loss), eval mode
 Adam with cosine decay to ``lr x lr_final_factor`` (official code), batches of windows sampled
 across the movie without replacement each epoch, seedable, AMP on CUDA, early stop on an R_f plateau,
 and on CUDA out-of-memory the batch is halved with a warning instead of a crash.
+
+Held-out validation (default, ``holdout_fraction`` = 0.1): every frame's photons are split by binomial
+thinning into a training part (90 %) and a held-out part (10 %), two independent Poisson measurements.
+The network sees and fits only the training part (its input rescaled to the full dose, its predicted
+intensity scaled by 0.9 in the loss); the Poisson NLL of the held-out part against 0.1 x the predicted
+intensity is summed over each epoch (every window once). The state with the lowest held-out NLL is
+kept, training stops when it has not improved for ``holdout_patience`` epochs, and an epoch whose
+R_f falls clearly below the noise floor of its own predicted intensity is never kept and ends training.
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from ..errors import ConfigError, TrainingDivergedError
 from ..io.validate import check_probe
 from ..physics.mixed_state import split_unmeasured
 from .config import PID3NetConfig
-from .data import FrameWindows
-from .losses import diffraction_loss, total_variation_3d
+from ..physics.thinning import expected_poisson_rf
+from .data import FrameWindows, ThinnedWindows
+from .losses import diffraction_loss, poisson_deviance, total_variation_3d
 from .model import PID3Net
 
 
@@ -77,7 +86,12 @@ class PID3NetTrainer:
         elif model.frame_size != shape[1]:
             raise ConfigError(f"the model was trained on {model.frame_size}px frames, this movie has {shape[1]}px")
         self.model = model.to(self.device)
-        self.windows = FrameWindows(movie, self.config.frames, self.device)
+        if self.config.holdout_fraction > 0:
+            self.windows: FrameWindows = ThinnedWindows(movie, self.config.frames, self.device,
+                                                        self.config.holdout_fraction, self.config.seed)
+        else:
+            self.windows = FrameWindows(movie, self.config.frames, self.device)
+        self.keep = 1.0 - self.config.holdout_fraction
         if not 0 <= preview_frame < shape[0]:
             raise ConfigError(f"preview frame {preview_frame} is outside the movie (0..{shape[0] - 1})")
         self.preview_frame = preview_frame
@@ -93,6 +107,14 @@ class PID3NetTrainer:
         use_amp = self.config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if use_amp else None
         self._rng = np.random.default_rng(self.config.seed)
+        self._noise_generator = torch.Generator(device=self.device)
+        self._noise_generator.manual_seed(0 if self.config.seed is None else int(self.config.seed))
+        self.best_heldout = math.inf
+        self.best_epoch: int | None = None
+        self.best_below_floor = False  # the kept state is a fallback below the noise floor
+        self.best_score = math.inf
+        self.lowest_heldout = math.inf
+        self.best_floor_ratio = 0.0
 
     # -- schedule --------------------------------------------------------------------------------
     @property
@@ -111,14 +133,21 @@ class PID3NetTrainer:
         return floor + 0.5 * (c.lr - floor) * (1 + math.cos(math.pi * progress))
 
     # -- one optimisation step ----------------------------------------------------------------------
+    def network_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        """The training part of the counts rescaled to the full dose (what the network and its refinement see)."""
+        return counts / self.keep if self.keep < 1.0 else counts
+
     def loss_terms(self, counts: torch.Tensor) -> dict[str, torch.Tensor]:
-        obj = self.model(counts)
+        """Loss of a batch of (training-part) counts; ``predicted`` is the model's intensity at the training dose."""
+        obj = self.model(self.network_counts(counts))
         predicted = self.model.predicted_intensity(obj)
+        if self.keep < 1.0:
+            predicted = predicted * self.keep
         diff = diffraction_loss(self.config.loss, predicted, counts, self.config.poisson_threshold)
         tv = total_variation_3d(obj)
         return {"loss": diff + self.config.tv_weight * tv, "diffraction": diff, "tv": tv, "predicted": predicted}
 
-    def _optimise(self, counts: torch.Tensor) -> dict[str, float]:
+    def _optimise(self, counts: torch.Tensor, heldout: torch.Tensor | None = None) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
         terms = self.loss_terms(counts)
         if self.scaler is not None:
@@ -128,20 +157,29 @@ class PID3NetTrainer:
         else:
             terms["loss"].backward()
             self.optimizer.step()
-        return {
+        predicted = terms["predicted"].detach().float()
+        values = {
             "loss": float(terms["loss"].detach()),
             "diffraction_loss": float(terms["diffraction"].detach()),
             "tv": float(terms["tv"].detach()),
-            "rf": batch_r_factor(terms["predicted"].detach(), counts),
+            "rf": batch_r_factor(predicted, counts),
+            "rf_floor": expected_poisson_rf(predicted, generator=self._noise_generator, valid=torch.isfinite(counts)),
         }
+        if heldout is not None:
+            # the prediction never saw the held-out photons: an unbiased score of the fit
+            scale = self.config.holdout_fraction / self.keep
+            values["heldout_nll"] = float(poisson_deviance(predicted * scale, heldout, threshold=0.0))
+        return values
 
     def _train_step(self, starts: np.ndarray) -> tuple[dict[str, float], list[dict]]:
         """One step; on CUDA OOM the batch is halved (warning events) and the step retried."""
         warnings: list[dict] = []
         while True:
             try:
-                counts = self.windows.batch(starts[: self.batch_size])
-                return self._optimise(counts), warnings
+                batch = starts[: self.batch_size]
+                counts = self.windows.batch(batch)
+                heldout = self.windows.heldout_batch(batch) if isinstance(self.windows, ThinnedWindows) else None
+                return self._optimise(counts, heldout), warnings
             except Exception as exc:  # noqa: BLE001
                 if not (self.device.type == "cuda" and is_out_of_memory(exc)) or self.batch_size == 1:
                     raise
@@ -157,7 +195,7 @@ class PID3NetTrainer:
         was_training = self.model.training
         self.model.eval()
         start = min(max(self.preview_frame - self.config.frames // 2, 0), self.windows.n_frames - self.config.frames)
-        obj = self.model(self.windows.batch([start]))[0, self.preview_frame - start]
+        obj = self.model(self.network_counts(self.windows.batch([start])))[0, self.preview_frame - start]
         self.model.train(was_training)
         return {
             "event": "preview", "step": self.step, "frame": self.preview_frame,
@@ -174,11 +212,12 @@ class PID3NetTrainer:
             "event": "start", "total_steps": self.total_steps, "epochs": c.epochs, "steps_per_epoch": self.steps_per_epoch,
             "n_parameters": self.model.n_parameters(), "device": str(self.device), "variant": c.name,
         }
-        best_rf, stale = math.inf, 0
+        best_rf, stale, stale_heldout = math.inf, 0, 0
+        holdout = isinstance(self.windows, ThinnedWindows)
         try:
             for epoch in range(c.epochs):
                 order = self._rng.permutation(self.windows.n_windows)
-                sums = {"loss": 0.0, "rf": 0.0}
+                sums = {"loss": 0.0, "rf": 0.0, "rf_floor": 0.0, "heldout_nll": 0.0}
                 n = 0
                 for b in range(self.steps_per_epoch):
                     starts = order[b * self.batch_size : (b + 1) * self.batch_size]
@@ -194,8 +233,8 @@ class PID3NetTrainer:
                     if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                         self._checkpoint()
                     n += 1
-                    sums["loss"] += values["loss"]
-                    sums["rf"] += values["rf"]
+                    for key in sums:
+                        sums[key] += values.get(key, 0.0)
                     elapsed = time.perf_counter() - t0
                     yield {
                         "event": "step", "epoch": epoch, "step": self.step, "total_steps": self.total_steps, "lr": lr,
@@ -205,14 +244,40 @@ class PID3NetTrainer:
                     if c.preview_every and self.step % c.preview_every == 0:
                         yield self.preview()
                 record = {"epoch": epoch, "loss": sums["loss"] / max(n, 1), "rf": sums["rf"] / max(n, 1),
-                          "lr": lr, "elapsed_s": time.perf_counter() - t0}
+                          "rf_floor": sums["rf_floor"] / max(n, 1), "lr": lr, "elapsed_s": time.perf_counter() - t0}
+                if holdout:
+                    record["heldout_nll"] = sums["heldout_nll"] / max(n, 1)
+                below_floor = c.noise_floor_margin is not None and record["rf"] < record["rf_floor"] * (1 - c.noise_floor_margin)
+                record["below_noise_floor"] = bool(below_floor)
                 self.history.append(record)
-                if record["loss"] < self.best_loss:
+                # stopping: the held-out NLL of every epoch; keeping: the best held-out NLL among the epochs
+                # whose R_f is not clearly below the noise floor (until one is, the closest to the floor)
+                if holdout:
+                    if record["heldout_nll"] < self.lowest_heldout * (1 - c.holdout_tol):
+                        self.lowest_heldout, stale_heldout = record["heldout_nll"], 0
+                    else:
+                        stale_heldout += 1
+                score = record["heldout_nll"] if holdout else record["loss"]
+                if below_floor:
+                    ratio = record["rf"] / max(record["rf_floor"], 1e-12)
+                    keep = self.best_state is None or (self.best_below_floor and ratio > self.best_floor_ratio)
+                    if keep:
+                        self.best_floor_ratio = ratio
+                else:
+                    keep = self.best_state is None or self.best_below_floor or score < self.best_score
+                if keep:
+                    self.best_below_floor = below_floor
+                    self.best_score = score if not below_floor else math.inf
                     self.best_loss = record["loss"]
+                    self.best_heldout = record.get("heldout_nll", math.inf)
+                    self.best_epoch = epoch
                     self.best_state = copy.deepcopy(self.model.state_dict())
                 if not c.checkpoint_every:
                     self._checkpoint()
-                yield {"event": "epoch", **record}
+                yield {"event": "epoch", **record, "best_epoch": self.best_epoch}
+                if holdout and stale_heldout >= c.holdout_patience:
+                    self.stopped_reason = "heldout_rising"
+                    break
                 if c.early_stop_patience:
                     if record["rf"] < best_rf * (1 - c.early_stop_tol):
                         best_rf, stale = record["rf"], 0
@@ -227,6 +292,7 @@ class PID3NetTrainer:
                 self.stopped_reason = "cancelled"
             self.finish()
         yield {"event": "done", "stopped": self.stopped_reason, "history": self.history, "steps": self.step,
+               "best_epoch": self.best_epoch, "best_below_noise_floor": self.best_below_floor,
                "elapsed_s": time.perf_counter() - t0}
 
     def _check_finite(self, loss: float) -> None:
@@ -274,7 +340,7 @@ class PID3NetTrainer:
         self.model.train()
         starts = np.linspace(0, self.windows.n_windows - 1, min(max_windows, self.windows.n_windows)).astype(int)
         for i in range(0, len(starts), self.batch_size):
-            self.model(self.windows.batch(starts[i : i + self.batch_size]))
+            self.model(self.network_counts(self.windows.batch(starts[i : i + self.batch_size])))
         for m, momentum in saved:
             m.momentum = momentum
         self.model.eval()

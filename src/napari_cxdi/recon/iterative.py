@@ -8,6 +8,13 @@
 Both are generators that yield progress and return the objects [N, H, W] complex64.
 Outside the probe footprint the object is held at vacuum (1), as in PID3Net. Unmeasured pixels (NaN
 counts) are left free: the projections keep the model's modulus there and R_f leaves them out.
+
+Held-out validation, the same rule as PID3Net's (default ``holdout_fraction`` = 0.1): the counts are
+split by binomial thinning; the iterations use the training part (rescaled to the full dose for the
+modulus constraint) and the Poisson NLL of the held-out part is tracked per frame. A batch stops when
+no frame's held-out NLL has fallen for ``patience`` iterations; each frame keeps its iterate with the
+lowest held-out NLL among those whose R_f is not clearly (``noise_floor_margin``) below the noise
+floor of their own predicted intensity (where there is none, the iterate closest to the floor).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from ..io.validate import check_probe
 from ..physics.forward import diffraction_intensity
 from ..physics.mixed_state import mixed_state_update, split_unmeasured
 from ..physics.probe import support_mask
-from ..pid3net.data import FrameWindows
+from ..physics.thinning import poisson_nll_per_frame
+from ..pid3net.data import FrameWindows, ThinnedWindows
 
 METHODS = ("mixed-state", "mf-PIE")
 
@@ -51,19 +59,28 @@ class IterativeConfig:
     support_threshold: float = 0.02
     device: str = "auto"
     start_seed: int | None = None
+    holdout_fraction: float = 0.1
+    noise_floor_margin: float | None = 0.05
+    seed: int | None = 0
 
     def __post_init__(self):
         from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_fields
 
         check_fields(self, {"max_iter": AT_LEAST_ONE, "alpha": POSITIVE, "tol": NON_NEGATIVE, "patience": AT_LEAST_ONE,
                             "temporal_weight": NON_NEGATIVE, "tv_weight": NON_NEGATIVE, "batch_size": AT_LEAST_ONE,
-                            "support_threshold": UNIT_INTERVAL}, where="iterative config")
+                            "support_threshold": UNIT_INTERVAL, "holdout_fraction": (0, 1, True, False),
+                            "noise_floor_margin": UNIT_INTERVAL, "seed": NON_NEGATIVE, "start_seed": NON_NEGATIVE},
+                     where="iterative config")
 
     def validate(self) -> None:
         if self.max_iter < 1 or self.batch_size < 1 or self.alpha <= 0:
             raise ConfigError("max_iter, batch_size and alpha must be positive")
         if not 0 <= self.temporal_weight < 0.5:
             raise ConfigError("temporal_weight must be in [0, 0.5) for a stable averaging step")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.noise_floor_margin is not None and not 0.0 <= self.noise_floor_margin < 1.0:
+            raise ConfigError(f"noise_floor_margin must be in [0, 1) or None, got {self.noise_floor_margin}")
 
 
 def _rf(predicted: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor | None = None) -> float:
@@ -72,6 +89,21 @@ def _rf(predicted: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor | N
     if valid is not None:
         diff = torch.where(valid, diff, torch.zeros_like(diff))
     return float(diff.sum() / s.sum().clamp_min(1e-12))
+
+
+def _rf_and_floor_per_frame(predicted: torch.Tensor, measured: torch.Tensor, generator: torch.Generator | None,
+                            valid: torch.Tensor | None = None):
+    """Per-frame R_f of ``predicted`` against ``measured`` and its Poisson noise floor (physics/thinning.py),
+    over the measured pixels (``valid`` True) only."""
+    if valid is not None:
+        predicted = torch.where(valid, predicted, torch.zeros_like(predicted))
+        measured = torch.where(valid, measured, torch.zeros_like(measured))
+    sp = torch.sqrt(predicted.clamp_min(0))
+    sm = torch.sqrt(measured.clamp_min(0))
+    rf = (sp - sm).abs().sum(dim=(-2, -1)) / sm.sum(dim=(-2, -1)).clamp_min(1e-12)
+    sn = torch.sqrt(torch.poisson(predicted.clamp_min(0), generator=generator))
+    floor = (sn - sp).abs().sum(dim=(-2, -1)) / sn.sum(dim=(-2, -1)).clamp_min(1e-12)
+    return rf, floor
 
 
 def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -97,7 +129,12 @@ def iter_iterative(
     cfg = config or IterativeConfig()
     cfg.validate()
     device = resolve_device(cfg.device)
-    windows = FrameWindows(movie, 1, device)
+    holdout = cfg.holdout_fraction > 0
+    windows = (ThinnedWindows(movie, 1, device, cfg.holdout_fraction, cfg.seed) if holdout
+               else FrameWindows(movie, 1, device))
+    keep = 1.0 - cfg.holdout_fraction
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0 if cfg.seed is None else int(cfg.seed))
     probe_np = check_probe(probe, (windows.n_frames, *windows.frame_shape))
     p = torch.as_tensor(probe_np, device=device)
     support = torch.as_tensor(support_mask(probe_np, cfg.support_threshold), dtype=torch.float32, device=device)
@@ -108,13 +145,23 @@ def iter_iterative(
     for start in range(0, n, cfg.batch_size):
         stop = min(start + cfg.batch_size, n)
         lo, hi = max(start - halo, 0), min(stop + halo, n)
-        measured, valid = split_unmeasured(windows.frames(lo, hi))
+        train_counts = windows.frames(lo, hi)
+        measured, valid = split_unmeasured(train_counts / keep)  # the modulus constraint works at the full dose
+        train_zeroed = torch.nan_to_num(train_counts, nan=0.0)  # NaN = unmeasured (left out through valid)
         obj = torch.ones_like(measured, dtype=torch.complex64)
         if cfg.start_seed is not None:
             gen = torch.Generator().manual_seed(int(cfg.start_seed) * 1_000_003 + lo)
             phase = (torch.rand(obj.shape, generator=gen) * 2 - 1) * torch.pi
             obj = support * torch.polar(torch.ones_like(phase), phase).to(device) + (1 - support)
         history: list[float] = []
+        heldout = windows.heldout_frames(lo, hi) if holdout else None
+        best_obj = obj.clone()
+        best_nll = torch.full((hi - lo,), float("inf"), device=device)
+        best_ok = torch.zeros(hi - lo, dtype=torch.bool, device=device)  # kept iterate is above the floor
+        best_ratio = torch.zeros(hi - lo, device=device)
+        lowest_nll = torch.full((hi - lo,), float("inf"), device=device)  # over all iterates: the stopping rule
+        stale = 0
+        stopped = "max_iter"
         for it in range(cfg.max_iter):
             obj = obj + cfg.alpha * mixed_state_update(obj, p, measured, valid=valid)
             if method == "mf-PIE":
@@ -125,21 +172,53 @@ def iter_iterative(
                 if cfg.tv_weight > 0:
                     obj = obj - cfg.tv_weight * tv_gradient(obj)
             obj = support * obj + (1 - support)
-            rf = _rf(diffraction_intensity(p, obj), measured, valid)
+            predicted = diffraction_intensity(p, obj) * keep
+            rf = _rf(predicted, train_zeroed, valid)
             history.append(rf)
+            rf_frames, floor_frames = _rf_and_floor_per_frame(predicted, train_zeroed, generator, valid)
+            ok = (rf_frames >= floor_frames * (1 - cfg.noise_floor_margin) if cfg.noise_floor_margin is not None
+                  else torch.ones_like(best_ok))
+            ratio = rf_frames / floor_frames.clamp_min(1e-12)
+            if holdout:
+                nll = poisson_nll_per_frame(predicted * (cfg.holdout_fraction / keep), heldout, valid=valid)
+                better = ok & (~best_ok | (nll < best_nll))
+            else:
+                nll = torch.zeros_like(best_nll)
+                better = ok.clone()  # the latest iterate above the floor
+            fallback = ~ok & ~best_ok & (ratio > best_ratio)  # nothing above the floor yet: the closest to it
+            take = better | fallback
+            best_obj = torch.where(take[:, None, None], obj, best_obj)
+            best_nll = torch.where(better, nll, best_nll)
+            best_ratio = torch.where(fallback, ratio, best_ratio)
+            best_ok = best_ok | better
+            if holdout:
+                falling = nll < lowest_nll
+                lowest_nll = torch.minimum(lowest_nll, nll)
+                stale = 0 if bool(falling.any()) else stale + 1
+            event = {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
+                     "iteration": it + 1, "rf": rf, "rf_floor": float(floor_frames.mean()),
+                     "elapsed_s": time.perf_counter() - t0}
+            if holdout:
+                event["heldout_nll"] = float(nll.mean())
             if it % 5 == 0 or it == cfg.max_iter - 1:
-                yield {"event": "progress", "method": method, "frames_done": start, "total_frames": n,
-                       "iteration": it + 1, "rf": rf, "elapsed_s": time.perf_counter() - t0}
+                yield event
             if preview_frame is not None and it % 20 == 9 and lo <= preview_frame < hi:  # early previews
                 k = preview_frame - lo
                 yield {"event": "preview", "method": method, "frame": int(preview_frame),
                        "amplitude": obj[k].abs().cpu().numpy(), "phase": torch.angle(obj[k]).cpu().numpy(),
                        "frames_done": start, "total_frames": n, "iteration": it + 1, "rf": rf}
-            if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
+            if holdout and stale >= cfg.patience:
+                stopped = "heldout_rising"
                 break
-        out[start:stop] = obj[start - lo : start - lo + (stop - start)].cpu().numpy()
+            if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
+                stopped = "rf_plateau"
+                break
+        final = best_obj
+        out[start:stop] = final[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
-               "rf": history[-1], "elapsed_s": time.perf_counter() - t0}
+               "rf": history[-1], "stopped": stopped, "elapsed_s": time.perf_counter() - t0,
+               "below_noise_floor_frames": int((~best_ok).sum()),
+               **({"heldout_nll": float(best_nll[best_ok].mean())} if holdout and bool(best_ok.any()) else {})}
         if preview_frame is not None:
             k = int(min(max(preview_frame, start), stop - 1))
             yield {"event": "preview", "method": method, "frame": k, "amplitude": np.abs(out[k]),

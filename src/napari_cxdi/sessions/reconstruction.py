@@ -204,6 +204,7 @@ class ReconstructionSession(RunSession):
         self.history: list[dict] = []
         self.cancelled_model = None  # the best weights of a cancelled run: never reused automatically
         self.losses: list[tuple[int, float]] = []
+        self.heldout: list[tuple[int, float]] = []  # (step, held-out Poisson NLL) per epoch (docs/fidelity.md)
         self.t_start: float | None = None
         self.t_first_preview: float | None = None
         self.previews = 0
@@ -211,6 +212,7 @@ class ReconstructionSession(RunSession):
     def begin(self, job: str = "") -> Any:
         event = super().begin(job or f"starting {self.settings.method}")
         self.losses = []
+        self.heldout = []
         self.t_start, self.t_first_preview, self.previews = time.perf_counter(), None, 0
         self.losses_changed.emit()
         return event
@@ -236,6 +238,9 @@ class ReconstructionSession(RunSession):
                                 f"loss {event['loss']:.4g}, R_f {event['rf']:.3f}, ETA {format_duration(event['eta_s'])}")
             if event["step"] % 5 == 0 or event["step"] == event["total_steps"] or event["step"] <= 2:
                 self.losses_changed.emit()
+        elif stage == "train" and kind == "epoch" and "heldout_nll" in event:
+            step = self.losses[-1][0] if self.losses else 0
+            self.heldout.append((step, event["heldout_nll"]))  # drawn with the next loss redraw (draws are slow)
         elif stage == "inference" and kind == "progress":
             self.set_progress(event["done"], event["total"])
             self.set_status(f"inference: {event['frames_done']} frames ({event['frames_per_s']:.1f} frames/s)")

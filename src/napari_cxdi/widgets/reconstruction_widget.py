@@ -492,7 +492,11 @@ class ReconstructionWidget(ScrollingDock):
             ax = self.plots.clear(0, "R_f while iterating", "progress event (every 5 iterations)", "R_f")
         if self.session.losses:
             steps, losses = zip(*self.session.losses)
-            ax.semilogy(steps, np.maximum(losses, 1e-12), color="#f0a030", lw=1)
+            ax.semilogy(steps, np.maximum(losses, 1e-12), color="#f0a030", lw=1, label="training loss")
+        if self.session.heldout:  # the held-out Poisson NLL: training stops when it rises (docs/fidelity.md)
+            steps, nll = zip(*self.session.heldout)
+            ax.semilogy(steps, np.maximum(nll, 1e-12), color="#60d0a0", lw=1, marker=".", label="held-out NLL")
+            self.plots.legend(ax)
         self.plots.draw_idle()
 
     def _on_done(self, result: Reconstruction) -> None:
