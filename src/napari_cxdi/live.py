@@ -625,3 +625,82 @@ def live(source, progress=None, **kwargs) -> LiveSummary:
     from .progress import drain
 
     return drain(iter_live(source, **kwargs), progress)
+
+
+# --------------------------------------------------------------------------- a session for viewers
+class LiveSession:
+    """The growing arrays a viewer shows (Qt-free): counts, amplitude, phase [n, m, m], detections and tracks.
+
+    :meth:`add` takes a ``frames`` event of :func:`iter_live` (frames must continue where the session ends;
+    an event that does not is refused with ``False`` so the caller can :meth:`load` the output instead);
+    :meth:`load` replaces everything with what a live output holds (used when a run resumes).
+    Buffers grow by doubling, so the arrays handed out are views ``[:n]`` (no copy per update).
+    """
+
+    def __init__(self):
+        self.n = 0
+        self._buf: dict[str, np.ndarray] = {}
+        self.tracks = pd.DataFrame({c: pd.Series(dtype=float) for c in TRACK_COLUMNS})
+
+    def _ensure(self, extra: int, m: int) -> None:
+        cap = len(self._buf["phase"]) if self._buf else 0
+        if self.n + extra <= cap:
+            return
+        new = max(16, 2 * cap, self.n + extra)
+        fresh = {"counts": np.full((new, m, m), np.nan, np.float32), "amplitude": np.ones((new, m, m), np.float32),
+                 "phase": np.zeros((new, m, m), np.float32)}
+        for k, v in self._buf.items():
+            fresh[k][: self.n] = v[: self.n]
+        self._buf = fresh
+
+    def _put(self, start: int, counts, objects) -> None:
+        k, m = len(objects), objects.shape[-1]
+        self._ensure(start + k - self.n, m)
+        self._buf["counts"][start : start + k] = counts
+        self._buf["amplitude"][start : start + k] = np.abs(objects)
+        self._buf["phase"][start : start + k] = np.angle(objects)
+        self.n = start + k
+
+    def add(self, event: dict) -> bool:
+        start, objects = int(event["start"]), np.asarray(event["objects"])
+        if start != self.n:
+            return False
+        self._put(start, event["counts"], objects)
+        new = event.get("tracks")
+        if new is not None and len(new):
+            self.tracks = pd.concat([self.tracks, new[list(TRACK_COLUMNS)]], ignore_index=True)
+        return True
+
+    def load(self, path: str | Path) -> None:
+        data = read_live_output(path)
+        self.n = 0
+        self._buf = {}
+        if data["frames_complete"]:
+            self._put(0, data["counts"], data["objects"])
+        self.tracks = data["tracks"].reset_index(drop=True)
+
+    def _view(self, name: str) -> np.ndarray:
+        return self._buf[name][: self.n] if self._buf else np.zeros((0, 1, 1), np.float32)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self._view("counts")
+
+    @property
+    def amplitude(self) -> np.ndarray:
+        return self._view("amplitude")
+
+    @property
+    def phase(self) -> np.ndarray:
+        return self._view("phase")
+
+    def points(self) -> np.ndarray:
+        """Detections as napari points [n, 3] (frame, y, x)."""
+        return self.tracks[["frame", "y", "x"]].to_numpy(float) if len(self.tracks) else np.zeros((0, 3))
+
+    def track_data(self) -> np.ndarray:
+        """napari tracks [n, 4] (particle, frame, y, x), sorted by particle then frame."""
+        if not len(self.tracks):
+            return np.zeros((0, 4))
+        t = self.tracks.sort_values(["particle", "frame"])
+        return t[["particle", "frame", "y", "x"]].to_numpy(float)

@@ -406,8 +406,8 @@ def follow(follower: Follower, block_frames: int = 8, idle_timeout_s: float | No
     while cancel is None or not cancel.is_set():
         block = follower.poll(block_frames)
         if block is not None:
-            last = time.monotonic()
             yield {"event": "frames", "block": block}
+            last = time.monotonic()  # idle time counts from here: the consumer's work on a block is not idleness
             continue
         idle = time.monotonic() - last
         if idle_timeout_s is not None and idle >= idle_timeout_s:
