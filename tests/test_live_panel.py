@@ -60,7 +60,7 @@ def test_live_toggle_grows_layers_stops_and_resumes(make_napari_viewer, qtbot, t
         return False
 
     qtbot.waitUntil(grown, timeout=40_000)
-    assert len(sizes) >= 2 and sizes == sorted(sizes)  # the layers grew block by block
+    assert len(panel.layer_sizes) >= 2 and panel.layer_sizes == sorted(panel.layer_sizes)  # grew block by block
     assert viewer.dims.current_step[0] == 7  # follows the newest frame
     panel.live_button.setChecked(False)  # stop
     wait_stopped(qtbot, panel)

@@ -36,6 +36,7 @@ class LivePanel(QWidget):
         self._cancel = threading.Event()
         self.summary = None
         self.error: Exception | None = None
+        self.layer_sizes: list[int] = []  # frames in the layers after each update (how they grew)
         self._build()
 
     def _path_row(self, form, label: str, placeholder: str, folder: bool = False) -> QLineEdit:
@@ -213,6 +214,7 @@ class LivePanel(QWidget):
                 layers["live tracks"].data = tracks
             else:
                 self.viewer.add_tracks(tracks, name="live tracks", tail_length=20)
+        self.layer_sizes.append(s.n)
         if follow:
             self.viewer.dims.set_current_step(0, s.n - 1)
 
