@@ -362,7 +362,7 @@ class _Reconstructor:
             from .recon import IterativeConfig, iter_iterative
 
             icfg = IterativeConfig(max_iter=self.cfg.max_iter, device=self.cfg.device, batch_size=max(len(frames), 1))
-            objects = yield from iter_iterative(frames, self.probe, self.cfg.method, icfg)
+            objects = yield from iter_iterative(frames, self.probe, self.cfg.method, icfg, release_memory=False)
             return n_before, np.asarray(objects)
         T = self.T
         ctx = self.context if self.context is not None else frames[:0]
@@ -595,6 +595,9 @@ def iter_live(
         follower.close()
         if out is not None:
             out.close(complete=True)
+        from .devices import free_device_memory
+
+        free_device_memory()
     elapsed = time.perf_counter() - t_start
     lat = np.asarray(latencies)
     n_tracks = 0

@@ -74,9 +74,13 @@ def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 def iter_iterative(
-    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None
+    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None, *, release_memory: bool = True
 ) -> Generator[dict[str, Any], None, np.ndarray]:
-    """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W]."""
+    """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W].
+
+    ``release_memory=False`` skips the garbage collection / cache release at the end (live mode calls this
+    per block of a few frames, where a full ``gc.collect`` would dominate the latency).
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown iterative method {method!r}; choose one of {', '.join(METHODS)}")
     cfg = config or IterativeConfig()
@@ -116,7 +120,8 @@ def iter_iterative(
         out[start:stop] = obj[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
                "rf": history[-1], "elapsed_s": time.perf_counter() - t0}
-    free_device_memory(device)
+    if release_memory:
+        free_device_memory(device)
     return out
 
 
