@@ -452,6 +452,9 @@ def iter_live(
     from .io.validate import check_probe
     from .tracking.detect import DetectionConfig
 
+    unknown = sorted(set(overrides) - set(LiveConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown live-mode option(s) {', '.join(unknown)}; known: {', '.join(LiveConfig.__dataclass_fields__)}")
     cfg = (config or LiveConfig()).with_(**overrides) if overrides else (config or LiveConfig())
     if method is not None:
         cfg = cfg.with_(method=method)
