@@ -292,3 +292,17 @@ def test_cli_watch(movie, tmp_path, capsys):
     assert "frames/s" in text and "latency" in text
     assert read_live_output(out)["frames_complete"] == 5
     assert main(["watch", str(src), "--idle-timeout", "0.3", "-o", str(tmp_path / "x.cxi")]) == 2
+
+
+def test_live_options_are_validated(movie, tmp_path):
+    from napari_cxdi.errors import ConfigError
+    from napari_cxdi.live import LiveConfig
+
+    _, probe, _ = movie
+    with pytest.raises(ConfigError, match="unknown live-mode option"):
+        drain(iter_live(tmp_path / "x.h5", probe=probe, bogus=1))
+    with pytest.raises(ConfigError, match="idle timeout"):
+        LiveConfig(idle_timeout_s=-1).validate()
+    with pytest.raises(ConfigError, match="block_frames"):
+        LiveConfig(block_frames=0).validate()
+    assert LiveConfig.from_dict(LiveConfig(max_iter=7).to_dict()) == LiveConfig(max_iter=7)
