@@ -21,7 +21,7 @@ _EXPORTS = {
     "simulate_aunp": "simulate", "simulate_test_chart": "simulate",
     "PID3Net": "pid3net", "PID3NetConfig": "pid3net", "load_checkpoint": "pid3net", "save_checkpoint": "pid3net",
     "resolve_device": "devices",
-    "iter_live": "live", "live": "live", "LiveConfig": "live", "read_live_output": "live",
+    "iter_live": "live", "LiveConfig": "live", "read_live_output": "live",
 }
 
 __all__ = ["__version__", *_EXPORTS]
