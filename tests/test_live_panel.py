@@ -90,3 +90,24 @@ def test_live_toggle_grows_layers_stops_and_resumes(make_napari_viewer, qtbot, t
     assert viewer.dims.current_step[0] == 2
     assert not panel.live_button.isChecked()
     assert len(gaps) > 10  # the event loop kept running while frames streamed in (latency: benchmarks/bench_live.py)
+
+
+def test_live_events_fill_points_and_tracks_layers(make_napari_viewer):
+    import pandas as pd
+
+    viewer = make_napari_viewer()
+    panel = LivePanel(viewer)
+    m = 16
+    for start in (0, 2):
+        tracks = pd.DataFrame({"frame": [start, start, start + 1, start + 1], "y": [4.0, 10.0, 4.5, 10.5],
+                               "x": [4.0, 10.0, 4.5, 10.5], "particle": [0, 1, 0, 1], "diameter_nm": 1.0, "contrast": 0.1})
+        panel._on_event({"event": "frames", "start": start, "counts": np.ones((2, m, m), np.float32),
+                         "objects": np.exp(1j * np.full((2, m, m), 0.5, np.float32)), "tracks": tracks,
+                         "latency_s": 0.1, "frames_per_s": 10.0})
+    assert len(viewer.layers[LAYERS[2]].data) == 4
+    np.testing.assert_allclose(viewer.layers[LAYERS[2]].data, 0.5, atol=1e-6)
+    assert len(viewer.layers["live detections"].data) == 8
+    assert viewer.layers["live tracks"].data.shape == (8, 4)
+    assert sorted(set(viewer.layers["live tracks"].data[:, 0])) == [0, 1]
+    # an event out of step (a gap) is refused by the session, not silently appended
+    assert not panel.session.add({"start": 7, "objects": np.ones((1, m, m), np.complex64), "counts": np.ones((1, m, m))})
