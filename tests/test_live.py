@@ -306,3 +306,35 @@ def test_live_options_are_validated(movie, tmp_path):
     with pytest.raises(ConfigError, match="block_frames"):
         LiveConfig(block_frames=0).validate()
     assert LiveConfig.from_dict(LiveConfig(max_iter=7).to_dict()) == LiveConfig(max_iter=7)
+
+
+def test_live_detector_frames_masked_centred_cropped(movie, tmp_path):
+    """A 48x48 detector with the file's pixel mask and beam centre, plus an extra mask: cropped to the probe's 32."""
+    counts, probe, d = movie
+    big = np.zeros((len(counts), 48, 48), np.uint32)
+    y0, x0 = 10, 6  # the 32x32 pattern sits here: beam centre at (10 + 16, 6 + 16)
+    big[:, y0 : y0 + M, x0 : x0 + M] = counts
+    file_mask = np.zeros((48, 48), np.uint32)
+    file_mask[y0 + 3, x0 + 5] = 1  # a dead pixel the file records
+    extra = np.zeros((48, 48), bool)
+    extra[y0 + 20, x0 + 20] = True
+    src = tmp_path / "det.h5"
+    with h5py.File(src, "w", libver="latest") as f:
+        f.create_dataset("entry/data/data", data=big[:4], maxshape=(None, 48, 48), chunks=(1, 48, 48))
+        det = f.create_group("entry/instrument/detector")
+        det.create_dataset("pixel_mask", data=file_mask)
+        det.create_dataset("beam_center_x", data=float(x0 + 16))
+        det.create_dataset("beam_center_y", data=float(y0 + 16))
+    from napari_cxdi.api import DetectorSettings
+
+    out = tmp_path / "det_live.cxi"
+    summary = drain(iter_live(src, output=out, detector=DetectorSettings(mask=extra), **{**_baseline_kwargs(probe),
+                                                                                       "idle_timeout_s": 0.3, "settle_s": 0.0}))
+    assert summary.frames_total == 4
+    got = read_live_output(out)["counts"]
+    assert got.shape == (4, M, M)
+    expect = counts[:4].astype(np.float32)
+    expect[:, 3, 5] = np.nan
+    expect[:, 20, 20] = np.nan
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expect))
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(expect))
