@@ -24,7 +24,6 @@ Writes ``benchmarks/results/live.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading

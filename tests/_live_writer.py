@@ -74,8 +74,7 @@ def tiff(folder, frames, rate):
     for i, frame in enumerate(frames):
         time.sleep(1.0 / rate)
         final = folder / f"frame_{i:05d}.tif"
-        if i % 2:
-            data = tifffile.memmap  # noqa: F841 - (in place, in two halves, with a pause)
+        if i % 2:  # in place, in two halves, with a pause
             tifffile.imwrite(final, frame)
             raw = final.read_bytes()
             final.write_bytes(raw[: len(raw) // 2])
