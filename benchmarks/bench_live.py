@@ -15,7 +15,7 @@ baseline with a fixed number of iterations):
 
     python benchmarks/bench_live.py              # CPU (torch threads: 1; the machine may be shared)
     python benchmarks/bench_live.py --frames 40  # more frames
-    python benchmarks/bench_live.py --small-model  # PID3Net F = 4, K = 2 (what a loaded 2-core CPU can follow)
+    python benchmarks/bench_live.py --small-model  # PID3Net F = 4, refinement width 8, K = 2 (as bench_reconstruction --quick)
 
 With CUDA available the same measurements are repeated on the GPU (goal: 100 frames/s at m = 128).
 Writes ``benchmarks/results/live.json``.
@@ -145,11 +145,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--max-iter", type=int, default=20)
     ap.add_argument("--block", type=int, default=4)
-    ap.add_argument("--small-model", action="store_true", help="PID3Net width 4, K = 2 (default: the default model, F = 8, K = 5)")
+    ap.add_argument("--small-model", action="store_true", help="PID3Net F = 4, refinement width 8, K = 2 (the size of bench_reconstruction --quick; default: the default model)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "live.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    small = {"width": 4, "refine_steps": 2} if args.small_model else {}
+    small = {"width": 4, "refine_width": 8, "refine_steps": 2} if args.small_model else {}
     rows = bench("cpu", args.sizes, args.frames, args.max_iter, args.block, small)
     if torch.cuda.is_available():
         rows += bench("cuda", args.sizes, max(args.frames, 200), args.max_iter, 16, {})
