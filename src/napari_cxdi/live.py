@@ -183,7 +183,15 @@ class LiveOutput:
             resume = 0
         else:
             check_output(path, overwrite=True, protected=protected)
-        f = h5py.File(path, "a", libver="latest")
+        try:
+            f = h5py.File(path, "a", libver="latest")
+        except OSError as exc:
+            if "already open for write" not in str(exc):
+                raise
+            # an SWMR writer killed (kill -9, power cut) leaves the file's "open for write" flags set: copy its
+            # confirmed frames into a fresh file and publish that atomically (what h5clear + truncate would do)
+            cls._rebuild(path, resume, source, m, probe, config, metadata)
+            f = h5py.File(path, "a", libver="latest")
         g = f[LIVE_GROUP]
         if f["entry_1/image_1/data"].shape[1:] != (m, m):
             f.close()
@@ -200,6 +208,32 @@ class LiveOutput:
         g.attrs["runs"] = int(g.attrs.get("runs", 0)) + 1
         f.swmr_mode = True
         return cls(path, f, resume)
+
+    @classmethod
+    def _rebuild(cls, path: Path, n: int, source, m: int, probe, config: dict, metadata: dict) -> None:
+        old = read_live_output(path)
+        if old["objects"].shape[1:] != (m, m):
+            raise OutputExistsError(f"{path}: holds {old['objects'].shape[1:]} frames, this run makes {m}x{m}; "
+                                    "choose another output name")
+        tmp = temporary_name(path)
+        try:
+            with h5py.File(tmp, "w", libver="latest") as f:
+                cls._create(f, source, m, probe, config, metadata)
+                f[LIVE_GROUP].attrs["runs"] = old["runs"]
+                for name, values in (("entry_1/image_1/data", old["objects"][:n]),
+                                     ("entry_1/instrument_1/detector_1/data", old["counts"][:n]),
+                                     (f"{LIVE_GROUP}/source_frame", old["source_frame"][:n]),
+                                     (f"{LIVE_GROUP}/seen_s", old["seen_s"][:n]), (f"{LIVE_GROUP}/done_s", old["done_s"][:n])):
+                    f[name].resize(len(values), axis=0)
+                    f[name][:] = values
+                tracks = old["tracks"]
+                for c in TRACK_COLUMNS:
+                    f[f"{TRACK_GROUP}/{c}"].resize(len(tracks), axis=0)
+                    f[f"{TRACK_GROUP}/{c}"][:] = tracks[c].to_numpy()
+                f[f"{LIVE_GROUP}/frames_complete"][0] = n
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _create(f: h5py.File, source, m: int, probe, config: dict, metadata: dict) -> None:
