@@ -22,6 +22,7 @@ _EXPORTS = {
     "PID3Net": "pid3net", "PID3NetConfig": "pid3net", "load_checkpoint": "pid3net", "save_checkpoint": "pid3net",
     "resolve_device": "devices",
     "iter_batch": "batch", "BatchConfig": "batch",  # the blocking form: napari_cxdi.batch.batch / api.batch
+    "iter_live": "live", "LiveConfig": "live", "read_live_output": "live",
 }
 
 __all__ = ["__version__", *_EXPORTS]

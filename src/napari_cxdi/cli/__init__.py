@@ -15,7 +15,7 @@ from .._version import __version__
 from ..errors import CXDIError
 
 # Sub-command modules, in the order they appear in ``--help``.
-SUBCOMMAND_MODULES = ("simulate", "info", "reconstruct", "batch", "track", "scann", "speckle", "gui")
+SUBCOMMAND_MODULES = ("simulate", "info", "reconstruct", "batch", "watch", "track", "scann", "speckle", "gui")
 
 
 def build_parser() -> argparse.ArgumentParser:

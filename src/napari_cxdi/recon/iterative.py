@@ -116,13 +116,16 @@ def tv_gradient(obj: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 def iter_iterative(
-    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None, preview_frame: int | None = None
+    movie, probe, method: str = "mixed-state", config: IterativeConfig | None = None, preview_frame: int | None = None,
+    *, release_memory: bool = True,
 ) -> Generator[dict[str, Any], None, np.ndarray]:
     """Run ``mixed-state`` or ``mf-PIE`` on every frame; yields progress, returns objects [N, H, W].
 
     ``preview_frame``: after every batch a ``{"event": "preview"}`` with the amplitude and phase of the
     batch's frame nearest to it, and every 20 iterations of the batch that holds it (so a viewer shows a
-    first result within seconds).
+    first result within seconds). ``release_memory=False`` skips the garbage collection / cache release
+    at the end (live mode calls this per block of a few frames, where a full ``gc.collect`` would
+    dominate the latency).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown iterative method {method!r}; choose one of {', '.join(METHODS)}")
@@ -224,7 +227,8 @@ def iter_iterative(
             yield {"event": "preview", "method": method, "frame": k, "amplitude": np.abs(out[k]),
                    "phase": np.angle(out[k]).astype(np.float32), "frames_done": stop, "total_frames": n,
                    "iterations": it + 1, "rf": history[-1]}
-    free_device_memory(device)
+    if release_memory:
+        free_device_memory(device)
     return out
 
 
