@@ -187,7 +187,8 @@ def test_iter_live_baseline_follows_writer_and_matches_offline(movie, tmp_path):
     # each block is the same per-frame baseline as an offline run of those frames
     from napari_cxdi.recon import IterativeConfig, run_iterative
 
-    offline = run_iterative(counts[:4].astype(np.float32), probe, "mixed-state", IterativeConfig(max_iter=8, device="cpu", batch_size=4))
+    offline = run_iterative(counts[:4].astype(np.float32), probe, "mixed-state", IterativeConfig(max_iter=8, device="cpu", batch_size=4,
+                                                                                       holdout_fraction=0.0, noise_floor_margin=None))
     np.testing.assert_allclose(res["objects"][:4], offline, atol=1e-4)
     assert np.all(res["done_s"] >= res["seen_s"])
     # the output is the same file kind the rest of napari-cxdi reads

@@ -395,7 +395,10 @@ class _Reconstructor:
         if self.model is None:
             from .recon import IterativeConfig, iter_iterative
 
-            icfg = IterativeConfig(max_iter=self.cfg.max_iter, device=self.cfg.device, batch_size=max(len(frames), 1))
+            # fixed iterations per block, no held-out split: a frame's result must not depend on where the
+            # blocks of a stream happen to start (the held-out rule stops and thins per batch)
+            icfg = IterativeConfig(max_iter=self.cfg.max_iter, device=self.cfg.device, batch_size=max(len(frames), 1),
+                                   holdout_fraction=0.0, noise_floor_margin=None)
             objects = yield from iter_iterative(frames, self.probe, self.cfg.method, icfg, release_memory=False)
             return n_before, np.asarray(objects)
         T = self.T
