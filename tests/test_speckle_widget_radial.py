@@ -35,7 +35,7 @@ def test_dock_by_name_warns_and_draws_rings(make_napari_viewer, qtbot, monkeypat
     assert not errors
     assert widget.last_result["ood"].tolist() == [True]
     assert warned and "outside the training domain of speckle-mono" in warned[-1]
-    assert "outside the model's training domain" in widget.result_label.text()
+    assert "outside the training domain" in widget.result_label.text()
 
     _run(qtbot, widget, widget.explain)
     assert not errors

@@ -80,9 +80,9 @@ def test_api_train_writes_periodic_checkpoints_and_nan_keeps_the_last_good_one(m
     real = PID3NetTrainer._optimise
     calls = {"n": 0}
 
-    def optimise(self, batch):
+    def optimise(self, batch, *heldout):
         calls["n"] += 1
-        values = real(self, batch)
+        values = real(self, batch, *heldout)
         if calls["n"] == 5:  # the 5th step diverges
             values["loss"] = math.nan
         return values
