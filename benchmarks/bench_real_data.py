@@ -6,10 +6,10 @@
    cropped to the probe). Phase SSIM and R_f are compared with the same movie clean and cropped, and
    with the old behaviour (gaps taken as zero counts). Goal: within 0.03 SSIM of the clean movie.
 2. Throughput. A 1000-frame 1065 x 1030 uint32 bitshuffle/LZ4 EIGER file is cropped (mask, invalid
-   values, 64 x 64 window; and 2 x 2 binning) 8-frame slice by slice (and in one compute, as
+   values, 64 x 64 window; and 2 x 2 binning) 32-frame slice by slice (and in one compute, as
    reconstruct loads it), in a fresh process that
    records its peak RSS; beside it, the plain read + decompression of the same frames with h5py
-   ("disk speed": nothing can crop faster than the frames can be read). The crop reads blocks of 8
+   ("disk speed": nothing can crop faster than the frames can be read). The crop reads blocks of 32
    frames per dask task, one hyperslab of the window each, the file opened once per block.
 
     python benchmarks/bench_real_data.py              # ~5 min on 2 shared CPU cores
@@ -224,7 +224,7 @@ def main() -> int:
 
 
 def report_throughput(args) -> dict:
-    t = throughput(n_frames=300 if args.quick else 1000, seed=args.seed, block=8, repeat=max(1, args.repeat))
+    t = throughput(n_frames=300 if args.quick else 1000, seed=args.seed, block=32, repeat=max(1, args.repeat))
     print(f"\nThroughput: {t['frames']} frames 1065x1030 uint32 bitshuffle/LZ4 ({t['file_mb']:.0f} MB on disk), blocks of {t['block_frames']} frames")
     print(f"{'pass':<24} {'frames/s':>9} {'time s':>7} {'peak RSS MiB':>13} {'(after imports)':>16}")
     for r in t["rows"]:

@@ -37,6 +37,7 @@ def test_block_reader_matches_frame_by_frame(master, kw, monkeypatch):
         return real(stack, t0, t1, *bounds)
 
     monkeypatch.setattr("napari_cxdi.io.detector.read_window_block", spy)
+    monkeypatch.setattr("napari_cxdi.io.detector.MAX_BLOCK_FRAMES", 8)  # small blocks: cross the file boundaries
     fast = prepare_movie(movie, **kw)
     in_memory = replace(movie, data=np.asarray(movie.data.compute()))  # the frame-by-frame path
     assert lazy.h5_stack_of(in_memory.data) is None
@@ -52,9 +53,10 @@ def test_block_reader_matches_frame_by_frame(master, kw, monkeypatch):
 
 
 def test_block_size_is_bounded():
-    assert block_frames(64 * 64, 4) == 8
+    assert block_frames(64 * 64, 4) == 32
+    assert block_frames(512 * 512, 4) == 4  # a block's window stays within a few MiB
     assert block_frames(4096 * 4096, 4) == 1  # a huge window: one frame per task
-    assert 1 <= block_frames(1, 2) <= 8
+    assert 1 <= block_frames(1, 2) <= 32
 
 
 def test_four_d_and_two_d_datasets(tmp_path):
@@ -72,7 +74,8 @@ def test_four_d_and_two_d_datasets(tmp_path):
     np.testing.assert_array_equal(one.data.compute(), counts[:1, 0, 12:28, 12:28].astype(np.float32))
 
 
-def test_a_data_file_that_disappears_is_a_typed_error(tmp_path):
+def test_a_data_file_that_disappears_is_a_typed_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("napari_cxdi.io.detector.MAX_BLOCK_FRAMES", 8)
     sim = simulate_aunp(n_frames=12, size=64, seed=1)
     layout = DetectorLayout()
     path = write_eiger_master(tmp_path, place_on_detector(sim.counts, layout), layout, 8.0, 5.0, 75.0, frames_per_file=8)

@@ -14,7 +14,7 @@ binned ``m x m`` frame (where the centred FFT puts zero frequency); parts of the
 detector are unmeasured. ``b x b`` binning sums counts; a binned pixel is unmeasured only when all its
 pixels are, and partially masked bins are scaled by ``b^2 / n_measured``. The object-plane pixel is
 ``dx = lambda z / (m b p)``. Every frame is processed when it is read, so memory stays bounded by a few
-frames: an HDF5 movie is read in blocks of up to 32 frames per dask task, the file opened once per block
+frames: an HDF5 movie is read in blocks of up to 32 frames (a few MiB of window) per dask task, the file opened once per block
 and only the window's hyperslab read (HDF5 decompresses only the chunks it intersects); no file handle
 is held between tasks. Other movies: one task per frame chunk.
 """
@@ -254,11 +254,13 @@ def _process(block: np.ndarray, window: CropWindow, mask: DetectorMask, bad_wind
 
 
 BLOCK_BYTES = 4 << 20  # the window of one block of frames, before processing (a few MiB)
-MAX_BLOCK_FRAMES = 8
+MAX_BLOCK_FRAMES = 32
 
 
 def block_frames(window_pixels: int, itemsize: int) -> int:
-    """Frames per task of a crop: up to 32, and a block's window (float32 while processed) within a few MiB."""
+    """Frames per task of a crop: up to 32 (fewer tasks: dask's per-task cost; measured in
+    benchmarks/bench_real_data.py, 8 -> 0.73x, 32 -> 0.9x of an h5py read with the file held open), and
+    a block's window (float32 while processed) within a few MiB."""
     return int(max(1, min(MAX_BLOCK_FRAMES, BLOCK_BYTES // max(1, window_pixels * max(itemsize, 4)))))
 
 
