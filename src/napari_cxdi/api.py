@@ -66,7 +66,7 @@ class Reconstruction:
         return np.abs(self.objects).astype(np.float32)
 
     def save(self, path: str | Path, counts=None, metadata: dict | None = None, overwrite: bool = False) -> Path:
-        """Write objects, probe, metrics, config and provenance to CXI (never over the input movie)."""
+        """Write objects, probe, mask (``detector_1/mask``), metrics, config and provenance to CXI (never over the input movie)."""
         meta = dict(metadata or {})
         if self.pixel_size_nm:
             meta.setdefault("pixel_size_nm", self.pixel_size_nm)

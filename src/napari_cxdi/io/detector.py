@@ -366,7 +366,7 @@ def prepare_movie(
     data = movie.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=(1, h, w), asarray=True)
-    # only the window's on-detector part is read and processed (one task per frame chunk)
+    # only the window's on-detector part is read and processed (HDF5: a block of frames per task)
     ys, xs = max(window.y0, 0), max(window.x0, 0)
     ye, xe = min(window.y0 + window.extent, h), min(window.x0 + window.extent, w)
     if ye <= ys or xe <= xs:

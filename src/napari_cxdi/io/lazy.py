@@ -2,7 +2,9 @@
 
 A :class:`H5FrameSource` opens its HDF5 file only for the duration of each read, so a dask array
 built on it holds no file handle (the file can be moved, rewritten or deleted by its owner, and
-napari never keeps it locked). Each dask chunk is one frame.
+napari never keeps it locked). Each dask chunk is one frame. A crop / bin of the movie
+(:func:`napari_cxdi.io.detector.prepare_movie`) reads instead a block of frames of its window per task
+(:class:`H5Stack`, :func:`read_window_block`), the file opened once per block.
 """
 
 from __future__ import annotations
