@@ -102,7 +102,9 @@ def register_h5_stack(data: da.Array, stack: H5Stack) -> da.Array:
 
 def h5_stack_of(data) -> H5Stack | None:
     """The :class:`H5Stack` a lazy movie array reads, or None (not an HDF5 movie, or transformed since)."""
-    return _STACKS.get(data.name) if isinstance(data, da.Array) else None
+    stack = _STACKS.get(data.name) if isinstance(data, da.Array) else None
+    # names follow the path: a file rewritten and reopened since re-registers it; an old array keeps its shape
+    return stack if stack is not None and data.ndim == 3 and data.shape[0] == stack.n_frames else None
 
 
 def read_window_block(stack: H5Stack, t0: int, t1: int, ys: int, ye: int, xs: int, xe: int) -> np.ndarray:
