@@ -6,13 +6,16 @@
    cropped to the probe). Phase SSIM and R_f are compared with the same movie clean and cropped, and
    with the old behaviour (gaps taken as zero counts). Goal: within 0.03 SSIM of the clean movie.
 2. Throughput. A 1000-frame 1065 x 1030 uint32 bitshuffle/LZ4 EIGER file is cropped (mask, invalid
-   values, 64 x 64 window; and 2 x 2 binning) frame block by frame block, in a fresh process that
+   values, 64 x 64 window; and 2 x 2 binning) 32-frame slice by slice (and in one compute, as
+   reconstruct loads it), in a fresh process that
    records its peak RSS; beside it, the plain read + decompression of the same frames with h5py
-   ("disk speed": nothing can crop faster than the frames can be read).
+   ("disk speed": nothing can crop faster than the frames can be read). The crop reads blocks of 32
+   frames per dask task, one hyperslab of the window each, the file opened once per block.
 
     python benchmarks/bench_real_data.py              # ~5 min on 2 shared CPU cores
     python benchmarks/bench_real_data.py --pid3net    # also a short PID3Net-PO run (~10 min)
     python benchmarks/bench_real_data.py --quick      # smaller: 300 frames, fewer iterations
+    python benchmarks/bench_real_data.py --throughput-only   # only part 2 (~3 min), quality kept from --out
 
 Writes ``benchmarks/results/real_data.json``.
 """
@@ -134,6 +137,9 @@ def crop_worker(master: str, mode: str, block: int) -> dict:
             for t in range(count):
                 with h5py.File(master, "r") as f:
                     checksum += float(f["entry/data"][name][t, window[0], window[1]].sum())
+    elif mode == "crop, one compute":  # as reconstruct loads a prepared movie: the whole [T, 64, 64] at once
+        out = prepare_movie(movie, size=64).data.compute(scheduler="threads", num_workers=2)
+        checksum += float(np.nansum(out))
     else:
         b = 2 if mode == "crop+bin" else 1
         prepared = prepare_movie(movie, size=64 // b if b > 1 else 64, bin=b)
@@ -146,19 +152,31 @@ def crop_worker(master: str, mode: str, block: int) -> dict:
             "rss_after_imports_mib": rss0, "checksum": checksum}
 
 
-def throughput(n_frames: int, seed: int, block: int) -> dict:
+MODES = ("read", "read, reopen per frame", "crop", "crop+bin", "crop, one compute")
+
+
+def throughput(n_frames: int, seed: int, block: int, repeat: int = 1) -> dict:
+    """Each pass in a fresh process; with ``repeat`` > 1 the passes are interleaved and each mode's
+    fastest run is kept (the machine is shared: the best of a few runs is the least disturbed)."""
     with tempfile.TemporaryDirectory() as tmp:
         master, write_s = write_big_file(Path(tmp), n_frames, seed)
         size_mb = sum(p.stat().st_size for p in Path(tmp).glob("*.h5")) / 1e6
+        runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+        for _ in range(repeat):
+            for mode in MODES:
+                out = subprocess.run([sys.executable, __file__, "--worker", str(master), mode, str(block)],
+                                     capture_output=True, text=True, check=True)
+                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         rows = []
-        for mode in ("read", "read, reopen per frame", "crop", "crop+bin"):
-            out = subprocess.run([sys.executable, __file__, "--worker", str(master), mode, str(block)],
-                                 capture_output=True, text=True, check=True)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for mode in MODES:
+            best = dict(min(runs[mode], key=lambda r: r["time_s"]))
+            best["frames_per_s_all_runs"] = [r["frames_per_s"] for r in runs[mode]]
+            best["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs[mode])
+            rows.append(best)
     frame_mb = 1065 * 1030 * 4 / 2**20
     return {"frames": n_frames, "frame_shape": [1065, 1030], "dtype": "uint32", "compression": "bitshuffle/lz4",
             "file_mb": size_mb, "write_s": write_s, "block_frames": block, "frame_mib_uncompressed": frame_mb,
-            "rows": rows, "crop_vs_read_speed": rows[2]["frames_per_s"] / rows[0]["frames_per_s"],
+            "repeat": repeat, "rows": rows, "crop_one_compute_vs_read_speed": rows[4]["frames_per_s"] / rows[0]["frames_per_s"], "crop_vs_read_speed": rows[2]["frames_per_s"] / rows[0]["frames_per_s"],
             "crop_vs_reopen_read_speed": rows[2]["frames_per_s"] / rows[1]["frames_per_s"]}
 
 
@@ -171,6 +189,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--pid3net", action="store_true", help="also a short PID3Net-PO run (a few minutes on CPU)")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="only the crop throughput (keeps the quality part of an existing --out file)")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput passes per mode (interleaved; the fastest is kept)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_data.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -178,6 +199,15 @@ def main() -> int:
     from napari_cxdi.provenance import provenance
 
     check_output(args.out, overwrite=True)
+    if args.throughput_only:
+        previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+        t = report_throughput(args)
+        record = {"quality": previous.get("quality"), "throughput": t,
+                  "provenance": provenance({"quick": args.quick, "seed": args.seed, "repeat": args.repeat,
+                                            "throughput_only": True})}
+        write_json(args.out, record, overwrite=True)
+        print(f"wrote {args.out}")
+        return 0
     q = quality(frames=8 if args.quick else 16, max_iter=80 if args.quick else 200, seed=args.seed, pid3net=args.pid3net)
     print(f"Quality: AuNP {q['frames']} frames 64x64 on a 150x140 EIGER-like detector (mixed-state {q['max_iter']} iterations"
           + (f"; PID3Net-PO {PID3NET['epochs']} epochs, width {PID3NET['width']}, K {PID3NET['refine_steps']})" if args.pid3net else ")"))
@@ -186,18 +216,24 @@ def main() -> int:
         print(f"{r['method']:<12} {r['case']:<46} {r['phase_ssim']:>10.3f} {r['rf']:>7.3f} {r['unmeasured_fraction']:>10.3f} {r['time_s']:>7.1f}")
     for method, gap in q["ssim_gap_to_clean"].items():
         print(f"SSIM gap detector vs clean ({method}): {gap:.3f} (goal <= 0.03)")
-    t = throughput(n_frames=300 if args.quick else 1000, seed=args.seed, block=8)
+    t = report_throughput(args)
+    record = {"quality": q, "throughput": t, "provenance": provenance({"quick": args.quick, "seed": args.seed, "repeat": args.repeat})}
+    write_json(args.out, record, overwrite=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def report_throughput(args) -> dict:
+    t = throughput(n_frames=300 if args.quick else 1000, seed=args.seed, block=32, repeat=max(1, args.repeat))
     print(f"\nThroughput: {t['frames']} frames 1065x1030 uint32 bitshuffle/LZ4 ({t['file_mb']:.0f} MB on disk), blocks of {t['block_frames']} frames")
     print(f"{'pass':<24} {'frames/s':>9} {'time s':>7} {'peak RSS MiB':>13} {'(after imports)':>16}")
     for r in t["rows"]:
         print(f"{r['mode']:<24} {r['frames_per_s']:>9.1f} {r['time_s']:>7.1f} {r['peak_rss_mib']:>13.0f} {r['rss_after_imports_mib']:>16.0f}")
     print(f"crop speed / h5py read speed: {t['crop_vs_read_speed']:.2f} (file held open), "
-          f"{t['crop_vs_reopen_read_speed']:.2f} (reopened per frame); one uncompressed frame = {t['frame_mib_uncompressed']:.1f} MiB")
-    print("(timings on a shared 2-core machine under load)")
-    record = {"quality": q, "throughput": t, "provenance": provenance({"quick": args.quick, "seed": args.seed})}
-    write_json(args.out, record, overwrite=True)
-    print(f"wrote {args.out}")
-    return 0
+          f"{t['crop_vs_reopen_read_speed']:.2f} (reopened per frame); one compute of the whole movie / h5py read: "
+          f"{t['crop_one_compute_vs_read_speed']:.2f}; one uncompressed frame = {t['frame_mib_uncompressed']:.1f} MiB")
+    print(f"(timings on a shared 2-core machine under load; best of {t['repeat']} interleaved runs per pass)")
+    return t
 
 
 if __name__ == "__main__":

@@ -66,15 +66,23 @@ class Reconstruction:
         return np.abs(self.objects).astype(np.float32)
 
     def save(self, path: str | Path, counts=None, metadata: dict | None = None, overwrite: bool = False) -> Path:
-        """Write objects, probe, metrics, config and provenance to CXI (never over the input movie)."""
+        """Write objects, probe, mask (``detector_1/mask``), metrics, config and provenance to CXI (never over the input movie)."""
         meta = dict(metadata or {})
         if self.pixel_size_nm:
             meta.setdefault("pixel_size_nm", self.pixel_size_nm)
         scalar_metrics = {k: v for k, v in self.metrics.items() if not isinstance(v, dict)}
+        # the unmeasured pixels of the reconstructed frames travel with them (CXI detector_1/mask), so
+        # ``evaluate`` scores the file exactly as the run was scored; skipped if ``counts`` are other frames
+        mask = None
+        if self.mask is not None and self.objects is not None:
+            mask = np.asarray(self.mask, bool)
+            frames = tuple(np.shape(self.objects)[-2:])
+            if mask.shape != frames or (counts is not None and tuple(np.shape(counts)[-2:]) != frames):
+                mask = None
         return write_cxi(
             path, counts=counts, probe=self.probe, reconstruction=self.objects, metadata=meta,
             config={"method": self.method, **self.config, "timings": self.timings}, metrics=scalar_metrics,
-            overwrite=overwrite, protected=[*([self.source] if self.source else []), *self.inputs],
+            overwrite=overwrite, protected=[*([self.source] if self.source else []), *self.inputs], mask=mask,
         )
 
 

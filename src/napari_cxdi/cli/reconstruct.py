@@ -183,6 +183,17 @@ def _stored_crop(path: Path) -> dict | None:
     return crop if isinstance(crop, dict) and {"centre_y", "centre_x", "size", "bin"} <= set(crop) else None
 
 
+def _stored_mask(path: Path):
+    """The mask (True = unmeasured) stored with a reconstruction (CXI ``detector_1/mask``), or None."""
+    import h5py
+
+    from ..io.mask import read_hdf5_detector
+
+    with h5py.File(path, "r") as f:
+        found = read_hdf5_detector(f, "cxi")
+    return found.get("bad")
+
+
 def _print_metrics(metrics: dict, timings: dict | None = None) -> None:
     for key, value in {**metrics, **(timings or {})}.items():
         if isinstance(value, dict):
@@ -318,9 +329,18 @@ def run_evaluate(args) -> int:
         if tuple(run.shape) != tuple(recon.shape):
             raise InputFileError(f"--runs {path}", f"its reconstruction is {tuple(run.shape)}, RECONSTRUCTION is {tuple(recon.shape)}")
         runs.append(run.compute())
+    import numpy as np
+
+    mask = meta.get("mask_bad")
+    stored = _stored_mask(args.reconstruction)
+    if stored is not None:  # the run's own mask (its --mask, accepted hot pixels ...), with what the file flags now
+        if stored.shape != tuple(recon.shape[-2:]):
+            raise InputFileError(args.reconstruction, f"its mask is {stored.shape[0]}x{stored.shape[1]} but its "
+                                 f"frames are {recon.shape[-2]}x{recon.shape[-1]}: the file is inconsistent")
+        mask = stored if mask is None or np.shape(mask) != stored.shape else (stored | np.asarray(mask, bool))
     metrics = evaluate(recon.compute(), data, probe, meta.get("pixel_size_nm"), _truth_from(args.truth),
                        movie.metadata.get("frame_interval_s") if movie.metadata.get("velocity_nm_s") else None,
-                       mask=meta.get("mask_bad"), runs=runs or None)
+                       mask=mask, runs=runs or None)
     if metrics.get("prtf_note") and not runs:
         metrics["prtf_note"] = "the PRTF needs reconstructions from independent random starts: give them with --runs FILE ..."
     _print_metrics(metrics)

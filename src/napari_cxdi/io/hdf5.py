@@ -16,7 +16,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 
 from ..errors import DataValidationError, InputFileError
-from .lazy import lazy_h5_dataset
+from .lazy import H5Stack, lazy_h5_dataset, register_h5_stack
 from .mask import DetectorMask, read_hdf5_detector
 from .movie import Movie
 from .validate import as_frame_stack, check_dtype, check_readable
@@ -276,10 +276,12 @@ def read_hdf5_movie(path: str | Path, dataset: str | None = None) -> Movie:
     if not layout.datasets:
         what = "a reconstruction only" if layout.reconstruction else "no diffraction frames"
         raise InputFileError(path, f"the file holds {what} (looked for {', '.join(CXI_DATA_PATHS)} and NeXus signals)")
-    parts = []
+    parts, where = [], []
     with h5py.File(path, "r") as f:
         for name in layout.datasets:
-            parts.append(lazy_h5_dataset(path, name, f[name].shape, f[name].dtype))
+            shape = f[name].shape
+            parts.append(lazy_h5_dataset(path, name, shape, f[name].dtype))
+            where.append((name, shape[0] if len(shape) >= 3 else 1, len(shape)))
         try:
             detector = read_hdf5_detector(f, layout.kind)
         except (KeyError, OSError, ValueError) as exc:
@@ -287,6 +289,8 @@ def read_hdf5_movie(path: str | Path, dataset: str | None = None) -> Movie:
     data = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
     if data.ndim == 4:
         data = data[:, 0]
+    if data.ndim == 3:
+        register_h5_stack(data, H5Stack(path, where))  # crop / bin read frame blocks of the window (io.detector)
     probe = read_hdf5_probe(path, layout.probe) if layout.probe else None
     mask = DetectorMask.for_dtype(data.dtype, saturation=detector.get("saturation"))
     if "bad" in detector:
