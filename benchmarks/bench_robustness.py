@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_robustness.py [--cases 1000] [--workers 2]
 
-Cases come from ``tests/fuzz_corpus.py`` (empty, random, truncated, bit-flipped, wrong dtype/rank,
+Cases come from ``tests/core/io/fuzz_corpus.py`` (empty, random, truncated, bit-flipped, wrong dtype/rank,
 giant declared shapes, NaN/inf/negative/all-zero content, bad geometry and metadata, no data, links
 (dangling and working), TIFF layouts (page stacks, hyperstacks, RGB), permission denied, folders,
 probes, phase movies, structure files) and are fed to open_movie, ``info``, read_probe, the all-frame
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "core" / "io"))
 
 BAD = ("untyped", "crash", "silent", "wrong", "rejected-valid", "changed")
 
@@ -45,7 +45,7 @@ def run_chunk(cases: list[dict], scratch: Path, log: Path, timeout_s: float, cpu
     records: list[dict] = []
     start = 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests" / "core" / "io"), os.environ.get("PYTHONPATH", "")])}
     while start < len(cases):
         part = scratch / f"cases_{start}.json"
         part.write_text(json.dumps(cases[start:]))

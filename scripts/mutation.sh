@@ -17,14 +17,14 @@ JOBS=${JOBS:-2}
 "$PYTHON" -c "import mutmut" 2>/dev/null || "$PYTHON" -m pip install -q "mutmut==3.8.1"
 
 declare -A TESTS=(
-  [physics]="tests/core/test_values_physics.py tests/test_physics_forward.py tests/test_physics_mixed_state.py tests/test_probe.py"
-  [metrics]="tests/core/test_values_metrics.py tests/core/test_values_image_metrics.py tests/test_metrics.py"
-  [io]="tests/core/test_values_io.py tests/test_io.py"
-  [tracking]="tests/core/test_values_tracking.py tests/test_tracking_core.py"
-  [pid3net]="tests/test_pid3net.py"
-  [recon]="tests/test_baselines_and_api.py"
-  [scann]="tests/test_scann_voronoi.py tests/test_scann_model.py"
-  [speckle]="tests/core/test_values_speckle.py tests/test_speckle_core.py"
+  [physics]="tests/core/physics"
+  [metrics]="tests/core/metrics"
+  [io]="tests/core/io/test_values_io.py tests/core/io/test_io.py tests/core/io/test_safe_write.py"
+  [tracking]="tests/core/tracking"
+  [pid3net]="tests/core/pid3net/test_pid3net.py"
+  [recon]="tests/core/api/test_baselines_and_api.py"
+  [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
+  [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
 [ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(physics metrics io tracking pid3net recon scann speckle)

@@ -18,7 +18,7 @@ from napari_cxdi.errors import ConfigError
 from napari_cxdi.pid3net.distributed import init_process_group, shard_ranges
 
 CFG = dict(epochs=2, width=4, frames=3, refine_steps=1, batch_size=5, seed=5, device="cpu", preview_every=0)
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 
 RANK_SCRIPT = textwrap.dedent('''
     import json, sys

@@ -19,7 +19,7 @@ from napari_cxdi.pid3net.data import ThinnedWindows
 from napari_cxdi.recon import IterativeConfig, iter_iterative
 from napari_cxdi.simulate import simulate_test_chart
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_thinning_gives_two_independent_poisson_halves_with_the_right_means():

@@ -589,5 +589,5 @@ def main_worker(cases_json: str, scratch: str, log: str) -> None:
             fh.flush()
 
 
-if __name__ == "__main__":  # python tests/fuzz_corpus.py CASES.json SCRATCH LOG
+if __name__ == "__main__":  # python tests/core/io/fuzz_corpus.py CASES.json SCRATCH LOG
     main_worker(*sys.argv[1:4])
