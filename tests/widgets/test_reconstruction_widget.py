@@ -44,7 +44,7 @@ def test_widget_trains_reconstructs_and_adds_layers(viewer_with_movie, qtbot, tm
     widget = ReconstructionWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget.movie_combo.currentText() == "chart diffraction"  # phase/probe layers are not offered
-    tiny(widget)
+    tiny(widget, epochs=12)  # long enough (seconds) for the event-loop ticks to measure something
     gaps, last = [], [time.perf_counter()]
 
     def tick():  # event-loop latency while training runs (from the first step to the result)
