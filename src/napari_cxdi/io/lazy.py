@@ -35,15 +35,18 @@ class H5FrameSource:
             with h5py.File(self.path, "r") as f:
                 return f[self.dataset][key]
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-            text = str(exc)
-            if "filter" in text.lower() or "plugin" in text.lower():
-                hint = ("the data are compressed with an HDF5 filter that is not available here; install "
-                        "hdf5plugin (bitshuffle, LZ4, Blosc, Zstd ...) or the writer's plugin")
-            elif isinstance(exc, KeyError) or "doesn't exist" in text or "unable to open" in text.lower():
-                hint = "the dataset or a file it links to is missing"
-            else:
-                hint = "a data chunk is corrupt or truncated"
-            raise InputFileError(self.path, f"cannot read {self.dataset}{_fmt_key(key)}: {hint} ({exc})") from exc
+            raise InputFileError(self.path, f"cannot read {self.dataset}{_fmt_key(key)}: {read_error_hint(exc)} ({exc})") from exc
+
+
+def read_error_hint(exc: Exception) -> str:
+    """What a failed HDF5 read most likely means, for the user (a missing filter, link or a corrupt chunk)."""
+    text = str(exc)
+    if "filter" in text.lower() or "plugin" in text.lower():
+        return ("the data are compressed with an HDF5 filter that is not available here; install "
+                "hdf5plugin (bitshuffle, LZ4, Blosc, Zstd ...) or the writer's plugin")
+    if isinstance(exc, KeyError) or "doesn't exist" in text or "unable to open" in text.lower():
+        return "the dataset or a file it links to is missing"
+    return "a data chunk is corrupt or truncated"
 
 
 def _fmt_key(key) -> str:
@@ -125,13 +128,6 @@ def read_window_block(stack: H5Stack, t0: int, t1: int, ys: int, ye: int, xs: in
                         pieces.append(dset[a - start : b - start, ys:ye, xs:xe])
                 start += count
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        text = str(exc)
-        if "filter" in text.lower() or "plugin" in text.lower():
-            hint = ("the data are compressed with an HDF5 filter that is not available here; install "
-                    "hdf5plugin (bitshuffle, LZ4, Blosc, Zstd ...) or the writer's plugin")
-        elif isinstance(exc, KeyError) or "doesn't exist" in text or "unable to open" in text.lower():
-            hint = "the dataset or a file it links to is missing"
-        else:
-            hint = "a data chunk is corrupt or truncated"
-        raise InputFileError(stack.path, f"cannot read frames {t0}:{t1} of {stack.parts[0][0]}: {hint} ({exc})") from exc
+        raise InputFileError(stack.path, f"cannot read frames {t0}:{t1} of {stack.parts[0][0]}: {read_error_hint(exc)} "
+                                         f"({exc})") from exc
     return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import ConfigError, CXDIError, OutputExistsError, OutputWriteError
 from ..progress import drain
 from .config import PID3NetConfig
-from .data import FrameWindows, inference_starts
+from .data import inference_starts
 from .inference import accumulate_windows
 from .model import PID3Net
 from .train import PID3NetTrainer
@@ -345,13 +345,10 @@ def iter_sharded_reconstruct(model: PID3Net, movie, batch_size: int = 8, stride:
     if not (dist.is_available() and dist.is_initialized()):
         raise ConfigError("sharded inference needs an initialised process group (see init_process_group)")
     r, world = dist.get_rank(), dist.get_world_size()
-    device = model.probe.device
+    from .inference import model_windows
+
+    windows = model_windows(model, movie)
     T = model.config.frames
-    windows = FrameWindows(movie, T, device)
-    if windows.frame_shape != (model.frame_size, model.frame_size):
-        raise ConfigError(f"the model expects {model.frame_size}x{model.frame_size} frames, the movie has {windows.frame_shape}")
-    if windows.n_frames < T:
-        raise ConfigError(f"the movie has {windows.n_frames} frames, fewer than the model's T = {T}")
     n, h, w = windows.n_frames, *windows.frame_shape
     starts = inference_starts(n, T, stride or T)
     chunks = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]

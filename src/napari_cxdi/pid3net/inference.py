@@ -40,13 +40,8 @@ def iter_reconstruct(
     """
     if stride is not None and (isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1):
         raise ConfigError(f"inference stride must be a whole number >= 1, got {stride!r}")
-    device = model.probe.device
-    T = model.config.frames
-    windows = FrameWindows(movie, T, device)
-    if windows.frame_shape != (model.frame_size, model.frame_size):
-        raise ConfigError(f"the model expects {model.frame_size}x{model.frame_size} frames, the movie has {windows.frame_shape}")
-    if windows.n_frames < T:
-        raise ConfigError(f"the movie has {windows.n_frames} frames, fewer than the model's T = {T}")
+    windows = model_windows(model, movie)
+    device, T = model.probe.device, model.config.frames
     n, h, w = windows.n_frames, *windows.frame_shape
     if out is None:
         if n * h * w * 8 > MEMMAP_ABOVE_BYTES:
@@ -106,6 +101,17 @@ def accumulate_windows(out: np.ndarray, counts: np.ndarray, starts, objects, T: 
             k = counts[s : s + T][~fresh][:, None, None]
             out[s : s + T][~fresh] = (out[s : s + T][~fresh] * k + obj[~fresh]) / (k + 1)
         counts[s : s + T] += 1
+
+
+def model_windows(model: PID3Net, movie) -> FrameWindows:
+    """The movie's T-frame windows for ``model`` on its device; frames of the model's size, at least T of them."""
+    T = model.config.frames
+    windows = FrameWindows(movie, T, model.probe.device)
+    if windows.frame_shape != (model.frame_size, model.frame_size):
+        raise ConfigError(f"the model expects {model.frame_size}x{model.frame_size} frames, the movie has {windows.frame_shape}")
+    if windows.n_frames < T:
+        raise ConfigError(f"the movie has {windows.n_frames} frames, fewer than the model's T = {T}")
+    return windows
 
 
 def reconstruct_movie(model: PID3Net, movie, batch_size: int = 8, stride: int | None = None) -> np.ndarray:
