@@ -518,3 +518,46 @@ def test_support_mask_threshold_and_dilation():
     m = probe.support_mask(p)  # default threshold 0.05, dilated by 2 (cross structuring element)
     assert m.sum() == 13 and m[2, 4] and m[4, 6] and not m[2, 3] and not m[1, 4]
     assert probe.support_mask(p, dilate_px=1).sum() == 5
+
+
+def _expected_field(geometry_, spec, iy, ix, pupil_open=True):
+    """One coherent field of the Gaussian-Schell set, computed from the module docstring's physics."""
+    optics = spec.optics
+    n, dx, lam = geometry_.n, geometry_.pixel_size_nm, geometry_.wavelength_m
+    side_nm = spec.probe_side_um * 1000.0
+    scale = spec.probe_side_um / (optics.aperture_side_um * optics.fzp_sample_mm / optics.aperture_fzp_mm)
+    aperture = np.flipud(probe.rounded_triangle(n, dx, side_nm, optics.corner_radius_fraction * side_nm))
+    c = (np.arange(n) - (n - 1) / 2) * dx * 1e-9
+    y, x = c[:, None], c[None, :]
+    radius_m = (optics.fzp_sample_mm - optics.fzp_focal_mm) / 1000.0 * scale * scale
+    curvature = np.exp(1j * math.pi * (x * x + y * y) / (lam * radius_m))
+    coherence_m = optics.coherence_length_um * 1e-6 * optics.magnification * scale
+    sigma_f = 1.0 / (2 * math.pi * coherence_m)
+    grid = np.array([-2.5, -5 / 3, -5 / 6, 0.0, 5 / 6, 5 / 3, 2.5]) * sigma_f
+    tilt = np.exp(2j * math.pi * (grid[ix] * x + grid[iy] * y))
+    field_ = aperture * tilt
+    if not pupil_open:
+        f = np.fft.fftfreq(n, d=dx * 1e-9)
+        cutoff = optics.fzp_radius_um * 1e-6 / (lam * optics.fzp_sample_mm * 1e-3) / scale
+        pupil = np.hypot(f[:, None], f[None, :]) <= cutoff
+        field_ = np.fft.ifft2(np.fft.fft2(field_) * pupil)
+    return field_ * curvature
+
+
+def test_coherent_fields_phase_tilt_and_weights():
+    g = geometry.AUNP_SIMULATION.binned_to(32)
+    wide = probe.FZPOptics(fzp_radius_um=1e6)  # pupil open: the fields are aperture x tilt x curvature exactly
+    spec = probe.ProbeSpec(optics=wide, probe_side_um=0.5)
+    fields, weights = probe._coherent_fields(g, spec)
+    assert fields.shape == (49, 32, 32)
+    for iy, ix in ((3, 3), (3, 6), (0, 5), (6, 1)):
+        assert np.allclose(fields[iy * 7 + ix], _expected_field(g, spec, iy, ix), atol=1e-9), (iy, ix)
+    a = np.linspace(-2.5, 2.5, 7)
+    w = np.exp(-(a[:, None] ** 2 + a[None, :] ** 2) / 2).ravel()
+    assert weights.sum() == pytest.approx(1.0)
+    assert np.allclose(weights, w / w.sum(), atol=1e-12)
+    # a finite FZP pupil band-limits each field: |f| <= R / (lambda z2) / scale
+    narrow = probe.ProbeSpec(optics=probe.FZPOptics(fzp_radius_um=10.0), probe_side_um=0.5)  # cutoff ~4.8 frequency bins
+    fields, _ = probe._coherent_fields(g, narrow)
+    for iy, ix in ((3, 3), (1, 4)):
+        assert np.allclose(fields[iy * 7 + ix], _expected_field(g, narrow, iy, ix, pupil_open=False), atol=1e-9)
