@@ -561,3 +561,32 @@ def test_coherent_fields_phase_tilt_and_weights():
     fields, _ = probe._coherent_fields(g, narrow)
     for iy, ix in ((3, 3), (1, 4)):
         assert np.allclose(fields[iy * 7 + ix], _expected_field(g, narrow, iy, ix, pupil_open=False), atol=1e-9)
+
+
+def test_probe_boundaries():
+    assert probe.rounded_triangle(8, 0.1, 0.5, 0.0).sum() > 0  # sub-nm sides are valid
+    mask = np.zeros((1, 2, 2), complex)
+    mask[0, 0, 0], mask[0, 1, 1] = 1.0, 0.5  # power 0.25 is exactly the threshold: not above it
+    assert probe.support_mask(mask, threshold=0.25, dilate_px=0).tolist() == [[True, False], [False, False]]
+    with pytest.raises(ConfigError, match=r"^need 2 positive mode shares, got"):
+        probe.set_mode_shares(np.ones((2, 2, 2), complex), ((1.0, 1.0), (1.0, 1.0)), 1.0)
+    g = geometry.AUNP_SIMULATION.binned_to(32)
+    fov = g.field_of_view_um
+    with pytest.raises(ConfigError, match="does not fit"):
+        probe.synthesize_probe(g, probe.ProbeSpec(probe_side_um=1.2 * fov))
+    p = probe.synthesize_probe(g, probe.ProbeSpec(probe_side_um=0.95 * fov * 0.9995, photons=0.5, mode_shares=(0.9, 0.1)))
+    assert float(np.sum(np.abs(p) ** 2)) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_synthesized_modes_are_the_weighted_coherent_modes():
+    g = geometry.AUNP_SIMULATION.binned_to(32)
+    spec = probe.ProbeSpec(probe_side_um=0.5, mode_shares=(0.8, 0.2))
+    p = probe.synthesize_probe(g, spec).astype(np.complex128)
+    fields, weights = probe._coherent_fields(g, spec)
+    modes, occ = probe.orthogonal_modes(fields, weights, n_modes=2)
+    for k in range(2):
+        overlap = abs(np.vdot(modes[k], p[k])) / (np.linalg.norm(modes[k]) * np.linalg.norm(p[k]))
+        assert overlap == pytest.approx(1.0, abs=2e-6)
+    equal, _ = probe.orthogonal_modes(fields, None, n_modes=2)
+    assert abs(np.vdot(equal[1], modes[1])) / (np.linalg.norm(equal[1]) * np.linalg.norm(modes[1])) < 1 - 2e-5  # the weights matter
+    assert occ[0] > occ[1] > 0 and occ.sum() <= 1 + 1e-12
