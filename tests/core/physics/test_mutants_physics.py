@@ -590,3 +590,29 @@ def test_synthesized_modes_are_the_weighted_coherent_modes():
     equal, _ = probe.orthogonal_modes(fields, None, n_modes=2)
     assert abs(np.vdot(equal[1], modes[1])) / (np.linalg.norm(equal[1]) * np.linalg.norm(modes[1])) < 1 - 2e-5  # the weights matter
     assert occ[0] > occ[1] > 0 and occ.sum() <= 1 + 1e-12
+
+
+def test_expected_poisson_rf_single_draw_by_hand():
+    lam = torch.tensor([[0.3, 2.0], [5.0, 0.0]])
+    for seed in range(5):
+        n = torch.poisson(lam, generator=torch.Generator().manual_seed(seed))
+        sn = torch.sqrt(n)
+        num = 0.0 + float((sn - torch.sqrt(lam)).abs().sum())
+        den = 0.0 + float(sn.sum())
+        expected = num / max(den, 1e-12)
+        got = thinning.expected_poisson_rf(lam, draws=1, generator=torch.Generator().manual_seed(seed))
+        assert got == expected  # exact: one draw, the same generator state
+    # den == 1 exactly (one pixel counting one photon): the 1e-12 guard never changes a real denominator
+    quarter = torch.tensor([[0.25]])
+    for seed in range(200):
+        if float(torch.poisson(quarter, generator=torch.Generator().manual_seed(seed))) == 1.0:
+            break
+    assert thinning.expected_poisson_rf(quarter, generator=torch.Generator().manual_seed(seed)) == 0.5
+
+
+def test_poisson_nll_single_measured_pixel():
+    pred = torch.tensor([[[3.0, 1.0], [1.0, 1.0]]], dtype=torch.float64)
+    meas = torch.tensor([[[1.0, 1.0], [1.0, 1.0]]], dtype=torch.float64)
+    valid = torch.tensor([[[True, False], [False, False]]])
+    got = float(thinning.poisson_nll_per_frame(pred, meas, eps=1e-300, valid=valid)[0])
+    assert got == pytest.approx(2 - math.log(3))  # one pixel: the mean is that pixel's deviance
