@@ -616,3 +616,16 @@ def test_poisson_nll_single_measured_pixel():
     valid = torch.tensor([[[True, False], [False, False]]])
     got = float(thinning.poisson_nll_per_frame(pred, meas, eps=1e-300, valid=valid)[0])
     assert got == pytest.approx(2 - math.log(3))  # one pixel: the mean is that pixel's deviance
+
+
+def test_thinning_of_lazy_counts_and_unseeded_frames():
+    import dask.array as da
+
+    counts = np.arange(12.0).reshape(3, 4)
+    kept, held = thinning.binomial_thinning(da.from_array(counts, chunks=2), 0.5, seed=2)
+    assert isinstance(kept, np.ndarray) and (kept + held).tolist() == counts.tolist()
+    ref = thinning.binomial_thinning(counts, 0.5, seed=2)
+    assert np.array_equal(held, ref[1])
+    kept, held = thinning.frame_thinning(counts, 0.5, None, 3)  # unseeded: still an exact split
+    assert (kept + held).tolist() == counts.tolist()
+    assert noise.photons_per_frame(0.5, 4.0) == 2.0
