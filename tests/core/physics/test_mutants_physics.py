@@ -629,3 +629,16 @@ def test_thinning_of_lazy_counts_and_unseeded_frames():
     kept, held = thinning.frame_thinning(counts, 0.5, None, 3)  # unseeded: still an exact split
     assert (kept + held).tolist() == counts.tolist()
     assert noise.photons_per_frame(0.5, 4.0) == 2.0
+
+
+def test_update_defaults_and_valid_pass_through():
+    p = torch.ones(1, 2, 2, dtype=torch.complex128)
+    o = torch.ones(2, 2, dtype=torch.complex128)
+    meas = torch.zeros(2, 2, dtype=torch.float64)
+    meas[1, 1] = 16.0
+    one = torch.ones(2, 2, dtype=torch.complex128)
+    # default eps (1e-8) is negligible next to the 4-photon model intensity
+    assert torch.allclose(mixed_state.mixed_state_update(o, p, meas), one, atol=1e-6)
+    assert torch.allclose(relaxed.relaxed_mixed_state_update(o, p, meas, sigma=0.0), one, atol=1e-6)
+    valid = torch.tensor([[True, True], [True, False]])
+    assert torch.allclose(mixed_state.mixed_state_step(o, p, meas, eps=1e-30, valid=valid), o, atol=1e-12)
