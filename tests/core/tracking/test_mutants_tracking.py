@@ -443,3 +443,55 @@ def test_write_and_read_tables_round_trip(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("a\n1\n")
     assert export.read_provenance(plain) == {}
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+def test_tracking_config_errors_and_round_trip():
+    from napari_cxdi.tracking.pipeline import TrackingConfig
+
+    TrackingConfig(memory=0, min_length=1).validate()
+    with pytest.raises(ConfigError, match=r"^tracking config: max_displacement_nm must be in \(0, inf\), got 0$"):
+        TrackingConfig(max_displacement_nm=0).validate()
+    with pytest.raises(ConfigError, match=r"^tracking config: min_length must be in \[1, inf\), got 0$"):
+        TrackingConfig(min_length=0).validate()
+    with pytest.raises(ConfigError, match="polarity"):
+        TrackingConfig(detection=detect.DetectionConfig(polarity="x")).validate()
+    cfg = TrackingConfig(detection=detect.DetectionConfig(threshold=0.2), memory=2)
+    back = TrackingConfig.from_dict({**cfg.to_dict(), "extra": 1})
+    assert back == cfg and isinstance(back.detection, detect.DetectionConfig)
+    assert cfg.with_(fit_lags=2).fit_lags == 2 and cfg.to_dict()["detection"]["threshold"] == 0.2
+
+
+def test_track_pipeline_summary_by_hand():
+    from napari_cxdi.tracking.pipeline import TrackingConfig, iter_track, track
+
+    frames = np.stack([np.roll(_disc_movie(), t, axis=1) for t in range(6)])  # 1 px per frame to the right
+    det = detect.DetectionConfig(block_nm=400.0, min_diameter_nm=20.0, max_diameter_nm=300.0, smooth_px=0.0)
+    cfg = TrackingConfig(detection=det, max_displacement_nm=25.0, min_length=3, max_lag=3, fit_lags=2)
+    events = []
+    res = track(frames, cfg, pixel_size_nm=10.0, frame_interval_s=0.5, progress=events.append)
+    assert [e["stage"] for e in events] == ["detect"] * 6 + ["link", "statistics"]
+    assert events[6]["count"] == 12 and events[7]["n_tracks"] == 2
+    s = res.summary()
+    assert (s["n_frames"], s["n_detections"], s["n_tracks"]) == (6, 12, 2)
+    assert s["mean_count_per_frame"] == 2.0 and s["mean_track_length"] == 6.0
+    assert s["mean_lifetime_s"] == pytest.approx(3.0)
+    assert s["drift_vx_nm_s"] == pytest.approx(20.0, abs=0.5) and s["drift_vy_nm_s"] == pytest.approx(0.0, abs=0.5)
+    assert s["drift_vx_err_nm_s"] == pytest.approx(0.0, abs=0.5) and s["drift_vy_err_nm_s"] == pytest.approx(0.0, abs=0.5)
+    assert s["diffusion_nm2_s"] == pytest.approx(0.0, abs=5.0) and s["diffusion_err_nm2_s"] >= 0
+    area = float(np.sum(_disc_movie() < 0) / 2)
+    assert s["diameter_mean_nm"] == pytest.approx(2 * math.sqrt(area / math.pi) * 10, rel=1e-6)
+    assert s["diameter_std_nm"] == pytest.approx(0.0, abs=1e-6)
+    assert res.tracks["speed_nm_s"].to_numpy() == pytest.approx(20.0, abs=0.5)
+    assert res.tracks["lifetime_s"].tolist() == [3.0] * 12
+    assert res.statistics["count_per_frame"].tolist() == [2] * 6
+    assert (res.pixel_size_nm, res.frame_interval_s, res.n_frames, res.config) == (10.0, 0.5, 6, cfg)
+    with pytest.raises(ConfigError, match=r"^pixel size and frame interval must be positive$"):
+        next(iter_track(frames, cfg, pixel_size_nm=0.0))
+    with pytest.raises(ConfigError, match=r"^pixel size and frame interval must be positive$"):
+        next(iter_track(frames, cfg, frame_interval_s=0.0))
+    flat = track(np.zeros((3, 32, 32)), cfg, 10.0, 0.5).summary()
+    assert (flat["n_frames"], flat["n_detections"], flat["n_tracks"], flat["mean_track_length"]) == (3, 0, 0, 0.0)
+    assert flat["mean_count_per_frame"] == 0.0
