@@ -495,3 +495,34 @@ def test_track_pipeline_summary_by_hand():
     flat = track(np.zeros((3, 32, 32)), cfg, 10.0, 0.5).summary()
     assert (flat["n_frames"], flat["n_detections"], flat["n_tracks"], flat["mean_track_length"]) == (3, 0, 0, 0.0)
     assert flat["mean_count_per_frame"] == 0.0
+
+
+def test_trackpy_units_and_particle_mask():
+    frame = _disc_movie()
+    cfg = detect.DetectionConfig(method="trackpy", diameter_nm=130.0, min_diameter_nm=20.0, max_diameter_nm=300.0)
+    f = detect.detect_frame(frame, cfg, pixel_size_nm=10.0)
+    assert f["y_nm"].tolist() == pytest.approx((f["y"] * 10).tolist())
+    assert f["x_nm"].tolist() == pytest.approx((f["x"] * 10).tolist())
+    assert f["diameter_nm"].to_numpy() == pytest.approx(100.0, rel=0.15)  # 2 sqrt(2) x size: exact for a uniform disc
+    assert len(detect.detect_frame(-frame, cfg.with_(polarity="bright"), 10.0)) == 2
+    adaptive = detect.DetectionConfig(block_nm=400.0, min_diameter_nm=20.0, max_diameter_nm=300.0, smooth_px=0.0)
+    m = detect.particle_mask(frame, adaptive, 10.0)
+    assert m.dtype == bool and m.sum() == np.sum(frame < 0)
+    assert np.array_equal(m, frame < 0)
+    half = np.zeros_like(m)
+    half[:32] = True
+    assert np.array_equal(detect.particle_mask(frame, adaptive, 10.0, mask=half), (frame < 0) & half)
+
+
+def test_evaluation_region_edges():
+    truth = pd.DataFrame({"frame": [0, 0, 0, 0], "particle": [0, 1, 2, 3], "y": [0.0, 9.0, -0.4, 4.0],
+                          "x": [0.0, 4.0, 4.0, 9.4], "diameter_nm": [10.0] * 4})
+    out = evaluate.evaluate_tracking(truth, truth, 1.0, frame_shape=(10, 12))
+    assert out["n_true"] == 3  # y in [0, 9], x in [0, 11]: y = -0.4 is outside
+    out = evaluate.evaluate_tracking(truth, truth, 1.0, frame_shape=(10, 9))
+    assert out["n_true"] == 2  # x = 9.4 > 8 is outside too
+    roi = np.zeros((10, 12), bool)
+    roi[9, 4] = True  # only particle 1 (y 9, x 4)
+    roi[0, 0] = True
+    out = evaluate.evaluate_tracking(truth, truth, 1.0, roi=roi)
+    assert out["n_true"] == 2  # (0, 0) and (9, 4); (-0.4, 4) rounds to row 0, col 4: not in the roi
