@@ -15,9 +15,10 @@ def photons_per_frame(flux_photons_s: float, exposure_s: float) -> float:
 
 
 def normalise_to_photons(intensity: torch.Tensor, photons: float) -> torch.Tensor:
-    """Rescale each frame [..., H, W] so that it holds ``photons`` expected counts in total."""
-    total = intensity.sum(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(intensity.dtype).tiny)
-    return intensity * (photons / total)
+    """Rescale each frame [..., H, W] so that it holds ``photons`` expected counts in total (an empty frame stays 0)."""
+    total = intensity.sum(dim=(-2, -1), keepdim=True)
+    # photons / tiny overflows to inf and 0 * inf is NaN: divide by 1 where a frame is empty
+    return intensity * (photons / torch.where(total > 0, total, torch.ones_like(total)))
 
 
 def poisson_counts(expected: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
