@@ -95,15 +95,20 @@ def save_checkpoint(classifier: SpeckleClassifier, path: str | Path, half: bool 
     return torch_save(classifier.checkpoint(half), path, overwrite=overwrite, protected=protected)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> SpeckleClassifier:
-    """Load a checkpoint written by :func:`save_checkpoint` onto ``device`` (float32, eval mode)."""
-    path = Path(path)
+def read_checkpoint_file(path: Path):
+    """The weights-only payload of a speckle checkpoint file (typed errors for a missing or unreadable file)."""
     if not path.is_file():
         raise InputFileError(path, "checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt / foreign files
         raise InputFileError(path, f"cannot read checkpoint: {exc}") from exc
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> SpeckleClassifier:
+    """Load a checkpoint written by :func:`save_checkpoint` onto ``device`` (float32, eval mode)."""
+    path = Path(path)
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise InputFileError(path, f"not a napari-cxdi speckle checkpoint (format {FORMAT})")
     model = SpeckleResNet(**ckpt["model"])

@@ -244,13 +244,10 @@ def radial_from_checkpoint(ckpt: dict, path: str | Path = "") -> RadialClassifie
 
 
 def load_radial(path: str | Path) -> RadialClassifier:
+    from .classifier import read_checkpoint_file
+
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt / foreign files
-        raise InputFileError(path, f"cannot read checkpoint: {exc}") from exc
+    ckpt = read_checkpoint_file(path)
     if not is_radial_checkpoint(ckpt):
         raise InputFileError(path, f"not a radial speckle checkpoint (format {FORMAT})")
     return radial_from_checkpoint(ckpt, path)
