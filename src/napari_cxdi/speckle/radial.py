@@ -217,12 +217,10 @@ class RadialClassifier:
 
 
 def save_radial(clf: RadialClassifier, path: str | Path, overwrite: bool = True) -> Path:
-    """Write ``clf`` through the one atomic write path."""
-    from ..io.safe_write import atomic_output
+    """Write ``clf`` through the one atomic write path (a full disk is a typed OutputWriteError)."""
+    from ..io.safe_write import torch_save
 
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        torch.save(clf.checkpoint(), tmp)
-    return Path(path)
+    return torch_save(clf.checkpoint(), path, overwrite=overwrite)
 
 
 def is_radial_checkpoint(ckpt) -> bool:
