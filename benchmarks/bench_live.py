@@ -139,6 +139,149 @@ def bench(device: str, sizes, n_frames: int, max_iter: int, block: int, model_si
     return rows
 
 
+RUNNING = False  # while the Live dock follows (for profilers hooking in)
+TICKS: list[float] = []  # perf_counter of each timer tick while following (for profilers)
+
+
+def _writer_process(path: str, frames_path: str, rate_hz: float, ready, queue) -> None:
+    """The detector in its own process (as at a beamline): SWMR appends at ``rate_hz``; flush times -> queue."""
+    times: list[float] = []
+    started = threading.Event()
+    th = threading.Thread(target=writer, args=(Path(path), np.load(frames_path), rate_hz, times, started))
+    th.start()
+    started.wait()
+    ready.set()
+    th.join()
+    queue.put(times)
+
+
+def bench_gui(m: int, n_frames: int, rate_hz: float, max_iter: int, block: int) -> dict:
+    """The Live dock in a napari viewer while a writer thread appends at ``rate_hz``: event-loop latency (gaps
+    between 10 ms timer ticks while following; ``steady``: after the first round of layer updates, i.e.
+    without the one-off cost of creating the five layers) and end-to-end latency frame written -> phase layer
+    updated."""
+    import napari
+    from qtpy.QtCore import QThreadPool, QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_cxdi.widgets.live_panel import LAYERS, LivePanel
+
+    app = QApplication.instance() or QApplication([])
+    frames, probe = movie(n_frames, m)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "run.h5", Path(tmp) / "live.cxi"
+        np.save(Path(tmp) / "probe.npy", probe)
+        viewer = napari.Viewer(show=True)
+        panel = LivePanel(viewer)
+        viewer.window.add_dock_widget(panel, name="live")
+        panel.source.setText(str(src))
+        panel.probe.setText(str(Path(tmp) / "probe.npy"))
+        panel.output.setText(str(out))
+        panel.max_iter.setValue(max_iter)
+        panel.block.setValue(block)
+        panel.idle.setValue(2.0)
+        shown: dict[int, float] = {}
+        finish = panel._finish_round
+
+        first_round = []
+
+        def timed_finish():  # the end of a round of layer updates: these frames are now on screen
+            finish()
+            now = time.time()
+            if not first_round:
+                first_round.append(len(gaps))
+            for i in range(len(viewer.layers[LAYERS[2]].data) if LAYERS[2] in viewer.layers else 0):
+                shown.setdefault(i, now)
+
+        panel._finish_round = timed_finish
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        np.save(Path(tmp) / "frames.npy", frames)
+        ready, queue = ctx.Event(), ctx.Queue()
+        proc = ctx.Process(target=_writer_process, args=(str(src), str(Path(tmp) / "frames.npy"), rate_hz, ready, queue))
+        proc.start()
+        ready.wait(60)
+        gaps, last = [], [time.perf_counter()]
+
+        def tick():
+            now = time.perf_counter()
+            if panel.running:
+                gaps.append((now - last[0]) * 1e3)
+                TICKS.append(now)
+            last[0] = now
+
+        timer = QTimer()
+        timer.timeout.connect(tick)
+        timer.start(10)
+        t0 = time.perf_counter()
+        global RUNNING
+        RUNNING = True
+        panel.live_button.setChecked(True)
+        while panel.running and time.perf_counter() - t0 < 600:
+            app.processEvents()
+            time.sleep(0.002)
+        timer.stop()
+        RUNNING = False
+        QThreadPool.globalInstance().waitForDone(10_000)
+        times = queue.get(timeout=60)
+        proc.join(10)
+        app.processEvents()
+        n = len(viewer.layers[LAYERS[2]].data) if LAYERS[2] in viewer.layers else 0
+        lat = np.array([shown[i] - times[i] for i in range(min(n, len(times))) if i in shown]) * 1e3
+        viewer.close()
+    g = np.asarray(gaps) if gaps else np.zeros(1)
+    steady = g[first_round[0]:] if first_round and len(g) > first_round[0] else g
+    return {"event_loop_steady_p99_ms": float(np.percentile(steady, 99)),
+            "event_loop_steady_max_ms": float(steady.max()), "steady_ticks": int(len(steady)),"m": m, "frames": n_frames, "frames_shown": n, "rate_hz": rate_hz, "method": f"mixed-state ({max_iter} it)",
+            "block_frames": block, "ticks": len(gaps), "event_loop_p50_ms": float(np.percentile(g, 50)),
+            "event_loop_p99_ms": float(np.percentile(g, 99)), "event_loop_max_ms": float(g.max()),
+            "layer_latency_median_ms": float(np.median(lat)) if lat.size else None,
+            "layer_latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
+            "error": None if panel.error is None else str(panel.error)}
+
+
+def gui_floor(m: int, seconds: float = 15.0, refresh_s: float = 1.0) -> dict:
+    """napari's own floor on this machine: a viewer with the Live dock's three image layers (one visible) whose
+    data grow once per ``refresh_s`` with the view following, and no worker at all: event-loop p99."""
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    data = np.random.default_rng(0).random((int(seconds / refresh_s) * 4 + 8, m, m), dtype=np.float32)
+    viewer = napari.Viewer(show=True)
+    for i, name in enumerate(("diffraction", "amplitude", "phase")):
+        viewer.add_image(data[:4], name=name, visible=i == 2)
+    gaps, last = [], [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append((now - last[0]) * 1e3)
+        last[0] = now
+
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.01)
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
+    t0, n, next_t = time.perf_counter(), 4, time.perf_counter() + refresh_s
+    while time.perf_counter() - t0 < seconds:
+        app.processEvents()
+        time.sleep(0.002)
+        if time.perf_counter() >= next_t:
+            n, next_t = n + 4, next_t + refresh_s
+            for layer in viewer.layers:
+                layer.data = data[:n]
+            viewer.dims.set_current_step(0, n - 1)
+    timer.stop()
+    viewer.close()
+    g = np.asarray(gaps[5:])
+    return {"m": m, "refresh_s": refresh_s, "ticks": len(g), "event_loop_p50_ms": float(np.percentile(g, 50)),
+            "event_loop_p99_ms": float(np.percentile(g, 99)), "event_loop_max_ms": float(g.max())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=12)
@@ -147,9 +290,38 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=4)
     ap.add_argument("--small-model", action="store_true", help="PID3Net F = 4, refinement width 8, K = 2 (the size of bench_reconstruction --quick; default: the default model)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "live.json")
+    ap.add_argument("--gui", action="store_true", help="also the Live dock in napari (run under Xvfb): event-loop "
+                    "latency (goal p99 < 50 ms) and frame written -> phase layer latency")
+    ap.add_argument("--gui-only", action="store_true", help="only the Live dock measurement")
+    ap.add_argument("--gui-rate", type=float, default=5.0, help="writer rate (frames/s) for the GUI measurement")
+    ap.add_argument("--gui-frames", type=int, default=60)
     args = ap.parse_args()
     torch.set_num_threads(1)
     small = {"width": 4, "refine_width": 8, "refine_steps": 2} if args.small_model else {}
+    gui_rows = []
+    floor_rows = []
+    if args.gui or args.gui_only:
+        for m in args.sizes:
+            f = gui_floor(m)
+            floor_rows.append(f)
+            print(f"GUI   m={m:<4d} napari alone (no worker; 3 layers grow once per second): event loop p50 "
+                  f"{f['event_loop_p50_ms']:.1f} ms, p99 {f['event_loop_p99_ms']:.1f} ms, max {f['event_loop_max_ms']:.0f} ms "
+                  "(the floor on this machine)", flush=True)
+            r = bench_gui(m, args.gui_frames, args.gui_rate, args.max_iter, min(args.block, 2))
+            gui_rows.append(r)
+            print(f"GUI   m={m:<4d} {r['method']:22s} writer {r['rate_hz']:.1f} Hz, {r['frames_shown']}/{r['frames']} frames "
+                  f"shown | event loop p50 {r['event_loop_p50_ms']:.1f} ms, p99 {r['event_loop_p99_ms']:.1f} ms, "
+                  f"once the layers exist {r['event_loop_steady_p99_ms']:.1f} ms (goal < 50), max "
+                  f"{r['event_loop_max_ms']:.0f} ms | written -> phase layer median "
+                  f"{r['layer_latency_median_ms']:.0f} ms, p95 {r['layer_latency_p95_ms']:.0f} ms", flush=True)
+    if args.gui_only:
+        from napari_cxdi.io.safe_write import write_json
+
+        out = args.out.with_name(args.out.stem + "_gui.json")
+        write_json(out, {"gui_rows": gui_rows, "gui_floor_rows": floor_rows, "cpu_count": os.cpu_count(),
+                         "provenance": provenance(vars(args) | {"out": str(out)})}, overwrite=True)
+        print(f"wrote {out}")
+        return
     rows = bench("cpu", args.sizes, args.frames, args.max_iter, args.block, small)
     if torch.cuda.is_available():
         rows += bench("cuda", args.sizes, max(args.frames, 200), args.max_iter, 16, {})
@@ -157,7 +329,7 @@ def main() -> None:
         print("no CUDA device: GPU figures not measured")
     from napari_cxdi.io.safe_write import write_json
 
-    write_json(args.out, {"rows": rows, "note": "CPU figures with torch.set_num_threads(1) on a machine shared with other "
+    write_json(args.out, {"rows": rows, "gui_rows": gui_rows, "gui_floor_rows": floor_rows, "note": "CPU figures with torch.set_num_threads(1) on a machine shared with other "
                                                 "jobs (2 cores, loaded): indicative only",
                           "cpu_count": os.cpu_count(), "provenance": provenance(vars(args) | {"out": str(args.out)})},
                overwrite=True)

@@ -1,6 +1,8 @@
 """The Live dock in a real viewer (pytest-qt, Xvfb): layers grow while a writer process appends, stop/resume."""
 
+import sys
 import time
+from pathlib import Path
 
 import torch  # noqa: F401  (before Qt)
 import h5py
@@ -11,7 +13,8 @@ from qtpy.QtCore import QThreadPool, QTimer
 from napari_cxdi.live import read_live_output
 from napari_cxdi.widgets.live_panel import LAYERS, LivePanel
 
-from test_live import make_movie, start_writer
+sys.path.insert(0, str(Path(__file__).parents[1] / "core" / "io"))  # the writer helpers of the core live tests
+from test_live import make_movie, start_writer  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -28,6 +31,7 @@ def test_live_toggle_grows_layers_stops_and_resumes(make_napari_viewer, qtbot, t
     src, out = tmp_path / "run.h5", tmp_path / "run_live.cxi"
     viewer = make_napari_viewer()
     panel = LivePanel(viewer)
+    panel.refresh_interval_s = 0.0  # a round of layer updates per block (the default 1 s coalesces blocks)
     viewer.window.add_dock_widget(panel)
     panel.source.setText(str(src))
     panel.probe.setText(str(tmp_path / "probe.npy"))
@@ -35,7 +39,7 @@ def test_live_toggle_grows_layers_stops_and_resumes(make_napari_viewer, qtbot, t
     panel.max_iter.setValue(5)
     panel.block.setValue(2)
     panel.idle.setValue(1.5)
-    proc = start_writer("swmr", src, tmp_path / "frames8.npy", 10)
+    proc = start_writer("swmr", src, tmp_path / "frames8.npy", 4)
     gaps, last = [], [time.perf_counter()]
 
     def tick():
@@ -46,18 +50,12 @@ def test_live_toggle_grows_layers_stops_and_resumes(make_napari_viewer, qtbot, t
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
-    sizes = []
     panel.idle.setValue(0)  # follow until the toggle is switched off
     panel.live_button.setChecked(True)  # the toggle starts the worker
     assert panel.running
 
     def grown():
-        if LAYERS[2] in viewer.layers:
-            n = len(viewer.layers[LAYERS[2]].data)
-            if not sizes or sizes[-1] != n:
-                sizes.append(n)
-            return n == 8
-        return False
+        return bool(panel.layer_sizes) and panel.layer_sizes[-1] == 8
 
     qtbot.waitUntil(grown, timeout=40_000)
     assert len(panel.layer_sizes) >= 2 and panel.layer_sizes == sorted(panel.layer_sizes)  # grew block by block
@@ -92,11 +90,14 @@ def test_live_toggle_grows_layers_stops_and_resumes(make_napari_viewer, qtbot, t
     assert len(gaps) > 10  # the event loop kept running while frames streamed in (latency: benchmarks/bench_live.py)
 
 
-def test_live_events_fill_points_and_tracks_layers(make_napari_viewer):
+def test_live_events_fill_points_and_tracks_layers(make_napari_viewer, qtbot):
+    """Two blocks arriving within one refresh interval are shown by one round of layer updates (coalesced: the
+    event loop is not held once per block), and that round shows both."""
     import pandas as pd
 
     viewer = make_napari_viewer()
     panel = LivePanel(viewer)
+    assert panel.refresh_interval_s >= 0.5
     m = 16
     for start in (0, 2):
         tracks = pd.DataFrame({"frame": [start, start, start + 1, start + 1], "y": [4.0, 10.0, 4.5, 10.5],
@@ -104,6 +105,11 @@ def test_live_events_fill_points_and_tracks_layers(make_napari_viewer):
         panel._on_event({"event": "frames", "start": start, "counts": np.ones((2, m, m), np.float32),
                          "objects": np.exp(1j * np.full((2, m, m), 0.5, np.float32)), "tracks": tracks,
                          "latency_s": 0.1, "frames_per_s": 10.0})
+    assert LAYERS[2] not in viewer.layers  # nothing is drawn from inside the event handler
+    qtbot.waitUntil(lambda: bool(panel.layer_sizes), timeout=10_000)
+    assert panel.layer_sizes == [4]  # one round for both blocks
+    assert "4 frames" in panel.status.text()
+    assert viewer.layers[LAYERS[2]].visible and not viewer.layers[LAYERS[0]].visible and not viewer.layers[LAYERS[1]].visible
     assert len(viewer.layers[LAYERS[2]].data) == 4
     np.testing.assert_allclose(viewer.layers[LAYERS[2]].data, 0.5, atol=1e-6)
     assert len(viewer.layers["live detections"].data) == 8

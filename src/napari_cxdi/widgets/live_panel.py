@@ -3,7 +3,16 @@
 Thin: a napari thread worker runs :func:`napari_cxdi.live.iter_live`; every yielded ``frames`` event
 is handed (in the main thread) to a Qt-free :class:`~napari_cxdi.live.LiveSession`, whose growing arrays
 become the data of the ``live diffraction / amplitude / phase / detections / tracks`` layers. The worker
-never touches a layer. The viewer follows the newest frame unless the user has scrolled back. The Live
+never touches a layer. To keep the viewer responsive while frames stream in
+(``python benchmarks/bench_live.py --gui-only``):
+
+* layer updates are spread over event-loop turns, one layer per turn (each costs napari ~5-15 ms of
+  slicing, thumbnail and layer-list events; all five at once held the event loop for ~40 ms per block,
+  and creating them for ~2 s);
+* rounds of updates are at most one per ``refresh_interval_s`` (1 s); frames that arrive meanwhile are
+  coalesced into the next round (every frame is shown; the screen is not redrawn per block);
+* the diffraction and amplitude layers grow hidden (the phase is what one follows; their eye icon shows
+  them): a hidden layer is neither sliced nor painted. The viewer follows the newest frame unless the user has scrolled back. The Live
 button is a toggle: off sets the cancel event (the run stops after the current block, the output stays
 consistent), on again resumes the same output where it ends (the layers are reloaded from it first).
 """
@@ -11,9 +20,11 @@ consistent), on again resumes the same output where it ends (the layers are relo
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
     QVBoxLayout, QWidget,
@@ -28,6 +39,10 @@ LAYERS = ("live diffraction", "live amplitude", "live phase")
 class LivePanel(QWidget):
     """Source + model or probe + output -> Live toggle -> layers that grow as frames arrive."""
 
+    #: at most one round of layer updates per this interval while following (each round costs the event loop
+    #: ~5-15 ms per layer plus a repaint; bench_live.py --gui-only: 0.5 s gave p99 ~95 ms, 1 s ~45 ms)
+    refresh_interval_s = 1.0
+
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -37,6 +52,17 @@ class LivePanel(QWidget):
         self.summary = None
         self.error: Exception | None = None
         self.layer_sizes: list[int] = []  # frames in the layers after each update (how they grew)
+        self._steps: list = []  # layer updates still to run, one per event-loop turn
+        self._dirty = False  # new frames arrived while a round of updates was running
+        self._follow = False
+        self._pump = QTimer(self)
+        self._pump.setInterval(0)
+        self._pump.timeout.connect(self._pump_step)
+        self._round_timer = QTimer(self)  # waits out refresh_interval_s since the last round
+        self._round_timer.setSingleShot(True)
+        self._round_timer.timeout.connect(self._start_round)
+        self._last_round = -1e9
+        self._status_text = ""
         self._build()
 
     def _path_row(self, form, label: str, placeholder: str, folder: bool = False) -> QLineEdit:
@@ -174,9 +200,9 @@ class LivePanel(QWidget):
         if kind == "frames":
             if not self.session.add(event):  # out of step (should not happen): reload the output
                 self.session.load(self.output.text())
-            self._refresh_layers()
-            self.status.setText(f"{self.session.n} frames, {event['frames_per_s']:.1f} frames/s, "
-                                f"latency {event['latency_s'] * 1e3:.0f} ms, {len(self.session.tracks)} detections")
+            self._status_text = (f"{self.session.n} frames, {event['frames_per_s']:.1f} frames/s, "
+                                 f"latency {event['latency_s'] * 1e3:.0f} ms, {len(self.session.tracks)} detections")
+            self._schedule_refresh()  # the status line is updated with the layers (a label relayout costs a repaint)
         elif kind == "started" and event.get("resume_from"):
             self.status.setText(f"resuming after frame {event['resume_from']} …")
         elif kind == "waiting" and event.get("idle_s", 0) > 1.0:
@@ -187,38 +213,97 @@ class LivePanel(QWidget):
             return True
         return int(self.viewer.dims.current_step[0]) >= n_before - 1
 
-    def _refresh_layers(self, follow: bool = False) -> None:
-        s = self.session
-        if s.n == 0:
+    def _schedule_refresh(self) -> None:
+        """Update the layers from the session, one layer per event-loop turn, at most one round per
+        ``refresh_interval_s``; frames that arrive meanwhile are shown by the next round (coalesced)."""
+        self._dirty = True
+        if self._steps or self._round_timer.isActive():
             return
+        wait_s = self.refresh_interval_s - (time.perf_counter() - self._last_round)
+        self._round_timer.start(max(0, int(wait_s * 1e3)))
+
+    def _start_round(self) -> None:
+        self._dirty = False
+        self._last_round = time.perf_counter()
+        self._steps = self._refresh_steps()
+        if self._steps:
+            self._pump.start()
+
+    def _pump_step(self) -> None:
+        if self._steps:
+            self._steps.pop(0)()
+        if not self._steps:
+            self._pump.stop()
+            if self._dirty:
+                self._schedule_refresh()
+
+    def _flush_refresh(self) -> None:
+        """Run what is still queued now (the run ended: the layers must hold everything the session holds)."""
+        self._pump.stop()
+        self._round_timer.stop()
+        while self._steps or self._dirty:
+            if not self._steps:
+                self._dirty = False
+                self._steps = self._refresh_steps()
+            while self._steps:
+                self._steps.pop(0)()
+
+    def _refresh_steps(self, follow: bool = False) -> list:
+        """The layer updates of one round, as callables (each reads the session when it runs)."""
+        if self.session.n == 0:
+            return []
         layers = self.viewer.layers
         n_before = len(layers[LAYERS[2]].data) if LAYERS[2] in layers else 0
-        follow = follow or self._at_newest(n_before)
-        for name, data, kw in ((LAYERS[0], s.counts, {"colormap": "magma", "gamma": 0.3}),
-                               (LAYERS[1], s.amplitude, {"colormap": "gray"}),
-                               (LAYERS[2], s.phase, {"colormap": "twilight_shifted", "contrast_limits": (-np.pi, np.pi)})):
-            if name in layers:
-                layers[name].data = data
-            else:
-                self.viewer.add_image(data, name=name, **kw)
-        points = s.points()
-        if len(points):
-            if "live detections" in layers:
-                layers["live detections"].data = points
-            else:
-                self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
-                                       border_color="yellow") if _has_border() else self.viewer.add_points(
-                    points, name="live detections", size=4, face_color="transparent", edge_color="yellow")
-            tracks = s.track_data()
-            if "live tracks" in layers:
-                layers["live tracks"].data = tracks
-            else:
-                self.viewer.add_tracks(tracks, name="live tracks", tail_length=20)
-        self.layer_sizes.append(s.n)
-        if follow:
-            self.viewer.dims.set_current_step(0, s.n - 1)
+        self._follow = follow or self._at_newest(n_before)
+        steps = [lambda: self._set_image(LAYERS[0], "counts", {"colormap": "magma", "gamma": 0.3, "visible": False}),
+                 lambda: self._set_image(LAYERS[1], "amplitude", {"colormap": "gray", "visible": False}),
+                 lambda: self._set_image(LAYERS[2], "phase", {"colormap": "twilight_shifted",
+                                                               "contrast_limits": (-np.pi, np.pi)})]
+        if len(self.session.tracks):
+            steps += [self._set_points, self._set_tracks]
+        return steps + [self._finish_round]
+
+    def _set_image(self, name: str, attr: str, kw: dict) -> None:
+        data = getattr(self.session, attr)
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = data
+        else:
+            self.viewer.add_image(data, name=name, **kw)
+
+    def _set_points(self) -> None:
+        points, layers = self.session.points(), self.viewer.layers
+        if "live detections" in layers:
+            layers["live detections"].data = points
+        elif _has_border():
+            self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
+                                   border_color="yellow")
+        else:
+            self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
+                                   edge_color="yellow")
+
+    def _set_tracks(self) -> None:
+        tracks, layers = self.session.track_data(), self.viewer.layers
+        if "live tracks" in layers:
+            layers["live tracks"].data = tracks
+        else:
+            self.viewer.add_tracks(tracks, name="live tracks", tail_length=20)
+
+    def _finish_round(self) -> None:
+        if self._status_text:
+            self.status.setText(self._status_text)
+            self._status_text = ""
+        n = len(self.viewer.layers[LAYERS[2]].data)
+        self.layer_sizes.append(n)
+        if self._follow:
+            self.viewer.dims.set_current_step(0, n - 1)
+
+    def _refresh_layers(self, follow: bool = False) -> None:
+        """Update every layer now (a resumed output is shown at once, before following starts)."""
+        self._steps = self._refresh_steps(follow)
+        self._flush_refresh()
 
     def _on_done(self, summary) -> None:
+        self._flush_refresh()
         self.summary = summary
         lat = "" if summary.latency_s_median is None else f", median latency {summary.latency_s_median * 1e3:.0f} ms"
         self.status.setText(f"{summary.stopped}: {summary.frames_total} frames in {summary.output} "
@@ -232,6 +317,7 @@ class LivePanel(QWidget):
         self.status.setText(f"error: {exc}")
 
     def _on_finished(self) -> None:
+        self._flush_refresh()
         self.worker = None
         self.live_button.blockSignals(True)
         self.live_button.setChecked(False)

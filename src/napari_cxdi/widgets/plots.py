@@ -3,8 +3,11 @@ napari's theme (dark or light) and shrink with the dock."""
 
 from __future__ import annotations
 
+import time
+
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy
 
 DARK = {"canvas": "#262930", "text": "#f0f1f2", "ticks": "#d0d0d0", "spines": "#808080"}
@@ -36,15 +39,63 @@ def viewer_theme(viewer) -> str | None:
         return None
 
 
+#: margins around subplot axes, in pixels: room for tick labels, axis labels and a title
+MARGINS_PX = {"left": 44, "right": 8, "bottom": 30, "top": 18, "gap": 46}
+
+
 class ThemedCanvas(FigureCanvasQTAgg):
-    """A figure canvas that restyles itself when the viewer's theme changes (``follow(viewer)``)."""
+    """A figure canvas that restyles itself when the viewer's theme changes (``follow(viewer)``) and stays cheap
+    on the Qt main thread while a worker streams updates:
+
+    * redraws are coalesced: ``draw_idle`` at most once per ``min_interval_ms`` (a training run asks for one per
+      step; rendering a figure costs tens of milliseconds of the event loop each time);
+    * subplot margins are fixed in pixels and set on resize, instead of matplotlib's tight layout, which measures
+      every tick label's text extent on every draw (more than half of the draw time).
+    """
+
+    min_interval_ms = 250
 
     def __init__(self, figure: Figure, min_height: int = 90):
+        figure.set_layout_engine("none")
         super().__init__(figure)
         self.colors = dict(DARK)
         self.theme_name: str | None = None
         self.setMinimumHeight(min_height)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self._last_draw = 0.0
+        self._pending = QTimer(self)
+        self._pending.setSingleShot(True)
+        self._pending.timeout.connect(self._draw_now)
+
+    def draw_idle(self) -> None:
+        """Schedule a redraw; repeated requests within ``min_interval_ms`` of the last draw make one draw."""
+        if self._pending.isActive():
+            return
+        wait_ms = self.min_interval_ms - (time.perf_counter() - self._last_draw) * 1e3
+        self._pending.start(max(0, int(wait_ms)))
+
+    def _draw_now(self) -> None:
+        self._last_draw = time.perf_counter()
+        try:
+            super().draw_idle()
+        except RuntimeError:  # the canvas was deleted with its dock
+            pass
+
+    def fit_margins(self) -> None:
+        """Subplot margins for the current canvas size (pixels in ``MARGINS_PX``)."""
+        w, h = max(self.width(), 60), max(self.height(), 40)
+        subplots = [ax for ax in self.figure.axes if ax.get_subplotspec() is not None]
+        if not subplots:
+            return
+        n = max(ax.get_subplotspec().get_gridspec().ncols for ax in subplots)
+        m = MARGINS_PX
+        inner = max(w - m["left"] - m["right"] - (n - 1) * m["gap"], 20)
+        self.figure.subplots_adjust(left=m["left"] / w, right=1 - m["right"] / w, bottom=min(m["bottom"] / h, 0.45),
+                                    top=max(1 - m["top"] / h, 0.55), wspace=m["gap"] / (inner / n))
+
+    def resizeEvent(self, event) -> None:
+        self.fit_margins()
+        super().resizeEvent(event)
 
     def follow(self, viewer) -> None:
         if viewer is None:
@@ -88,7 +139,7 @@ class PlotCanvas(ThemedCanvas):
     """A Figure with ``n`` side-by-side axes."""
 
     def __init__(self, n: int = 2, height: float = 2.4, parent=None, min_height: int = 110):
-        figure = Figure(figsize=(4.5, height), tight_layout=True)
+        figure = Figure(figsize=(4.5, height))
         super().__init__(figure, min_height)
         self.figure = figure
         self.figure.patch.set_facecolor(self.colors["canvas"])
@@ -96,6 +147,7 @@ class PlotCanvas(ThemedCanvas):
         self.axes = [self.figure.add_subplot(1, n, i + 1) for i in range(n)]
         for ax in self.axes:
             self.style(ax)
+        self.fit_margins()
 
     def clear(self, i: int, title: str = "", xlabel: str = "", ylabel: str = ""):
         ax = self.axes[i]

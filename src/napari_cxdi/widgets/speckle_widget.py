@@ -147,7 +147,7 @@ class SpeckleWidget(ScrollingDock):
         self.result_label = QLabel("–")
         self.result_label.setWordWrap(True)
         form.addRow(self.result_label)
-        self.figure = Figure(figsize=(3.2, 1.8), tight_layout=True)
+        self.figure = Figure(figsize=(3.2, 1.8))
         self.canvas = ThemedCanvas(self.figure, min_height=110)
         self.canvas.setMaximumHeight(240)
         self.canvas.follow(self.viewer)
@@ -340,6 +340,7 @@ class SpeckleWidget(ScrollingDock):
             ax.set_ylabel("frames")
         ax.set_xlabel("number of disks", fontsize=7)
         ax.set_xticks(classes[:: max(1, len(classes) // 10)])
+        self.canvas.fit_margins()
         self.canvas.apply_theme(self.canvas.theme_name)
 
     def _on_map(self, out: dict):
