@@ -115,6 +115,9 @@ class LiveConfig:
     memory: int = 1
     dataset: str | None = None           # the SWMR dataset, if the file holds several
     counter: str | None = None           # an SWMR frame-counter dataset the writer keeps, if any
+    finetune_every: int = 0              # PID3Net: fine-tune in the background every this many new frames (0: off)
+    finetune_frames: int = 32            # ... on the most recent this many frames
+    finetune_epochs: int = 4             # ... for this many epochs (held-out rule included)
 
     def validate(self) -> None:
         if self.block_frames < 1:
@@ -125,6 +128,9 @@ class LiveConfig:
             raise ConfigError("max_iter must be >= 1, poll_s > 0, settle_s >= 0")
         if self.max_displacement_nm <= 0 or self.memory < 0:
             raise ConfigError("max displacement must be > 0 and memory >= 0")
+        if self.finetune_every < 0 or self.finetune_frames < 2 or self.finetune_epochs < 1:
+            raise ConfigError(f"fine-tuning: finetune_every must be >= 0 (0 = off), finetune_frames >= 2 and "
+                              f"finetune_epochs >= 1, got {self.finetune_every}, {self.finetune_frames}, {self.finetune_epochs}")
 
     def with_(self, **changes) -> "LiveConfig":
         import dataclasses
@@ -427,6 +433,118 @@ class _Reconstructor:
         return start_index, objects.astype(np.complex64)
 
 
+class _FineTuner:
+    """Periodic fine-tuning of the live PID3Net on the most recent frames, in a background thread.
+
+    Every ``finetune_every`` new frames (when no round is running) a copy of the model trains on the last
+    ``finetune_frames`` prepared frames for ``finetune_epochs`` epochs with the usual held-out rule (binomial
+    thinning, best held-out state kept; docs/fidelity.md), while inference goes on with the current model.
+    The new weights are adopted between two blocks, and only if they explain the held-out photons of those
+    frames better than the current weights do (mean held-out Poisson deviance over all windows, the same
+    thinning for both); a round that does not improve is discarded.
+    """
+
+    def __init__(self, model, cfg: LiveConfig):
+        self.model = model
+        self.cfg = cfg
+        self.round = 0
+        self.next_at = cfg.finetune_every
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self.adopted = 0
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def maybe_start(self, recent: np.ndarray, n_done: int) -> dict | None:
+        """Start a round if one is due and none runs; returns its ``finetune_started`` event."""
+        T = self.model.config.frames
+        if not self.cfg.finetune_every or self.running or n_done < self.next_at or len(recent) < max(T, 2):
+            return None
+        import copy
+
+        self.round += 1
+        self.next_at = n_done + self.cfg.finetune_every
+        trial = copy.deepcopy(self.model)  # between blocks: the model is not in use
+        reference = copy.deepcopy(self.model)  # the current weights, scored on the same held-out photons
+        frames = np.array(recent[-self.cfg.finetune_frames:], np.float32)
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(trial, reference, frames, self.round), daemon=True,
+                                       name=f"live-finetune-{self.round}")
+        self.thread.start()
+        return {"event": "finetune_started", "round": self.round, "frames": len(frames), "at_frame": n_done}
+
+    def _run(self, trial, reference, frames: np.ndarray, k: int) -> None:
+        from .pid3net.train import PID3NetTrainer
+
+        try:
+            config = trial.config.with_(epochs=self.cfg.finetune_epochs, preview_every=0, checkpoint_every=0,
+                                        seed=(trial.config.seed or 0) + k,
+                                        batch_size=min(trial.config.batch_size, len(frames) - trial.config.frames + 1))
+            trainer = PID3NetTrainer(frames, config=config, model=trial)
+            before = heldout_score(reference, trainer)
+            gen = trainer.run()
+            for _ in gen:
+                if self.stop.is_set():
+                    gen.close()
+                    return
+            after = heldout_score(trainer.model, trainer)
+            self.result = {"round": k, "frames": len(frames), "steps": trainer.step, "heldout_before": before,
+                           "heldout_after": after, "state": trainer.model.state_dict()}
+        except BaseException as exc:  # noqa: BLE001 - reported by the follower loop, never lost in the thread
+            self.error = exc
+
+    def poll(self) -> dict | None:
+        """Between blocks: adopt a finished round's weights if they are better; its ``finetuned`` event."""
+        if self.thread is None or self.thread.is_alive():
+            return None
+        self.thread = None
+        if self.error is not None:
+            return {"event": "warning", "stage": "finetune",
+                    "message": f"fine-tuning round {self.round} failed and was discarded: {self.error}"}
+        if self.result is None:
+            return None
+        r, self.result = self.result, None
+        adopted = r["heldout_after"] < r["heldout_before"]
+        if adopted:
+            self.model.load_state_dict(r.pop("state"))
+            self.model.eval()
+            self.adopted += 1
+        else:
+            r.pop("state")
+        return {"event": "finetuned", **r, "adopted": adopted}
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=60)
+
+
+def heldout_score(model, trainer) -> float:
+    """Mean held-out Poisson deviance of ``model`` over every window of ``trainer``'s thinned movie (lower is
+    better): how well it predicts photons it was not trained on."""
+    import torch
+
+    from .pid3net.losses import poisson_deviance
+
+    was_training = model.training
+    model.eval()
+    windows, scale = trainer.windows, trainer.config.holdout_fraction / trainer.keep
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, windows.n_windows, trainer.batch_size):
+            starts = np.arange(i, min(i + trainer.batch_size, windows.n_windows))
+            counts = windows.batch(starts)
+            predicted = model.predicted_intensity(model(trainer.network_counts(counts))) * trainer.keep
+            total += float(poisson_deviance(predicted * scale, windows.heldout_batch(starts), threshold=0.0)) * len(starts)
+            n += len(starts)
+    model.train(was_training)
+    return total / max(n, 1)
+
+
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class LiveSummary:
@@ -442,6 +560,8 @@ class LiveSummary:
     stopped: str  # "idle" | "cancelled"
     resumed_from: int = 0
     warnings: list[str] = field(default_factory=list)
+    finetune_rounds: int = 0      # background fine-tuning rounds finished
+    finetune_adopted: int = 0     # ... whose weights were better on held-out photons and replaced the model
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -478,6 +598,9 @@ def iter_live(
     source). detector: :class:`~napari_cxdi.api.DetectorSettings` (mask, centre, crop, bin). detection:
     :class:`~napari_cxdi.tracking.detect.DetectionConfig` (default: the tracking defaults).
     ``overrides`` update the :class:`LiveConfig` (``idle_timeout_s=``, ``block_frames=``, ``max_iter=`` ...).
+    ``finetune_every=N`` (with a model): every N new frames a copy of the model is fine-tuned on the latest
+    ``finetune_frames`` frames in a background thread and replaces the live model if it predicts their
+    held-out photons better (:class:`_FineTuner`; events ``finetune_started`` / ``finetuned``).
 
     Yields ``{"event": "frames", "start", "counts", "objects", "tracks" (new rows), "latency_s",
     "frames_per_s", "frames_done"}`` per block, ``{"event": "waiting", ...}`` while idle and ``started`` /
@@ -529,6 +652,18 @@ def iter_live(
     context_from = max(0, resume - (T - 1))
     follower = open_follower(source, start=context_from, dataset=cfg.dataset, settle_s=cfg.settle_s, counter=cfg.counter)
     recon = _Reconstructor(model, probe_np, cfg)
+    if cfg.finetune_every and model is None:
+        raise ConfigError("fine-tuning needs a PID3Net model (--model); the baselines have nothing to fine-tune")
+    if cfg.finetune_every and cfg.finetune_frames < T:
+        raise ConfigError(f"finetune_frames ({cfg.finetune_frames}) must be at least the model's window T = {T}")
+    if cfg.finetune_every:
+        import copy
+
+        model = copy.deepcopy(model)  # fine-tuning changes the live model's weights, never the caller's model
+        recon.model = model
+    tuner = _FineTuner(model, cfg) if cfg.finetune_every else None
+    recent: list[np.ndarray] = []  # the last finetune_frames prepared frames (fine-tuning data)
+    finetune_rounds = 0
     prep = None
     out: LiveOutput | None = None
     linker = StreamLinker(cfg.max_displacement_nm / (pixel_size_nm or 1.0), cfg.memory)
@@ -555,6 +690,13 @@ def iter_live(
                 if cancel is not None and cancel.is_set():
                     stopped = "cancelled"
                 break
+            if tuner is not None:
+                done = tuner.poll()
+                if done is not None:
+                    finetune_rounds += done["event"] == "finetuned"
+                    if done["event"] == "warning":
+                        warnings.append(done["message"])
+                    yield {**done, "frames_done": n_done}
             if ev["event"] != "frames":
                 yield {**ev, "frames_done": n_done}
                 continue
@@ -627,11 +769,19 @@ def iter_live(
             latencies.extend(lat.tolist())
             n_done = first + k
             frames_new += k
+            if tuner is not None:
+                recent.extend(np.asarray(block_counts, np.float32))
+                del recent[: max(0, len(recent) - cfg.finetune_frames)]
+                started = tuner.maybe_start(np.stack(recent), n_done)
+                if started is not None:
+                    yield {**started, "frames_done": n_done}
             elapsed = time.perf_counter() - t_start
             yield {"event": "frames", "start": first, "counts": block_counts, "objects": objects, "tracks": new_tracks,
                    "latency_s": float(lat.max()), "frames_per_s": frames_new / max(elapsed, 1e-9), "frames_done": n_done,
                    "source_position": follower.position}
     finally:
+        if tuner is not None:
+            tuner.close()
         follower.close()
         if out is not None:
             out.close(complete=True)
@@ -650,7 +800,7 @@ def iter_live(
         n_tracks = linker.next_id
     return LiveSummary(Path(output) if output else None, frames_new, n_done, frames_new / max(elapsed, 1e-9),
                        float(np.median(lat)) if len(lat) else None, float(np.percentile(lat, 95)) if len(lat) else None,
-                       n_tracks, stopped, resume, warnings)
+                       n_tracks, stopped, resume, warnings, finetune_rounds, tuner.adopted if tuner else 0)
 
 
 def cancellable_inner(gen, cancel):

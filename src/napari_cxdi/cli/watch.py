@@ -35,6 +35,12 @@ def register(subparsers) -> None:
     w.add_argument("--max-displacement-nm", type=float, default=150.0, help="tracking search radius per frame (default 150)")
     w.add_argument("--pixel-size-nm", type=float, default=None, help="object-plane pixel (default: from the geometry)")
     w.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    w.add_argument("--finetune-every", type=int, default=0, metavar="N",
+                   help="with --model: fine-tune a copy of the model in the background every N new frames on the latest "
+                        "--finetune-frames frames; it replaces the live model only if it predicts their held-out photons "
+                        "better (default 0: off)")
+    w.add_argument("--finetune-frames", type=int, default=32, help="frames a fine-tuning round trains on (default 32)")
+    w.add_argument("--finetune-epochs", type=int, default=4, help="epochs per fine-tuning round (default 4)")
     w.add_argument("--quiet", action="store_true", help="only the summary")
     add_detector_options(w)
     w.set_defaults(func=run_watch)
@@ -57,7 +63,8 @@ def run_watch(args) -> int:
         detector=detector_settings(args), pixel_size_nm=args.pixel_size_nm, cancel=cancel,
         idle_timeout_s=args.idle_timeout or None, block_frames=args.block, settle_s=args.settle, max_iter=args.max_iter,
         dataset=args.dataset, counter=args.counter, track=not args.no_track, max_displacement_nm=args.max_displacement_nm,
-        device=args.device,
+        device=args.device, finetune_every=args.finetune_every, finetune_frames=args.finetune_frames,
+        finetune_epochs=args.finetune_epochs,
     )
     summary = None
     try:
@@ -73,6 +80,13 @@ def run_watch(args) -> int:
                 print(f"watching {ev['source']} ({ev['method']}, {how}) -> {ev['output']}", flush=True)
             elif kind == "warning":
                 print(f"warning: {ev['message']}", file=sys.stderr)
+            elif kind == "finetune_started" and not args.quiet:
+                print(f"fine-tuning round {ev['round']} started on {ev['frames']} frames (at frame {ev['at_frame']})",
+                      flush=True)
+            elif kind == "finetuned" and not args.quiet:
+                verdict = "adopted" if ev["adopted"] else "discarded (not better)"
+                print(f"fine-tuning round {ev['round']}: {ev['steps']} steps, held-out deviance {ev['heldout_before']:.4g} -> "
+                      f"{ev['heldout_after']:.4g}: {verdict}", flush=True)
             elif kind == "frames" and not args.quiet:
                 n_tr = len(ev["tracks"])
                 print(f"frames {ev['start']}-{ev['frames_done'] - 1}: {ev['frames_per_s']:.1f} frames/s, "
@@ -83,6 +97,8 @@ def run_watch(args) -> int:
         return 130
     lat = "n/a" if summary.latency_s_median is None else f"{summary.latency_s_median * 1e3:.0f} ms (p95 {summary.latency_s_p95 * 1e3:.0f} ms)"
     print(f"{summary.frames_new} new frames ({summary.frames_total} in the output), {summary.frames_per_s:.2f} frames/s, "
-          f"latency {lat}, {summary.n_tracks} tracks; stopped: {summary.stopped}")
+          f"latency {lat}, {summary.n_tracks} tracks; stopped: {summary.stopped}"
+          + (f"; fine-tuning rounds {summary.finetune_rounds}, adopted {summary.finetune_adopted}"
+             if args.finetune_every else ""))
     print(f"wrote {summary.output}")
     return 0

@@ -112,6 +112,14 @@ class LivePanel(QWidget):
         self.block.setRange(1, 256)
         self.block.setValue(8)
         form.addRow("frames per block", self.block)
+        self.finetune = QSpinBox()
+        self.finetune.setRange(0, 100_000)
+        self.finetune.setValue(0)
+        self.finetune.setSpecialValueText("off")
+        self.finetune.setSuffix(" frames")
+        self.finetune.setToolTip("with a model: fine-tune a copy in the background every this many new frames on the "
+                                 "latest 32; it replaces the live model only if it predicts their held-out photons better")
+        form.addRow("fine-tune every", self.finetune)
         layout.addLayout(form)
         self.live_button = QPushButton("Live")
         self.live_button.setCheckable(True)
@@ -141,7 +149,7 @@ class LivePanel(QWidget):
             self.output.setText(output)
         return dict(source=source, model=model, probe=probe, method=None if model else self.method.currentText(),
                     output=output, idle_timeout_s=self.idle.value() or None, max_iter=self.max_iter.value(),
-                    block_frames=self.block.value())
+                    block_frames=self.block.value(), finetune_every=self.finetune.value() if model else 0)
 
     def _toggled(self, on: bool) -> None:
         if on:
@@ -203,6 +211,10 @@ class LivePanel(QWidget):
             self._status_text = (f"{self.session.n} frames, {event['frames_per_s']:.1f} frames/s, "
                                  f"latency {event['latency_s'] * 1e3:.0f} ms, {len(self.session.tracks)} detections")
             self._schedule_refresh()  # the status line is updated with the layers (a label relayout costs a repaint)
+        elif kind == "finetuned":
+            verdict = "adopted" if event["adopted"] else "discarded (not better on held-out photons)"
+            self._status_text = f"fine-tuning round {event['round']}: {verdict}"
+            self._schedule_refresh()
         elif kind == "started" and event.get("resume_from"):
             self.status.setText(f"resuming after frame {event['resume_from']} …")
         elif kind == "waiting" and event.get("idle_s", 0) > 1.0:

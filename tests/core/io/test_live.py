@@ -370,3 +370,64 @@ def test_watch_process_killed_then_restarted_resumes(movie, tmp_path):
     res = read_live_output(out)
     assert res["complete"] and res["source_frame"].tolist() == list(range(10)) and res["runs"] == 2
     np.testing.assert_allclose(res["counts"], counts.astype(np.float32))
+
+
+def test_iter_live_background_finetuning_adopts_only_better_weights(movie, tmp_path):
+    """Periodic fine-tuning: rounds run in a background thread on the latest frames, the live model takes the new
+    weights only when they predict the held-out photons better, later frames come from the new weights, and the
+    caller's model is never changed."""
+    counts, probe, _ = movie
+    model = _tiny_model(probe).eval()
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    src = tmp_path / "run.h5"
+    with h5py.File(src, "w", libver="latest") as f:
+        f.create_dataset("entry/data/data", data=counts, maxshape=(None, M, M), chunks=(1, M, M))
+    out = tmp_path / "live.cxi"
+    events = []
+    gen = iter_live(src, model=model, output=out, idle_timeout_s=20.0, block_frames=2, poll_s=0.02, settle_s=0.0,
+                    track=False, finetune_every=4, finetune_frames=6, finetune_epochs=3)
+    try:
+        for ev in gen:
+            events.append(ev)
+            if ev["event"] == "finetuned":
+                break
+    finally:
+        gen.close()
+    started = [e for e in events if e["event"] == "finetune_started"]
+    done = [e for e in events if e["event"] == "finetuned"]
+    assert started and started[0]["at_frame"] >= 4 and started[0]["frames"] == min(6, started[0]["at_frame"])
+    assert len(done) == 1 and done[0]["steps"] > 0
+    assert np.isfinite(done[0]["heldout_before"]) and np.isfinite(done[0]["heldout_after"])
+    # an untrained network: three epochs on its own frames must predict held-out photons better
+    assert done[0]["heldout_after"] < done[0]["heldout_before"] and done[0]["adopted"]
+    for k, v in model.state_dict().items():  # the caller's model is untouched
+        assert torch.equal(v, original[k]), k
+
+
+def test_finetuner_discards_a_round_that_is_not_better(movie):
+    import threading
+
+    from napari_cxdi.live import LiveConfig, _FineTuner
+
+    counts, probe, _ = movie
+    model = _tiny_model(probe).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tuner = _FineTuner(model, LiveConfig(finetune_every=4))
+    worse = {k: v + 1.0 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    tuner.thread = threading.Thread(target=lambda: None)
+    tuner.thread.start()
+    tuner.thread.join()
+    tuner.result = {"round": 1, "frames": 6, "steps": 3, "heldout_before": 1.0, "heldout_after": 1.2, "state": worse}
+    ev = tuner.poll()
+    assert ev["event"] == "finetuned" and not ev["adopted"] and tuner.adopted == 0
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    tuner.thread = threading.Thread(target=lambda: None)
+    tuner.thread.start()
+    tuner.thread.join()
+    tuner.result = {"round": 2, "frames": 6, "steps": 3, "heldout_before": 1.0, "heldout_after": 0.9, "state": worse}
+    assert tuner.poll()["adopted"] and tuner.adopted == 1
+    for k, v in model.state_dict().items():  # adopted: the live model now has the round's weights
+        assert torch.equal(v, worse[k]), k
+    with pytest.raises(CXDIError, match="fine-tun"):
+        drain(iter_live("nowhere.h5", probe=probe, finetune_every=4))
