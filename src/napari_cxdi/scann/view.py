@@ -233,6 +233,13 @@ def _g2(name: str) -> Callable[[], list]:
 
 
 #: name -> function returning a list of ase Atoms
+def warm_imports() -> None:
+    """Import what the examples and readers need (ase.build alone takes ~1 s cold): called from a background
+    thread when the molecule dock opens, so that choosing an example never freezes the viewer."""
+    import ase.build  # noqa: F401
+    import ase.io  # noqa: F401
+
+
 EXAMPLES: dict[str, Callable[[], list]] = {
     "C60 (fullerene)": _g2("C60"),
     "deformed C60 trajectory (12 frames)": deformed_fullerene,

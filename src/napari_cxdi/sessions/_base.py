@@ -7,6 +7,7 @@ watch its signals; tests drive it directly without Qt.
 from __future__ import annotations
 
 import threading
+import time
 from enum import Enum
 
 from psygnal import Signal
@@ -24,8 +25,12 @@ class RunSession:
     """State machine of one dock's background work plus its status line.
 
     Signals: ``state_changed(str)``, ``status_changed(str)``, ``progress_changed(int, int)`` (done, total;
-    total 0 = unknown).
+    total 0 = unknown). Progress is emitted at most every ``progress_interval_s`` (plus the first, the last and
+    any change of total): a Qt progress bar repaints synchronously on every value, and a tracking run reports
+    hundreds of frames.
     """
+
+    progress_interval_s = 0.1
 
     state_changed = Signal(str)
     status_changed = Signal(str)
@@ -37,6 +42,7 @@ class RunSession:
         self.cancel_event = threading.Event()
         self.status = "ready"
         self.job = ""
+        self._progress_last = (-1, -1, -1e9)  # done, total, time of the last emission
 
     # -- state ----------------------------------------------------------------------------------------
     @property
@@ -94,7 +100,16 @@ class RunSession:
         self.status_changed.emit(text)
 
     def set_progress(self, done: int, total: int) -> None:
-        self.progress_changed.emit(int(done), int(total))
+        done, total = int(done), int(total)
+        last_done, last_total, last_t = self._progress_last
+        now = time.perf_counter()
+        if (total == last_total and 0 < done < total and done != last_done
+                and now - last_t < self.progress_interval_s):
+            return  # coalesced: the next emission (or the final one) shows it
+        if (done, total) == (last_done, last_total):
+            return
+        self._progress_last = (done, total, now)
+        self.progress_changed.emit(done, total)
 
 
 def error_message(exc: BaseException, action: str = "") -> str:

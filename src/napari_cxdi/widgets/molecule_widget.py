@@ -55,6 +55,9 @@ class MoleculeWidget(ScrollingDock):
         s.selection_changed.connect(self._on_selection)
         s.state_changed.connect(lambda *_: self._update_buttons())
         self._update_buttons()
+        import threading
+
+        threading.Thread(target=mol.warm_imports, daemon=True, name="cxdi-molecule-imports").start()
 
     # -- session passthrough (console and tests) -----------------------------------------------------------
     frames = property(lambda self: self.session.frames)

@@ -68,7 +68,11 @@ class ThemedCanvas(FigureCanvasQTAgg):
         self._pending.timeout.connect(self._draw_now)
 
     def draw_idle(self) -> None:
-        """Schedule a redraw; repeated requests within ``min_interval_ms`` of the last draw make one draw."""
+        """Schedule a redraw; repeated requests within ``min_interval_ms`` of the last draw make one draw. A hidden
+        canvas (collapsed section, closed dock) is drawn when it is shown."""
+        if not self.isVisible():
+            self._stale = True
+            return
         if self._pending.isActive():
             return
         wait_ms = self.min_interval_ms - (time.perf_counter() - self._last_draw) * 1e3
@@ -92,6 +96,12 @@ class ThemedCanvas(FigureCanvasQTAgg):
         inner = max(w - m["left"] - m["right"] - (n - 1) * m["gap"], 20)
         self.figure.subplots_adjust(left=m["left"] / w, right=1 - m["right"] / w, bottom=min(m["bottom"] / h, 0.45),
                                     top=max(1 - m["top"] / h, 0.55), wspace=m["gap"] / (inner / n))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if getattr(self, "_stale", False):
+            self._stale = False
+            self.draw_idle()
 
     def resizeEvent(self, event) -> None:
         self.fit_margins()
