@@ -431,3 +431,24 @@ def test_finetuner_discards_a_round_that_is_not_better(movie):
         assert torch.equal(v, worse[k]), k
     with pytest.raises(CXDIError, match="fine-tun"):
         drain(iter_live("nowhere.h5", probe=probe, finetune_every=4))
+
+
+def test_cli_watch_finetune_reports_rounds(movie, tmp_path, capsys):
+    from napari_cxdi.cli import main
+    from napari_cxdi.pid3net.checkpoint import save_checkpoint
+
+    counts, probe, _ = movie
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, _tiny_model(probe).eval())
+    src = tmp_path / "run.h5"
+    with h5py.File(src, "w", libver="latest") as f:
+        f.create_dataset("entry/data/data", data=counts, maxshape=(None, M, M), chunks=(1, M, M))
+    rc = main(["watch", str(src), "--model", str(ckpt), "--block", "2", "--idle-timeout", "4", "--settle", "0",
+               "--finetune-every", "4", "--finetune-frames", "6", "--finetune-epochs", "2", "--no-track",
+               "-o", str(tmp_path / "w.cxi")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "fine-tuning round 1 started on 4 frames (at frame 4)" in text
+    assert "fine-tuning round 1:" in text and ("adopted" in text or "discarded" in text)
+    assert "fine-tuning rounds 1" in text or "fine-tuning rounds 2" in text
+    assert main(["watch", str(src), "--probe", "p.npy", "--finetune-every", "4", "-o", str(tmp_path / "y.cxi")]) == 2
