@@ -104,10 +104,13 @@ def load_data(args):
     return structures, envs, parts, t_feat
 
 
+def _member_paths(work: Path, k: int) -> list[Path]:
+    return sorted(work.glob(f"member_{k}.pt")) + sorted(work.glob(f"member_{k}s*.pt"))
+
+
 def train_member(k: int, args, envs, parts, work: Path) -> None:
-    path = work / f"member_{k}.pt"
-    if path.exists():
-        print(f"member {k}: {path} exists, kept", flush=True)
+    if _member_paths(work, k):
+        print(f"member {k}: exists in {work}, kept", flush=True)
         return
     train = envs.subset(parts[0])
     val = envs.subset(parts[1][:args.n_val_monitor])  # monitoring only; the ensemble stage uses all
@@ -117,24 +120,47 @@ def train_member(k: int, args, envs, parts, work: Path) -> None:
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
                             restart_epochs=args.epochs, patience=args.epochs, seed=args.seed + k,
                             device=args.device, time_limit_s=args.time_limit_min * 60 or None, log_every=200,
-                            lr_schedule="time_cosine" if args.time_cosine else "restarts",
+                            lr_schedule="time_cosine" if args.time_cosine else "restarts", loss=args.loss,
+                            snapshots=args.snapshots, snapshot_fraction=args.snapshot_fraction,
+                            snapshot_lr=args.snapshot_lr,
                             init_from=args.init_from[k % len(args.init_from)] if args.init_from else None)
-    result = None
+    result, curve, snaps = None, [], []
     for prog in train_iter(model_cfg, train, val, train_cfg, VoronoiConfig()):
         if prog["event"] == "step":
             print(f"member {k} epoch {prog['epoch']} step {prog['step']} loss {prog['loss']:.4f} "
-                  f"{prog['elapsed_s']:.0f} s", flush=True)
+                  f"lr {prog['lr']:.2e} {prog['elapsed_s']:.0f} s", flush=True)
         elif prog["event"] == "epoch":
             val_txt = " ".join(f"{t} {1000 * v:.1f}" for t, v in zip(TARGETS, prog["val_mae"]))
             print(f"member {k} epoch {prog['epoch']} val MAE (meV) {val_txt} {prog['elapsed_s']:.0f} s", flush=True)
+            curve.append({"minutes": round(prog["elapsed_s"] / 60, 2), "epoch": prog["epoch"],
+                          "val_mae_meV": [round(1000 * v, 1) for v in prog["val_mae"]]})
+        elif prog["event"] == "snapshot":
+            snaps.append(prog)
+            print(f"member {k} snapshot {prog['phase']} at {prog['elapsed_s']:.0f} s", flush=True)
         elif prog["event"] == "done":
             result = prog["result"]
             print(f"member {k} done ({prog['reason']}) {prog['elapsed_s']:.0f} s", flush=True)
     metrics = {"val_mae_meV": [1000 * v for v in result.best_val_mae], "best_epoch": result.best_epoch,
                "epochs_run": len(result.history), "training_s": result.history[-1]["elapsed_s"],
-               "n_train": len(train), "git": args.git_at_start}
-    save_checkpoint(path, result.model, voronoi=VoronoiConfig(), train_config=train_cfg, metrics=metrics,
-                    target_units=["eV"] * len(TARGETS))
+               "n_train": len(train), "git": args.git_at_start, "learning_curve": curve,
+               "n_val_monitor": len(val)}
+    if not snaps:
+        save_checkpoint(work / f"member_{k}.pt", result.model, voronoi=VoronoiConfig(), train_config=train_cfg,
+                        metrics=metrics, target_units=["eV"] * len(TARGETS))
+        return
+    from napari_cxdi.scann.train import mae as _mae, evaluate as _evaluate
+
+    model = result.model
+    for snap in snaps:  # every snapshot of this run is one ensemble member
+        model.load_state_dict(snap["state_dict"])
+        val_mae = _mae(_evaluate(model, val), val.targets)
+        print(f"member {k} snapshot {snap['phase']}: val MAE (meV) "
+              + " ".join(f"{t} {1000 * v:.1f}" for t, v in zip(TARGETS, val_mae)), flush=True)
+        m = {**metrics, "snapshot": snap["phase"], "snapshot_s": round(snap["elapsed_s"], 1),
+             "snapshot_epoch": snap["epoch"], "val_mae_meV": [1000 * v for v in val_mae],
+             "training_s": snap["elapsed_s"]}
+        save_checkpoint(work / f"member_{k}s{snap['phase']}.pt", model, voronoi=VoronoiConfig(),
+                        train_config=train_cfg, metrics=m, target_units=["eV"] * len(TARGETS))
 
 
 def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
@@ -228,6 +254,12 @@ def main(argv=None) -> int:
     p.add_argument("--time-limit-min", type=float, default=25.0, help="per member, 0 = none")
     p.add_argument("--time-cosine", action="store_true",
                    help="one cosine learning-rate decay over --time-limit-min of wall time (fixed budget)")
+    p.add_argument("--loss", default="mse", choices=["mse", "l1"], help="on standardised targets")
+    p.add_argument("--snapshots", type=int, default=0,
+                   help="with --time-cosine: the last --snapshot-fraction of the time is this many short cosine "
+                        "cycles; the model at the end of the main cosine and of each cycle is an ensemble member")
+    p.add_argument("--snapshot-fraction", type=float, default=0.3)
+    p.add_argument("--snapshot-lr", type=float, default=None, help="cycle start rate (default lr / 5)")
     p.add_argument("--init-from", nargs="+", default=None,
                    help="warm start: member k starts from checkpoint k mod len (matching weights; the readout's "
                         "last layer and target statistics are new)")
