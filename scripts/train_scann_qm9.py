@@ -104,6 +104,23 @@ def load_data(args):
     return structures, envs, parts, t_feat
 
 
+def _init_checkpoint(spec: str, work: Path) -> str:
+    """``path`` as is; ``ensemble.pt@K``: member K of an ensemble file, written as a checkpoint in ``work``."""
+    if "@" not in spec:
+        return spec
+    path, k = spec.rsplit("@", 1)
+    from napari_cxdi.scann.uncertainty import load_ensemble_file
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    models, meta = load_ensemble_file(obj, path, "cpu")
+    out = work / f"init_{Path(path).stem}_member{int(k)}.pt"
+    save_checkpoint(out, models[int(k)], voronoi=VoronoiConfig(**meta["voronoi_config"]),
+                    metrics={"extracted_from": path, "member": int(k),
+                             "ensemble_git": (meta.get("provenance") or {}).get("git")},
+                    target_units=meta["target_units"])
+    return str(out)
+
+
 def _member_paths(work: Path, k: int) -> list[Path]:
     return sorted(work.glob(f"member_{k}.pt")) + sorted(work.glob(f"member_{k}s*.pt"))
 
@@ -123,7 +140,8 @@ def train_member(k: int, args, envs, parts, work: Path) -> None:
                             lr_schedule="time_cosine" if args.time_cosine else "restarts", loss=args.loss,
                             snapshots=args.snapshots, snapshot_fraction=args.snapshot_fraction,
                             snapshot_lr=args.snapshot_lr,
-                            init_from=args.init_from[k % len(args.init_from)] if args.init_from else None)
+                            init_from=_init_checkpoint(args.init_from[k % len(args.init_from)], work)
+                            if args.init_from else None)
     result, curve, snaps = None, [], []
     for prog in train_iter(model_cfg, train, val, train_cfg, VoronoiConfig()):
         if prog["event"] == "step":
@@ -261,8 +279,8 @@ def main(argv=None) -> int:
     p.add_argument("--snapshot-fraction", type=float, default=0.3)
     p.add_argument("--snapshot-lr", type=float, default=None, help="cycle start rate (default lr / 5)")
     p.add_argument("--init-from", nargs="+", default=None,
-                   help="warm start: member k starts from checkpoint k mod len (matching weights; the readout's "
-                        "last layer and target statistics are new)")
+                   help="warm start: member k starts from checkpoint k mod len (matching weights; the target "
+                        "statistics are recomputed); ENSEMBLE.pt@J takes member J of an ensemble file")
     p.add_argument("--n-val-monitor", type=int, default=2000, help="validation molecules evaluated per epoch")
     p.add_argument("--seed", type=int, default=0, help="member k is seeded seed + k")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
