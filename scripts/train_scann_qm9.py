@@ -230,6 +230,12 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
         "member_git": [meta["provenance"]["metrics"].get("git") for _, meta in loaded],
         "members_trained_by_commit": args.members_commit or [(meta["provenance"]["metrics"].get("git") or {})
                                                              .get("commit") for _, meta in loaded],
+        "member_files": [p.name for p in paths],
+        "member_val_mae_meV": [[round(v, 1) for v in meta["provenance"]["metrics"]["val_mae_meV"]]
+                               for _, meta in loaded],
+        "member_snapshot": [meta["provenance"]["metrics"].get("snapshot") for _, meta in loaded],
+        "learning_curves": {p.stem.split("s")[0]: meta["provenance"]["metrics"].get("learning_curve")
+                            for p, (_, meta) in zip(paths, loaded)},  # one curve per run (snapshots share it)
         "n_parameters_per_member": models[0].n_parameters(), "torch_threads": args.threads,
         "paper_reference_meV": PAPER_MEV,
     }

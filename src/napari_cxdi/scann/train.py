@@ -42,7 +42,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     time_limit_s: float | None = None  # stop (keeping the best model) after this wall time
-    log_every: int = 20  # yield a "step" dict every this many steps
+    log_every: int = 20  # yield a "step" dict every this many steps (0: never)
     checkpoint: str | None = None  # write the best model here (atomically) on improvement
     init_from: str | None = None  # transfer learning: start from this checkpoint's weights
     # "restarts": cosine with warm restarts every restart_epochs; "time_cosine": one cosine from lr to
@@ -268,7 +268,7 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
                 scheduler.step()
             step += 1
             losses.append(float(loss.detach()))
-            if step % cfg.log_every == 0:
+            if cfg.log_every and step % cfg.log_every == 0:
                 yield {"event": "step", "epoch": epoch, "step": step, "loss": losses[-1],
                        "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.time() - t0}
             if cfg.time_limit_s is not None and time.time() - t0 > cfg.time_limit_s:
