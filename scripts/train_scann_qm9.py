@@ -36,8 +36,8 @@ molecules, which were the smallest (split parts are sorted; fixed since: a rando
 76.6 / 86.7. Learning curve of the run (minutes: val-2000 HOMO/LUMO meV): 3: 111/134, 10: 103/134,
 18: 85/116, 23: 77/107, 28: 71/94, 38: 65/87, 44 (end of the main decay, snapshot 0): 66/88 (test
 78/88), 50 (snapshot 1): 64/88, 57 (snapshot 2): 63/85, 63 (snapshot 3): 64/85. It was
-still improving slowly when the budget ended; the network (width 64, 3 layers) and ~30 epochs are the
-limit, not the data.
+still improving slowly when the budget ended (more epochs, independent members and the paper-size
+network on a GPU are what remains).
 
 Pilot that chose these settings (4 min each from scratch, full training set, same load; val MAE on
 2,000 molecules after the first epoch, meV HOMO/LUMO): MSE lr 1e-3 batch 64: 160/204; L1 lr 1e-3
