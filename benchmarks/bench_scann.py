@@ -176,8 +176,15 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=[], choices=["invariance", "accuracy", "domain", "speed"])
+    p.add_argument("--baseline", default=None,
+                   help="another ensemble/checkpoint (e.g. the previously shipped one, from git show) evaluated on "
+                        "the same held-out test split, for the accuracy comparison")
     p.add_argument("--out", default="benchmarks/results/bench_scann.json")
     args = p.parse_args(argv)
+    import shlex
+
+    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_scann.py"]
+                                   + list(sys.argv[1:] if argv is None else argv))
     torch.set_num_threads(args.threads)
     from napari_cxdi.io.safe_write import check_output, write_json
 
@@ -207,6 +214,17 @@ def main(argv=None) -> int:
               f"(MAE in-domain {acc['mae_in_domain_meV']} meV, flagged {acc['mae_flagged_meV']} meV); "
               f"GA score spread over members: median {acc['ga_relative_sigma_median']:.3f}, "
               f"95 % {acc['ga_relative_sigma_p95']:.3f} of the score")
+        if args.baseline:
+            base = ScannPredictor.load(args.baseline, device="cpu")
+            bacc = accuracy(base, args.n_test, args.jobs)
+            out["baseline"] = {"model": args.baseline, "members": base.n_members,
+                               "model_provenance": {k: base.meta.get("provenance", {}).get(k)
+                                                    for k in ("git_revision", "command")},
+                               "test_mae_meV": {t: round(1000 * r["mae"], 2) for t, r in bacc["calibration"].items()},
+                               "calibration": bacc["calibration"]}
+            print(f"baseline {args.baseline} ({base.n_members} members) on the same test molecules: "
+                  + ", ".join(f"{t} MAE {v:.1f} meV" for t, v in out["baseline"]["test_mae_meV"].items())
+                  + " | this model: " + ", ".join(f"{t} {1000 * r['mae']:.1f}" for t, r in acc["calibration"].items()))
     if "domain" not in args.skip:
         rows = out["domain"] = domain_flags(predictor)
         print("\n[applicability domain] non-QM9 structures and the smallest QM9 molecules")
@@ -220,7 +238,8 @@ def main(argv=None) -> int:
         sp = out["featurisation"] = featurisation_speed(args.speed_n, args.jobs)
         print(f"\n[featurisation] {sp['n_structures']} QM9 molecules ({sp['mean_atoms']:.1f} atoms mean): "
               + ", ".join(f"{k.replace('_', ' ')}: {v} molecules/s" for k, v in sp["molecules_per_s"].items()))
-    record = provenance(vars(args), out, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads())
+    record = {"command": command, **provenance(vars(args), out, cpu_count=os.cpu_count(),
+                                               torch_threads=torch.get_num_threads())}
     write_json(args.out, record, overwrite=True)
     print(f"wrote {args.out}")
     return 0

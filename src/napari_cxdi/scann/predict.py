@@ -24,7 +24,7 @@ from .uncertainty import ENSEMBLE_FORMAT, load_ensemble_file
 from .voronoi import VoronoiConfig
 
 #: Shipped pretrained models (``sample_data/models/``): name -> (file, target or None for all).
-#: One deep ensemble predicts HOMO and LUMO; ``qm9-homo``/``qm9-lumo`` select one of them.
+#: One ensemble (4 snapshots of one training run, see scripts/train_scann_qm9.py) predicts HOMO and LUMO; ``qm9-homo``/``qm9-lumo`` select one of them.
 PRETRAINED = {"qm9-homo": ("scann_qm9_ensemble.pt", "homo"), "qm9-lumo": ("scann_qm9_ensemble.pt", "lumo"),
               "qm9": ("scann_qm9_ensemble.pt", None)}
 

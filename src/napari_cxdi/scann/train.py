@@ -42,13 +42,22 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     time_limit_s: float | None = None  # stop (keeping the best model) after this wall time
-    log_every: int = 20  # yield a "step" dict every this many steps
+    log_every: int = 20  # yield a "step" dict every this many steps (0: never)
     checkpoint: str | None = None  # write the best model here (atomically) on improvement
     init_from: str | None = None  # transfer learning: start from this checkpoint's weights
     # "restarts": cosine with warm restarts every restart_epochs; "time_cosine": one cosine from lr to
     # lr_min over time_limit_s of wall time (for a fixed compute budget on a busy machine; not
     # bit-reproducible, since the step at which the rate falls depends on the machine's speed)
     lr_schedule: str = "restarts"
+    loss: str = "mse"  # "mse" (thesis) or "l1" (mean absolute error of the standardised targets)
+    # snapshot ensemble (lr_schedule "time_cosine" only): the last ``snapshot_fraction`` of the time
+    # budget is split into ``snapshots`` short cosine cycles (snapshot_lr -> lr_min); the main cosine
+    # (lr -> lr_min) ends where they begin. A "snapshot" dict (with the weights) is yielded at the end of
+    # the main cosine and of every cycle: snapshots + 1 models from one run (Huang et al. 2017,
+    # Garipov et al. 2018), for an ensemble when independent members cannot be afforded.
+    snapshots: int = 0
+    snapshot_fraction: float = 0.3
+    snapshot_lr: float | None = None  # default lr / 5
 
     def __post_init__(self):
         from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields
@@ -65,6 +74,30 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be 'restarts' or 'time_cosine', got {self.lr_schedule!r}")
         if self.lr_schedule == "time_cosine" and not self.time_limit_s:
             raise ConfigError("lr_schedule 'time_cosine' needs time_limit_s")
+        if self.loss not in ("mse", "l1"):
+            raise ConfigError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
+        if self.snapshots < 0 or not (0 < self.snapshot_fraction < 1):
+            raise ConfigError(f"need snapshots >= 0 and 0 < snapshot_fraction < 1, got {self.snapshots}, "
+                              f"{self.snapshot_fraction}")
+        if self.snapshots and self.lr_schedule != "time_cosine":
+            raise ConfigError("snapshots need lr_schedule 'time_cosine' (cycles are laid out on the time budget)")
+        if self.snapshot_lr is not None and not (self.lr_min <= self.snapshot_lr <= self.lr):
+            raise ConfigError(f"need lr_min <= snapshot_lr <= lr, got {self.snapshot_lr}")
+
+    def time_lr(self, frac: float) -> tuple[float, int]:
+        """Learning rate at fraction ``frac`` of the time budget, and the index of the phase it is in
+        (0: main cosine, k >= 1: snapshot cycle k)."""
+        frac = min(max(frac, 0.0), 1.0)
+        if not self.snapshots:
+            return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * frac)), 0
+        main = 1.0 - self.snapshot_fraction
+        if frac < main:
+            return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * frac / main)), 0
+        width = self.snapshot_fraction / self.snapshots
+        k = min(int((frac - main) / width), self.snapshots - 1)
+        x = (frac - main - k * width) / width
+        top = self.snapshot_lr if self.snapshot_lr is not None else max(self.lr_min, self.lr / 5)
+        return self.lr_min + 0.5 * (top - self.lr_min) * (1 + math.cos(math.pi * x)), k + 1
 
 
 @dataclass
@@ -208,7 +241,7 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
 
     best, best_epoch, best_state, history = [math.inf], -1, None, []
     step, t0, reason = 0, time.time(), "epochs"
-    stopped = False
+    stopped, phase = False, 0
     for epoch in range(cfg.epochs):
         losses = []
         for _, batch in batches(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed * 100003 + epoch,
@@ -220,19 +253,22 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
             y = batch["y"]
             ok = ~torch.isnan(y)
             diff = (model.standardized(out.prediction) - model.standardized(torch.nan_to_num(y)))[ok]
-            loss = (diff ** 2).mean()
+            loss = diff.abs().mean() if cfg.loss == "l1" else (diff ** 2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if cfg.lr_schedule == "time_cosine":
-                frac = min(1.0, (time.time() - t0) / cfg.time_limit_s)
+                lr_now, phase_now = cfg.time_lr((time.time() - t0) / cfg.time_limit_s)
                 for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+                    group["lr"] = lr_now
+                if phase_now != phase:  # the previous phase ended at its lowest rate: a snapshot
+                    yield _snapshot(model, phase, step, epoch, t0)
+                    phase = phase_now
             else:
                 scheduler.step()
             step += 1
             losses.append(float(loss.detach()))
-            if step % cfg.log_every == 0:
+            if cfg.log_every and step % cfg.log_every == 0:
                 yield {"event": "step", "epoch": epoch, "step": step, "loss": losses[-1],
                        "lr": optimizer.param_groups[0]["lr"], "elapsed_s": time.time() - t0}
             if cfg.time_limit_s is not None and time.time() - t0 > cfg.time_limit_s:
@@ -258,12 +294,19 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
         if epoch - best_epoch >= cfg.patience:
             reason = "early_stopping"
             break
+    if cfg.snapshots and reason != "stopped":  # the last cycle's end (or as far as it got)
+        yield _snapshot(model, phase, step, epoch, t0)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     yield {"event": "done", "reason": reason, "best_val_mae": best, "best_epoch": best_epoch,
            "elapsed_s": time.time() - t0,
            "result": TrainResult(model, best, best_epoch, history)}
+
+
+def _snapshot(model: SCANN, phase: int, step: int, epoch: int, t0: float) -> dict:
+    return {"event": "snapshot", "phase": phase, "step": step, "epoch": epoch, "elapsed_s": time.time() - t0,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
 
 def fit(model_config: ScannConfig, train_set: EnvironmentSet, val_set: EnvironmentSet,

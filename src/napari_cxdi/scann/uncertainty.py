@@ -1,6 +1,8 @@
 """Deep ensembles of SCANN models: mean and standard deviation of every prediction, calibration.
 
-An ensemble is K independently seeded models of the same architecture (trained on the same data).
+An ensemble is K models of the same architecture trained on the same data: independently seeded
+runs (a deep ensemble), or the snapshots of one cyclic-learning-rate run (``TrainConfig.snapshots``;
+cheaper, but its members agree more, so its sigma ranks errors less well; the shipped model is one).
 For each structure the prediction is the members' mean and ``sigma = scale * std`` over members,
 where the per-target ``scale`` is fitted on a held-out validation split (:func:`fit_scale`) so that
 the errors fall within 1 sigma / 2 sigma about as often as for a normal distribution. GA scores

@@ -124,8 +124,9 @@ def test_predict_and_export_extxyz(qm9_small, tmp_path):
 
 @pytest.mark.parametrize("target", ["homo", "lumo"])
 def test_shipped_ensemble_predicts_held_out_qm9_with_sigma(target):
-    """The shipped SCANN+ deep ensemble loads by name, beats the mean predictor by far on its own
-    held-out test split, and its sigma covers the errors about as a normal distribution would."""
+    """The shipped SCANN+ ensemble loads by name, beats the mean predictor by far on its own held-out
+    test split (and the earlier shipped models: 98 / 102 meV single models, 114.7 / 153.8 meV ensemble),
+    and its sigma covers the errors about as a normal distribution would."""
     import json
 
     from napari_cxdi.resources import sample_data_dir
@@ -140,6 +141,7 @@ def test_shipped_ensemble_predicts_held_out_qm9_with_sigma(target):
     assert "train_scann_qm9.py" in info["command"]
     assert len(info["git"]["commit"]) == 40  # the code revision that trained it
     assert path.stat().st_size < 5_000_000
+    assert m["test_mae_meV"][target] < 95.0  # recorded on all 10,831 test molecules (bench_scann.py agrees)
     predictor = ScannPredictor.load(f"qm9-{target}", device="cpu")
     assert predictor.n_members >= 3 and predictor.target_names == [target]
     test_rows = split_indices(QM9_SIZE, [m["n_train"], m["n_val"], m["n_test"]], seed=0)[2]
@@ -149,6 +151,6 @@ def test_shipped_ensemble_predicts_held_out_qm9_with_sigma(target):
     sigma = np.array([r.sigma[target] for r in results])
     err = np.abs(pred - s.targets[:, 0])
     spread = float(np.mean(np.abs(s.targets[:, 0] - s.targets[:, 0].mean())))
-    assert err.mean() < 0.5 * spread, (err.mean(), spread)
+    assert err.mean() < 0.5 * spread and err.mean() < 0.15, (err.mean(), spread)
     assert np.all(np.isfinite(sigma)) and np.all(sigma > 0)
     assert np.mean(err <= sigma) > 0.5 and np.mean(err <= 2 * sigma) > 0.8
