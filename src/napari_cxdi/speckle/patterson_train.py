@@ -233,7 +233,7 @@ def train_patterson(config: PattersonTrainConfig, name: str = "") -> Generator[d
             step += 1
             seen += len(b)
             if elapsed >= next_eval:
-                next_eval += 120.0
+                next_eval += 300.0
                 rep = classification_report(val["y"], classes[clf.logits_maps(val["maps"], val["x"]).argmax(1)], classes)
                 curve.append({"minutes": elapsed / 60, "patterns_per_class": patterns, "samples_seen": seen,
                               "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"]})

@@ -1,7 +1,9 @@
 """Dock widget: classify speckle patterns by disk number, show class probabilities, overlay the q-rings
-that decided (radial models) or saliency / Grad-CAM (ResNet models), and generate sample n-disk systems.
+that decided (radial models), saliency / Grad-CAM (ResNet models) or the saliency plus the Patterson map and
+its Grad-CAM (the 2-D ``speckle-poly``), and generate sample n-disk systems.
 
-The model is a shipped name (``speckle-mono``, ``speckle-poly``, ``speckle-resnet18-mono``) or a
+The model is a shipped name (``speckle-mono``, ``speckle-poly``, ``speckle-poly-radial``,
+``speckle-resnet18-mono``) or a
 checkpoint path; patterns outside the model's training domain raise a napari warning.
 
 All computation runs in napari thread workers that yield; layers are only created or changed in the
@@ -116,7 +118,8 @@ class SpeckleWidget(ScrollingDock):
         form.addRow("Pattern layer", self.layer_combo)
         row = QHBoxLayout()
         self.model_edit = QLineEdit(self._default_model())
-        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-resnet18-mono) "
+        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-poly-radial, "
+                                   "speckle-resnet18-mono) "
                                    "or a checkpoint (.pt)")
         from qtpy.QtWidgets import QCompleter
 
