@@ -116,6 +116,19 @@ def full_map(upper: np.ndarray) -> np.ndarray:
     return np.concatenate([upper, lower], axis=0)
 
 
+def dihedral_views(maps: torch.Tensor) -> list[torch.Tensor]:
+    """The 4 distinct symmetric copies of half-maps ``(N, h+1, 2h+1)``: identity, mirror ``x -> -x``,
+    transpose and both. Mirroring or transposing the pattern mirrors or transposes the disk system (same
+    number of disks); the half-turn is already the identity of a Patterson map."""
+    h = maps.shape[-2] - 1
+    full = torch.cat([maps, torch.flip(maps[:, :-1], dims=(1, 2))], 1)       # (N, 2h+1, 2h+1)
+    views = []
+    for f in (full, full.transpose(1, 2)):
+        views.append(f[:, :h + 1])
+        views.append(torch.flip(f, dims=(2,))[:, :h + 1])
+    return views
+
+
 def _inputs(maps: torch.Tensor) -> torch.Tensor:
     """Two channels: the map (x 10) and a compressed copy ``asinh(300 P) / 3`` (small cross peaks of large n)."""
     x = maps[:, None].float()
@@ -161,6 +174,8 @@ class PattersonClassifier(RadialClassifier):
     ``net`` is a :class:`PattersonNet`; features, scaling, temperature and domain statistics as for
     :class:`~.radial.RadialClassifier` (whose out-of-domain check it reuses)."""
 
+    #: average the logits over the 4 symmetric copies of the map (:func:`dihedral_views`)
+    tta: bool = False
     family = "patterson"
 
     # --- inputs ----------------------------------------------------------------------------------
@@ -181,8 +196,11 @@ class PattersonClassifier(RadialClassifier):
         z = torch.from_numpy(self.standardize(feats))
         if not len(z):
             return np.zeros((0, len(self.classes)), np.float32)
-        return torch.cat([self.net(m[i:i + batch_size], z[i:i + batch_size])
-                          for i in range(0, len(z), batch_size)]).numpy()
+        out = []
+        for i in range(0, len(z), batch_size):
+            views = dihedral_views(m[i:i + batch_size]) if self.tta else [m[i:i + batch_size]]
+            out.append(torch.stack([self.net(v, z[i:i + batch_size]) for v in views]).mean(0))
+        return torch.cat(out).numpy()
 
     def logits(self, feats, batch_size: int = 256):  # noqa: D102 - the radial signature cannot carry the maps
         raise TypeError("PattersonClassifier needs the Patterson maps: use logits_maps(maps, feats)")
@@ -256,6 +274,7 @@ class PattersonClassifier(RadialClassifier):
     def checkpoint(self) -> dict:
         ck = super().checkpoint()
         ck["format"] = FORMAT
+        ck["tta"] = bool(self.tta)
         ck.pop("readout", None)
         return ck
 
@@ -289,7 +308,7 @@ def patterson_from_checkpoint(ckpt: dict, path: str | Path = "") -> PattersonCla
         return PattersonClassifier(net, np.asarray(ckpt["classes"]), FeatureConfig.from_dict(ckpt["features"]),
                                    ckpt["feature_mean"].numpy(), ckpt["feature_std"].numpy(),
                                    float(ckpt.get("temperature", 1.0)), unpack(ckpt.get("domain", {})), {},
-                                   ckpt.get("name", ""), ckpt.get("provenance", {}))
+                                   ckpt.get("name", ""), ckpt.get("provenance", {}), tta=bool(ckpt.get("tta", False)))
     except (KeyError, RuntimeError, TypeError) as exc:
         raise InputFileError(Path(path), f"broken Patterson speckle checkpoint: {exc}") from exc
 

@@ -162,3 +162,20 @@ def test_shipped_speckle_poly_is_the_patterson_model_and_beats_the_radial_one():
 
 
 MAE_NEW_MAX = 0.5
+
+
+def test_dihedral_views_are_the_maps_of_the_mirrored_and_transposed_systems():
+    """Mirroring / transposing the disk system mirrors / transposes its Patterson map: the 4 views of the
+    map of a system equal the maps of its 4 symmetric copies."""
+    from napari_cxdi.speckle.patterson import dihedral_views
+
+    c = np.array([[300.0, 420.0], [900.0, 1400.0], [1600.0, 700.0]])
+    r = [60.0, 45.0, 75.0]
+    box = 2000.0
+    systems = [c, c * [1, -1] + [0, box], c[:, ::-1], c[:, ::-1] * [1, -1] + [0, box]]
+    want = [patterson_maps(_grid(cc, r))[0] for cc in systems]
+    views = dihedral_views(torch.from_numpy(patterson_maps(_grid(c, r))))
+    assert len(views) == 4
+    for v, w in zip(views, want):
+        np.testing.assert_allclose(v[0].numpy(), w, atol=2e-3)
+    assert np.abs(want[0] - want[1]).max() > 0.05      # the views do differ
