@@ -139,8 +139,10 @@ def test_tiny_training_round_trip_and_explanation(tmp_path):
 
 # --------------------------------------------------------------------------- the shipped model
 def test_shipped_speckle_poly_is_the_patterson_model_and_beats_the_radial_one():
-    """``speckle-poly`` by name is the 2-D Patterson model (< 5 MB); on a fixed seeded polydisperse set
-    (seed 991, 2 patterns for each n = 2..20) its mean |error| is well below the previous radial model's."""
+    """``speckle-poly`` by name is the 2-D Patterson model (< 5 MB). On a fixed seeded set of the seed code's
+    polydisperse patterns (area law, seed 991, 2 per n = 2..20) it is right on >= 80 % with mean |error|
+    <= 0.2 (measured 0.89 / 0.11), where the previous radial model (``speckle-poly-radial``) scores
+    0.66 / 0.37; on the radius law (1 per n) its mean |error| stays <= 0.6 (measured 0.33 on 4 per n)."""
     from napari_cxdi.speckle.models import MODELS, classify_patterns, load_model, model_path
 
     try:
@@ -149,19 +151,18 @@ def test_shipped_speckle_poly_is_the_patterson_model_and_beats_the_radial_one():
         pytest.skip("speckle-poly not trained yet")
     assert path.stat().st_size < 5e6 and MODELS["speckle-poly"].family == "patterson"
     clf = load_model("speckle-poly")
-    assert clf.family == "patterson" and clf.temperature > 0 and np.isfinite(clf.domain["threshold"])
+    assert clf.family == "patterson" and clf.tta and clf.temperature > 0 and np.isfinite(clf.domain["threshold"])
     labels = np.repeat(np.arange(2, 21), 2)
-    pats = np.stack([_poly(n, j, 991) for n in range(2, 21) for j in range(2)])
+    pats = np.stack([_poly(n, j, 991, law="area") for n in range(2, 21) for j in range(2)])
     new = classify_patterns(pats, "speckle-poly", input_bin=3, warn=False)
-    mae_new = np.abs(new["pred"] - labels).mean()
+    err = np.abs(new["pred"] - labels)
+    assert (err == 0).mean() >= 0.8 and err.mean() <= 0.2 and err.max() <= 2
     assert new["ood"].mean() <= 0.1
-    assert mae_new <= MAE_NEW_MAX
-    if model_path("speckle-poly-radial").is_file():
-        old = classify_patterns(pats, "speckle-poly-radial", input_bin=3, warn=False)
-        assert np.abs(old["pred"] - labels).mean() > mae_new
-
-
-MAE_NEW_MAX = 0.5
+    old = classify_patterns(pats, "speckle-poly-radial", input_bin=3, warn=False)
+    assert np.abs(old["pred"] - labels).mean() >= err.mean() + 0.15
+    radius = np.stack([_poly(n, 0, 991) for n in range(2, 21)])
+    out = classify_patterns(radius, clf, input_bin=3, warn=False)
+    assert np.abs(out["pred"] - np.arange(2, 21)).mean() <= 0.6
 
 
 def test_dihedral_views_are_the_maps_of_the_mirrored_and_transposed_systems():
