@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "sample_data" / "models" / "speckle_patterson_poly.pt")
     p.add_argument("--name", default="speckle-poly")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--init", type=Path, default=None, help="continue training this model (give another --seed)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     check_output(args.out, overwrite=args.overwrite)
@@ -51,9 +52,18 @@ def main(argv=None) -> int:
     def show(p):
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()}, file=sys.stderr, flush=True)
 
-    clf = drain(train_patterson(cfg, name=args.name), show)
+    init = None
+    if args.init is not None:
+        from napari_cxdi.speckle.patterson import load_patterson
+
+        init = load_patterson(args.init)
+    clf = drain(train_patterson(cfg, name=args.name, init=init), show)
     clf.provenance.setdefault("config", {})["command"] = "python " + " ".join(sys.argv)
     m = clf.provenance["metrics"]
+    if init is not None:   # totals over the runs
+        runs = clf.provenance["config"]["history"]
+        for key in ("train_seconds", "cpu_seconds_main", "cpu_seconds_simulation", "patterns_per_class"):
+            m[key + "_total"] = m[key] + sum(r.get(key) or 0 for r in runs)
     save_patterson(clf, args.out, overwrite=args.overwrite)
     print(f"validation accuracy {m['validation']['accuracy']:.4f}, macro F1 {m['validation']['macro_f1']:.4f}, "
           f"T = {m['temperature']:.3f}, ECE {m['val_ece_before']:.4f} -> {m['val_ece_after']:.4f}, "

@@ -153,7 +153,8 @@ def _args(config: PattersonTrainConfig, seed: int, start: int, count: int, noisy
             "clean": config.clean, "features": config.features, "half": config.half}
 
 
-def train_patterson(config: PattersonTrainConfig, name: str = "") -> Generator[dict, None, PattersonClassifier]:
+def train_patterson(config: PattersonTrainConfig, name: str = "", init: PattersonClassifier | None = None
+                    ) -> Generator[dict, None, PattersonClassifier]:
     """Train (yielding ``{"stage": "validation"|"epoch"|"calibrate", ...}``) and return the calibrated
     :class:`~.patterson.PattersonClassifier`; ``provenance["metrics"]`` holds the validation report, the
     temperature, ECE before/after, wall and CPU seconds, and the learning curve (validation macro-F1 against
@@ -181,6 +182,11 @@ def train_patterson(config: PattersonTrainConfig, name: str = "") -> Generator[d
         mean = val["x"].mean(0)
         std = val["x"].std(0) + 1e-2 * (np.abs(mean) + 1.0)
         net = PattersonNet(fcfg.n_features + N_PEAK_FEATURES, len(classes), config.width, config.hidden, config.dropout, config.half)
+        if init is not None:   # continue: same network and feature scaling (give a new seed: new patterns)
+            if init.net.config() != net.config() or not np.array_equal(init.classes, classes):
+                raise ConfigError("the initial model has another architecture or other classes")
+            net.load_state_dict(init.net.state_dict())
+            mean, std = init.feature_mean, init.feature_std
         clf = PattersonClassifier(net, classes, fcfg, mean.astype(np.float32), std.astype(np.float32), name=name)
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         yval = np.searchsorted(classes, val["y"])
@@ -256,8 +262,17 @@ def train_patterson(config: PattersonTrainConfig, name: str = "") -> Generator[d
     report = classification_report(val["y"], classes[after_probs.argmax(1)], classes)
     curve.append({"minutes": train_seconds / 60, "patterns_per_class": patterns, "samples_seen": seen,
                   "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
+    history = []
+    if init is not None:
+        ic, im = init.provenance.get("config", {}), init.provenance.get("metrics", {})
+        history = list(ic.get("history", [])) + [{"train": ic.get("train"), "command": ic.get("command"),
+                                                   "train_seconds": im.get("train_seconds"),
+                                                   "cpu_seconds_main": im.get("cpu_seconds_main"),
+                                                   "cpu_seconds_simulation": im.get("cpu_seconds_simulation"),
+                                                   "patterns_per_class": im.get("patterns_per_class"),
+                                                   "learning_curve": im.get("learning_curve")}]
     clf.provenance = provenance(
-        {"train": config.to_dict(), "name": name},
+        {"train": config.to_dict(), "name": name, "history": history},
         {"validation": {k: report[k] for k in ("accuracy", "macro_f1", "n", "errors")},
          "temperature": clf.temperature, "val_ece_before": before["ece"], "val_ece_after": after["ece"],
          "train_seconds": train_seconds, "cpu_seconds_main": cpu_main, "cpu_seconds_simulation": cpu_children,
