@@ -6,10 +6,12 @@ mono split checks the transfer to pixelated disks):
 
   mono    monodisperse, noise-free                          goal acc >= 0.995 and > baseline  [seed 0.999]
   poly    polydisperse (radius sd = mean/3), noise-free     goal macro-F1 >= 0.89            [seed 0.89]
+  poly-area  polydisperse, the seed code's law (area sd = mean/3, radius sd ~ mean/6)        [seed 0.89]
   noisy   monodisperse, Poisson 1e5..1e7 photons/pattern    goal acc >= baseline + 0.05      [seed -]
 
-Models: the shipped ``speckle-mono`` / ``speckle-poly`` (radial networks, streamed training) and
-``speckle-resnet18-mono`` (2-D CNN). ``--compare`` also trains, on one fixed feature set (the same
+Models: the shipped ``speckle-mono`` (radial network), ``speckle-poly`` (2-D CNN on the Patterson map +
+radial and peak features), ``speckle-poly-radial`` (the previous radial poly model) and
+``speckle-resnet18-mono`` (2-D CNN on the pattern). ``--compare`` also trains, on one fixed feature set (the same
 patterns for all), an MLP, a 1-D CNN over the ring profiles, the MLP without the global features (no
 first moment: the combination's value) and, if scikit-learn is installed, gradient boosting.
 
@@ -41,14 +43,17 @@ from napari_cxdi.speckle.features import FeatureConfig, add_counts_noise, radial
 from napari_cxdi.speckle.models import load_model
 
 CLASSES = np.arange(N_MIN, N_MAX + 1)
-SEED_PAPER = {"mono": "acc 0.999 (1/1900 errors)", "poly": "macro F1 0.89", "noisy": "-", "mono-dft": "-"}
+SEED_PAPER = {"mono": "acc 0.999 (1/1900 errors)", "poly": "macro F1 0.89", "poly-area": "macro F1 0.89",
+              "noisy": "-", "mono-dft": "-"}
 TEST_SEED, BASELINE_SEED = 4, 3
 FCFG = FeatureConfig()
 
 
 def simulate_grids(kind: str, seed: int, per_class: int, method: str = "analytic", log=print) -> tuple:
-    """Binned 171 x 171 noise-free patterns ``(N, S, S)`` (as the simulator stores them) and labels."""
-    cfg = SpeckleDatasetConfig(per_class=1, window=513, bin=3, polydisperse=kind == "poly", method=method, seed=seed)
+    """Binned 171 x 171 noise-free patterns ``(N, S, S)`` (as the simulator stores them) and labels.
+    ``kind``: mono, poly (radius law) or poly-area (the seed code's area law)."""
+    cfg = SpeckleDatasetConfig(per_class=1, window=513, bin=3, polydisperse=kind.startswith("poly"), method=method,
+                               seed=seed, poly_law="area" if kind == "poly-area" else "radius")
     t0 = time.perf_counter()
     grids = np.stack([simulate_pattern(n, j, cfg)[0] for n in CLASSES for j in range(per_class)])
     labels = np.repeat(CLASSES, per_class)
@@ -87,7 +92,9 @@ def features_of(grids):
 
 def run_model(name: str, grids, labels, feats=None) -> tuple[dict, dict]:
     model = load_model(name, "cpu")
-    if hasattr(model, "predict_features"):
+    if getattr(model, "family", "") == "patterson":
+        out = model.predict(grids, 3)
+    elif hasattr(model, "predict_features"):
         out = model.predict_features(feats if feats is not None else features_of(grids))
     else:
         out = model.predict(grids, 3)
@@ -256,7 +263,7 @@ def main(argv=None) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     tests, rows, curves, reports = {}, [], {}, {}
-    for kind in ("mono", "poly"):
+    for kind in ("mono", "poly", "poly-area"):
         grids, labels = simulate_grids(kind, TEST_SEED, args.per_class, log=log)
         bgrids, blabels = simulate_grids(kind, BASELINE_SEED, args.baseline_per_class, log=log)
         kinds = [(kind, grids, None, bgrids)]
@@ -268,7 +275,8 @@ def main(argv=None) -> int:
             feats = features_of(g)
             tests[name] = {"feats": feats, "labels": labels}
             base = baseline_report(baseline_fit(bg, blabels), g, labels)
-            models = ["speckle-mono", "speckle-resnet18-mono"] if name in ("mono", "noisy") else ["speckle-poly", "speckle-mono"]
+            models = (["speckle-mono", "speckle-resnet18-mono"] if name in ("mono", "noisy")
+                      else ["speckle-poly", "speckle-poly-radial", "speckle-mono"])
             entry = {"data": name, "n_test": int(len(labels)), "seed_paper": SEED_PAPER[name],
                      "baseline_nearest": summary(base["nearest"]), "baseline_regression": summary(base["regression"]),
                      "models": {}}
@@ -279,9 +287,14 @@ def main(argv=None) -> int:
                     s["flagged_out_of_domain"] = float(np.mean(out["ood"]))
                 entry["models"][m] = s
                 reports[f"{m}/{name}"] = rep
-                if m in ("speckle-mono", "speckle-poly") and (m == "speckle-mono") == (name != "poly"):
+                if (m, name) in (("speckle-mono", "mono"), ("speckle-mono", "noisy"), ("speckle-poly", "poly"),
+                                 ("speckle-poly", "poly-area")):
                     model = load_model(m)
-                    logits = model.logits(feats)
+                    if getattr(model, "family", "") == "patterson":
+                        logits = np.concatenate([model.logits_maps(*model.inputs(g[i:i + 64], 3))
+                                                 for i in range(0, len(g), 64)])
+                    else:
+                        logits = model.logits(feats)
                     y = np.searchsorted(CLASSES, labels)
                     curves[f"{m} on {name}"] = {
                         "T": model.temperature,
@@ -289,7 +302,12 @@ def main(argv=None) -> int:
                         "cal": reliability(out["probs"], y)}
                     entry["models"][m]["ece_uncalibrated"] = curves[f"{m} on {name}"]["raw"]["ece"]
                     entry["models"][m]["ece_calibrated"] = curves[f"{m} on {name}"]["cal"]["ece"]
-                    entry["models"][m]["train_minutes"] = model.provenance.get("metrics", {}).get("train_seconds", 0) / 60
+                    met = model.provenance.get("metrics", {})
+                    entry["models"][m]["train_minutes"] = met.get("train_seconds_total", met.get("train_seconds", 0)) / 60
+                    if "cpu_seconds_main" in met:
+                        entry["models"][m]["cpu_minutes_training"] = met["cpu_seconds_main"] / 60
+                        entry["models"][m]["cpu_minutes_simulation"] = met["cpu_seconds_simulation"] / 60
+                        entry["models"][m]["learning_curve"] = met.get("learning_curve", [])
             if dose is not None:
                 entry["photons"] = [float(dose.min()), float(dose.max())]
             rows.append(entry)
@@ -324,6 +342,10 @@ def main(argv=None) -> int:
                      "f1_14_20": r["poly"]["models"]["speckle-poly"]["f1_14_20"],
                      "baseline": r["poly"]["baseline_nearest"]["macro_f1"]}
     goals["poly"]["met"] = goals["poly"]["macro_f1"] >= 0.89
+    goals["poly-area"] = {"macro_f1": r["poly-area"]["models"]["speckle-poly"]["macro_f1"],
+                          "f1_14_20": r["poly-area"]["models"]["speckle-poly"]["f1_14_20"],
+                          "baseline": r["poly-area"]["baseline_nearest"]["macro_f1"]}
+    goals["poly-area"]["met"] = goals["poly-area"]["macro_f1"] >= 0.89
     goals["noisy"] = {"accuracy": r["noisy"]["models"]["speckle-mono"]["accuracy"],
                       "baseline": max(r["noisy"]["baseline_nearest"]["accuracy"], r["noisy"]["baseline_regression"]["accuracy"])}
     goals["noisy"]["met"] = goals["noisy"]["accuracy"] >= goals["noisy"]["baseline"] + 0.05
@@ -340,6 +362,12 @@ def main(argv=None) -> int:
                   f"{e['baseline_nearest']['accuracy']:>7.4f} {e['baseline_regression']['accuracy']:>6.4f} | {e['seed_paper']}")
     print("\ngoals: " + "; ".join(f"{k}: {'MET' if v['met'] else 'not met'} "
                                   f"({', '.join(f'{a} {b:.4f}' for a, b in v.items() if a != 'met')})" for k, v in goals.items()))
+    poly_row = next(e for e in rows if e["data"] == "poly")["models"]["speckle-poly"]
+    if poly_row.get("learning_curve"):
+        print("speckle-poly validation learning curve (wall min, patterns/class, macro-F1): " + ", ".join(
+            f"{c['minutes']:.0f} / {c['patterns_per_class']} / {c['val_macro_f1']:.3f}" for c in poly_row["learning_curve"]))
+        print(f"speckle-poly training: wall {poly_row['train_minutes']:.1f} min, CPU {poly_row['cpu_minutes_training']:.1f} min "
+              f"(training) + {poly_row['cpu_minutes_simulation']:.1f} min (simulation)")
     print("out-of-domain flag rate of speckle-mono: " + ", ".join(f"{k} {v:.3f}" for k, v in ood.items()))
     if compare:
         print(f"\nmodel comparison (same {args.compare_per_class}/class training features, same test split)")

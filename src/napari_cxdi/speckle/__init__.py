@@ -4,7 +4,8 @@ Modules: ``disks`` (model system), ``patterns`` (|F|^2 on the 9x-oversampled k g
 ``dataset`` (parallel simulation, HDF5, splits), ``resnet``, ``train``, ``classifier`` (checkpoints),
 ``evaluate``, ``baseline``, ``saliency``, ``pipeline`` (split -> train -> test with the baseline),
 ``features`` (ring I(q), speckle contrast, moments, one-disk fit), ``radial`` / ``radial_train`` (the
-radial-feature models and their streaming training), ``calibration``, ``models`` (shipped models by name,
+radial-feature models and their streaming training), ``patterson`` / ``patterson_train`` (the 2-D model on
+the Patterson map, i.e. the autocorrelation, for polydisperse disks), ``calibration``, ``models`` (shipped models by name,
 ``classify_patterns`` / ``explain_pattern`` with the out-of-domain warning).
 Names below are imported on first use, so ``import napari_cxdi.speckle`` does not load torch.
 """
@@ -31,6 +32,9 @@ _EXPORTS = {
     "FeatureConfig": "features", "radial_features": "features",
     "RadialClassifier": "radial", "load_radial": "radial", "save_radial": "radial",
     "RadialTrainConfig": "radial_train", "train_radial": "radial_train",
+    "PattersonClassifier": "patterson", "load_patterson": "patterson", "save_patterson": "patterson",
+    "patterson_maps": "patterson", "patterson_features": "patterson",
+    "PattersonTrainConfig": "patterson_train", "train_patterson": "patterson_train",
     "fit_temperature": "calibration", "reliability": "calibration",
     "MODELS": "models", "DEFAULT_MODEL": "models", "model_names": "models", "load_model": "models",
     "classify_patterns": "models", "explain_pattern": "models", "OutOfDomainWarning": "models",

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ConfigError, CXDIError, DataValidationError, InputFileError
 from ..io.validate import check_counts
 from ..provenance import provenance
-from .disks import CONTRASTS, N_MAX, N_MIN, PROFILES, DiskSystem, object_function, random_disk_system
+from .disks import CONTRASTS, N_MAX, N_MIN, POLY_LAWS, PROFILES, DiskSystem, object_function, random_disk_system
 from .patterns import BLOCK, PAD, WINDOW, add_poisson_noise, bin_pattern, block_center, speckle_analytic, speckle_dft
 
 METHODS = ("dft", "analytic")
@@ -42,6 +42,7 @@ class SpeckleDatasetConfig:
     window: int = WINDOW
     bin: int = 1
     polydisperse: bool = False
+    poly_law: str = "radius"
     contrast: str = "amplitude"
     profile: str = "flat"
     phase: float = 0.5
@@ -72,6 +73,8 @@ class SpeckleDatasetConfig:
             raise ConfigError(f"bin {self.bin} must divide the window {self.window}")
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.poly_law not in POLY_LAWS:
+            raise ConfigError(f"unknown polydispersity law {self.poly_law!r}; choose one of {', '.join(POLY_LAWS)}")
         if self.contrast not in CONTRASTS or self.profile not in PROFILES:
             raise ConfigError(f"unknown contrast/profile {self.contrast!r}/{self.profile!r}")
         if self.method == "analytic" and (self.contrast != "amplitude" or self.profile != "flat"):
@@ -96,7 +99,7 @@ def sample_rng(seed: int, n: int, index: int) -> np.random.Generator:
 def simulate_pattern(n: int, index: int, config: SpeckleDatasetConfig) -> tuple[np.ndarray, DiskSystem]:
     """One raw pattern ``(size, size)`` float32 (blocked, optionally noisy and binned) and its disks."""
     rng = sample_rng(config.seed, n, index)
-    system = random_disk_system(n, rng, polydisperse=config.polydisperse)
+    system = random_disk_system(n, rng, polydisperse=config.polydisperse, poly_law=config.poly_law)
     if config.method == "analytic":
         intensity = speckle_analytic(system, config.window, config.pad)
     else:

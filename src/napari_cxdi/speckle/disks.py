@@ -19,6 +19,9 @@ TOTAL_AREA = 2 * np.pi * 90.0**2
 N_MIN, N_MAX = 2, 20
 CONTRASTS = ("amplitude", "phase", "mixed")
 PROFILES = ("flat", "sphere")
+#: polydispersity laws: ``radius`` (the paper's text: radii ~ N(mean, mean/3)) and ``area`` (the seed's public
+#: code: area coefficients c ~ N(3, 1), c > 0, r_i = sqrt(A c_i / (pi sum c)); radius spread ~ mean/6)
+POLY_LAWS = ("radius", "area")
 
 
 @dataclass(frozen=True)
@@ -48,18 +51,30 @@ class DiskSystem:
 
 
 def disk_radii(n: int, rng: np.random.Generator, polydisperse: bool = False,
-               total_area: float = TOTAL_AREA, rel_sd: float = 1.0 / 3.0) -> np.ndarray:
+               total_area: float = TOTAL_AREA, rel_sd: float = 1.0 / 3.0, law: str = "radius") -> np.ndarray:
     """Radii of ``n`` disks with total area ``total_area`` (units^2).
 
-    Monodisperse: ``r = sqrt(total_area / (n pi))``. Polydisperse: radii drawn from a Gaussian with
-    ``sd = rel_sd * mean`` (redrawn while any radius is below 10 % of the mean), then rescaled so the
-    total area is unchanged.
+    Monodisperse: ``r = sqrt(total_area / (n pi))``. Polydisperse, ``law="radius"``: radii drawn from a
+    Gaussian with ``sd = rel_sd * mean`` (redrawn while any radius is below 10 % of the mean), then rescaled
+    so the total area is unchanged. ``law="area"`` (the seed's public code): area coefficients
+    ``c ~ N(1, rel_sd)`` (i.e. N(3, 1) scaled), redrawn while any is <= 0, ``r_i = sqrt(A c_i / (pi sum c))``.
     """
     if n < 1:
         raise ConfigError(f"number of disks must be >= 1, got {n}")
+    if law not in POLY_LAWS:
+        raise ConfigError(f"unknown polydispersity law {law!r}; choose one of {', '.join(POLY_LAWS)}")
     r0 = np.sqrt(total_area / (n * np.pi))
     if not polydisperse:
         return np.full(n, r0)
+    if law == "area":
+        c = rng.normal(1.0, rel_sd, size=n)
+        for _ in range(1000):
+            bad = c <= 0
+            if not bad.any():
+                break
+            c[bad] = rng.normal(1.0, rel_sd, size=int(bad.sum()))
+        c = np.abs(c)
+        return np.sqrt(total_area * c / (np.pi * c.sum()))
     if rel_sd < 0:
         raise ConfigError(f"relative radius spread must be >= 0, got {rel_sd}")
     radii = rng.normal(r0, rel_sd * r0, size=n)
@@ -107,10 +122,10 @@ def place_disks(radii: np.ndarray, rng: np.random.Generator, box: int = BOX, mar
 
 
 def random_disk_system(n: int, seed: int | np.random.Generator | None = None, polydisperse: bool = False,
-                       box: int = BOX, total_area: float = TOTAL_AREA) -> DiskSystem:
-    """A random n-disk system (seedable) with the seed's fixed total area."""
+                       box: int = BOX, total_area: float = TOTAL_AREA, poly_law: str = "radius") -> DiskSystem:
+    """A random n-disk system (seedable) with the seed's fixed total area (``poly_law``: see :func:`disk_radii`)."""
     rng = np.random.default_rng(seed)
-    radii = disk_radii(n, rng, polydisperse=polydisperse, total_area=total_area)
+    radii = disk_radii(n, rng, polydisperse=polydisperse, total_area=total_area, law=poly_law)
     return DiskSystem(place_disks(radii, rng, box=box), radii, box)
 
 

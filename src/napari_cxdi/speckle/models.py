@@ -4,9 +4,10 @@
     out = classify_patterns(patterns, "speckle-poly", input_bin=3)   # pred, probs, ood, warnings
     rings = explain_pattern(patterns[0], "speckle-poly", input_bin=3)  # which q-ranges decided
 
-Names: ``speckle-mono`` (default; monodisperse disks, radial features), ``speckle-poly`` (polydisperse,
-radius sd = mean/3), ``speckle-resnet18-mono`` (the 2-D ResNet-18 of the first version). A path to a
-checkpoint of either family works wherever a name does.
+Names: ``speckle-mono`` (default; monodisperse disks, radial features), ``speckle-poly`` (polydisperse disks:
+2-D CNN on the Patterson map + radial and Patterson-peak features), ``speckle-poly-radial`` (the previous
+polydisperse model, radial features only), ``speckle-resnet18-mono`` (the 2-D ResNet-18 of the first
+version). A path to a checkpoint of any family works wherever a name does.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ from ..errors import ConfigError, InputFileError
 class ModelInfo:
     name: str
     file: str
-    family: str          # "radial" or "resnet"
+    family: str          # "radial", "patterson" or "resnet"
     description: str
 
 
 MODELS = {m.name: m for m in (
     ModelInfo("speckle-mono", "speckle_radial_mono.pt", "radial",
               "monodisperse disks, n = 2..20; radial I(q) + speckle contrast network, noise-robust"),
-    ModelInfo("speckle-poly", "speckle_radial_poly.pt", "radial",
-              "polydisperse disks (radius sd = mean/3), n = 2..20; radial network"),
+    ModelInfo("speckle-poly", "speckle_patterson_poly.pt", "patterson",
+              "polydisperse disks (radius sd = mean/3 and the seed code's area law), n = 2..20; 2-D CNN on the "
+              "Patterson map (autocorrelation) + radial and peak features"),
+    ModelInfo("speckle-poly-radial", "speckle_radial_poly.pt", "radial",
+              "polydisperse disks (radius sd = mean/3), n = 2..20; radial network (previous speckle-poly)"),
     ModelInfo("speckle-resnet18-mono", "speckle_resnet18_mono.pt", "resnet",
               "monodisperse disks, 2-D ResNet-18 on the 513 window binned 3x3 (first version)"),
 )}
@@ -74,6 +78,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str = "auto"):
 
     from .classifier import FORMAT as RESNET_FORMAT
     from .classifier import load_checkpoint
+    from .patterson import FORMAT as PATTERSON_FORMAT
+    from .patterson import patterson_from_checkpoint
     from .radial import FORMAT as RADIAL_FORMAT
     from .radial import radial_from_checkpoint
 
@@ -89,10 +95,13 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str = "auto"):
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt == RADIAL_FORMAT:
         model = radial_from_checkpoint(ckpt, path)
+    elif fmt == PATTERSON_FORMAT:
+        model = patterson_from_checkpoint(ckpt, path)
     elif fmt == RESNET_FORMAT:
         model = load_checkpoint(path, device)
     else:
-        raise InputFileError(path, f"not a napari-cxdi speckle checkpoint ({RADIAL_FORMAT} or {RESNET_FORMAT})")
+        raise InputFileError(path, f"not a napari-cxdi speckle checkpoint ({RADIAL_FORMAT}, {PATTERSON_FORMAT} or "
+                                   f"{RESNET_FORMAT})")
     if not getattr(model, "name", None) and str(name_or_path) in MODELS:
         model.name = str(name_or_path)
     with _LOCK:
@@ -147,9 +156,13 @@ def explain_pattern(pattern: np.ndarray, model: str | Path | object = DEFAULT_MO
     """Why the model decided. Radial models: ``{"kind": "rings", "class", "q_inner_px", "q_outer_px",
     "importance", "q_inner_input_px", "q_outer_input_px"}`` (occlusion importance per q-range, full-res
     pixels of the 513 window and the pattern's own pixels). ResNet models: ``{"kind": "map", "map" (H, W)}``
-    (``method`` ``"Grad-CAM"`` or ``"saliency"``, default Grad-CAM)."""
+    (``method`` ``"Grad-CAM"`` or ``"saliency"``, default Grad-CAM). Patterson models (2-D):
+    ``{"kind": "map", "map" (H, W)}`` the saliency on the pattern, plus ``"patterson"`` (the map) and
+    ``"patterson_cam"`` (Grad-CAM over it: which pair vectors decided), ``"class"``."""
     clf = load_model(model) if isinstance(model, (str, Path)) else model
     pattern = np.asarray(pattern, dtype=np.float32)
+    if getattr(clf, "family", "") == "patterson":
+        return {"kind": "map", **clf.explain(pattern, input_bin, method)}
     if hasattr(clf, "explain"):
         return {"kind": "rings", **clf.explain(pattern, input_bin)}
     from .patterns import prepare

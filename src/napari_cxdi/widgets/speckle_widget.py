@@ -1,7 +1,9 @@
 """Dock widget: classify speckle patterns by disk number, show class probabilities, overlay the q-rings
-that decided (radial models) or saliency / Grad-CAM (ResNet models), and generate sample n-disk systems.
+that decided (radial models), saliency / Grad-CAM (ResNet models) or the saliency plus the Patterson map and
+its Grad-CAM (the 2-D ``speckle-poly``), and generate sample n-disk systems.
 
-The model is a shipped name (``speckle-mono``, ``speckle-poly``, ``speckle-resnet18-mono``) or a
+The model is a shipped name (``speckle-mono``, ``speckle-poly``, ``speckle-poly-radial``,
+``speckle-resnet18-mono``) or a
 checkpoint path; patterns outside the model's training domain raise a napari warning.
 
 All computation runs in napari thread workers that yield; layers are only created or changed in the
@@ -116,7 +118,8 @@ class SpeckleWidget(ScrollingDock):
         form.addRow("Pattern layer", self.layer_combo)
         row = QHBoxLayout()
         self.model_edit = QLineEdit(self._default_model())
-        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-resnet18-mono) "
+        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-poly-radial, "
+                                   "speckle-resnet18-mono) "
                                    "or a checkpoint (.pt)")
         from qtpy.QtWidgets import QCompleter
 
@@ -347,7 +350,7 @@ class SpeckleWidget(ScrollingDock):
         if out.get("kind") == "rings":
             return self._on_rings(out)
         m = out["map"]
-        name = f"{self._map_method} {self.session.target_layer}"
+        name = f"{out.get('map_label', self._map_method)} {self.session.target_layer}"
         if name in self.viewer.layers:
             self.viewer.layers[name].data = m
             layer = self.viewer.layers[name]
@@ -357,7 +360,30 @@ class SpeckleWidget(ScrollingDock):
             src = self.viewer.layers[self.session.target_layer]
             layer.scale = src.scale[-2:]
             layer.translate = src.translate[-2:]
+        if "patterson_cam" in out:
+            self._on_patterson(out, m.shape)
         self.last_map_layer = layer
+
+    def _on_patterson(self, out: dict, shape: tuple):
+        """The Patterson map (autocorrelation: one peak per disk pair) and its Grad-CAM, to the right of the
+        pattern (their pixels are pair vectors of ``patterson_pixel_units`` box units, not q)."""
+        x0 = float(shape[-1]) * 1.05
+        for key, name, cmap, blend in (("patterson", "Patterson", "gray", "translucent"),
+                                       ("patterson_cam", "Patterson Grad-CAM", "inferno", "additive")):
+            data = np.asarray(out[key], dtype=np.float32)
+            if key == "patterson":
+                data = np.arcsinh(300.0 * data)  # cross peaks are ~1/n of the origin
+            full = f"{name} {self.session.target_layer}"
+            if full in self.viewer.layers:
+                self.viewer.layers.remove(full)
+            lay = self.viewer.add_image(data, name=full, colormap=cmap, blending=blend,
+                                        opacity=0.6 if key == "patterson_cam" else 1.0,
+                                        metadata={"pixel_units": out.get("patterson_pixel_units")})
+            lay.translate = (0.0, x0)
+            lay.scale = (float(shape[-2]) / data.shape[0],) * 2
+        self.result_label.setText(self.result_label.text().split("  | ")[0]
+                                  + f"  | n = {out.get('class')}: Patterson map (pair vectors) and its Grad-CAM "
+                                    "shown to the right of the pattern")
 
     def _on_rings(self, out: dict):
         """The q-ranges that decided, as circles over the pattern (edge width = ring width, colour =

@@ -225,14 +225,15 @@ def test_streaming_training_end_to_end():
 def test_model_names_and_errors():
     from napari_cxdi.speckle.models import DEFAULT_MODEL, model_names, model_path
 
-    assert DEFAULT_MODEL == "speckle-mono" and {"speckle-mono", "speckle-poly", "speckle-resnet18-mono"} <= set(model_names())
+    assert DEFAULT_MODEL == "speckle-mono" and {"speckle-mono", "speckle-poly", "speckle-poly-radial",
+                                                "speckle-resnet18-mono"} <= set(model_names())
     with pytest.raises(ConfigError, match="unknown speckle model"):
         model_path("speckle-crystal")
     with pytest.raises(InputFileError):
         model_path("nowhere/model.pt")
 
 
-@pytest.mark.parametrize("name", ["speckle-mono", "speckle-poly"])
+@pytest.mark.parametrize("name", ["speckle-mono", "speckle-poly-radial"])
 def test_shipped_radial_models(name):
     from napari_cxdi.speckle.models import classify_patterns, load_model, model_path
 
@@ -242,7 +243,7 @@ def test_shipped_radial_models(name):
     assert path.stat().st_size < 2e6
     clf = load_model(name)
     assert clf.temperature > 0 and np.isfinite(clf.domain["threshold"])
-    poly = name == "speckle-poly"
+    poly = name.startswith("speckle-poly")
     pats = np.stack([_mono(n, j, seed=987, poly=poly) for n in (3, 9, 16) for j in range(2)])
     out = classify_patterns(pats, name, input_bin=3, warn=False)
     err = np.abs(out["pred"] - np.repeat([3, 9, 16], 2))
