@@ -46,6 +46,8 @@ EXPERIMENTS = {
     # chart velocity (docs/fidelity.md): the thesis' zero padding of the time axis vs the default replicate padding
     "po_zero_padding": ("PID3Net-PO", dict(refine_steps=2, temporal_padding="zeros")),
     "nr_zero_padding": ("PID3Net-NR", dict(temporal_padding="zeros")),
+    "po_zero_padding_no_rule": ("PID3Net-PO", dict(refine_steps=2, temporal_padding="zeros", **NO_RULE)),
+    "po_gated_tol0": ("PID3Net-PO", dict(refine_steps=2, holdout_tol=0.0)),  # stop only when the held-out NLL rises
 }
 
 
