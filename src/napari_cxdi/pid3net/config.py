@@ -83,7 +83,7 @@ class PID3NetConfig:
     early_stop_tol: float = 1e-3
     holdout_fraction: float = 0.1
     holdout_patience: int = 5
-    holdout_tol: float = 1e-4
+    holdout_tol: float = 0.0  # stop when the held-out NLL stops falling, not when it falls slowly (fidelity.md)
     noise_floor_margin: float | None = 0.05
     preview_every: int = 20
     seed: int | None = 0
