@@ -7,15 +7,18 @@ Tensors are [B, C, T, H, W].
 Temporal padding (docs/fidelity.md, "chart velocity"): the thesis pads the time axis with zeros. The
 zeros tell every layer where in the window a frame sits, and a network trained on a slowly moving
 sample learns to output a fixed drift per window position whatever the data say (a window of one
-frame repeated T times came out moving by 0.18 px; windows 11 frames apart came out 0.08 px apart
-instead of 0.89). ``temporal_padding="replicate"`` repeats the edge frames instead: a window of
-identical frames then gives identical output frames, so any motion in the output comes from the data.
+frame repeated T times came out drifting 0.18 px; a time-reversed window still drifted forward).
+``temporal_padding="replicate"`` repeats the edge frames instead: a window of identical frames then
+gives identical output frames, so any motion in the output comes from the data (and the chart's
+motion was learned faster: 343 vs 223 nm/s for 340 after 270 steps).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 TEMPORAL_PADDINGS = ("zeros", "replicate")
 
@@ -26,7 +29,7 @@ class TemporalBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, temporal_padding: str = "zeros"):
         super().__init__()
         if temporal_padding not in TEMPORAL_PADDINGS:
-            raise ValueError(f"temporal_padding must be one of {TEMPORAL_PADDINGS}, got {temporal_padding!r}")
+            raise ConfigError(f"temporal_padding must be one of {TEMPORAL_PADDINGS}, got {temporal_padding!r}")
         self.temporal_padding = temporal_padding
         zeros = temporal_padding == "zeros"
         half = max(channels // 2, 1)

@@ -2,8 +2,8 @@
 
 With the thesis' zero padding of the time axis a trained network drew a fixed drift per position in
 the window: a window of one frame repeated T times came out moving 0.18 px from its first to its last
-frame, and windows 11 frames apart came out 0.08 px apart instead of 0.89 (chart velocity 43 nm/s for
-340). An untrained network already shows the position dependence; these tests see it without training.
+frame, and a time-reversed window still moved forward (+0.12 px for a true -0.32). An untrained network
+already shows the position dependence; these tests see it without training.
 """
 
 import numpy as np
@@ -70,3 +70,7 @@ def test_old_checkpoint_configs_keep_zero_padding_and_bad_values_are_refused():
     assert PID3NetConfig.from_dict(PID3NetConfig().to_dict()).temporal_padding == "replicate"
     with pytest.raises(ConfigError, match="temporal_padding"):
         PID3NetConfig(temporal_padding="circular").validate()
+    from napari_cxdi.pid3net.blocks import TemporalBlock
+
+    with pytest.raises(ConfigError, match="temporal_padding"):
+        TemporalBlock(1, 4, temporal_padding="reflect")
