@@ -43,6 +43,11 @@ EXPERIMENTS = {
                                                  noise_floor_margin=None)),
     "po_gated_no_rule": ("PID3Net-PO", dict(refine_steps=2, refine_mode="gated", refine_relaxation="poisson", **NO_RULE)),
     "po_gated_bounded": ("PID3Net-PO", dict(refine_steps=2, alpha0=0.1, alpha_max=0.3)),
+    # chart velocity (docs/fidelity.md): the thesis' zero padding of the time axis vs the default replicate padding
+    "po_zero_padding": ("PID3Net-PO", dict(refine_steps=2, temporal_padding="zeros")),
+    "nr_zero_padding": ("PID3Net-NR", dict(temporal_padding="zeros")),
+    "po_zero_padding_no_rule": ("PID3Net-PO", dict(refine_steps=2, temporal_padding="zeros", **NO_RULE)),
+    "po_gated_tol0": ("PID3Net-PO", dict(refine_steps=2, holdout_tol=0.0)),  # stop only when the held-out NLL rises
 }
 
 
@@ -58,18 +63,26 @@ def run(name: str, sim, epochs: int, eval_every: int, seed: int) -> dict:
             trainer.calibrate_batchnorm()
             objects = reconstruct_movie(model, sim.counts)
             model.train()
-            m = cx.evaluate(objects, sim.counts, sim.probe, sim.pixel_size_nm, truth=sim.objects)
-            curve.append({"epoch": event["epoch"] + 1, "step": trainer.step, "phase_ssim": m["phase_ssim"], "rf": m["rf"],
+            m = _evaluate(objects, sim)
+            curve.append({"epoch": event["epoch"] + 1, "step": trainer.step, "phase_ssim": m.get("phase_ssim"), "rf": m["rf"],
+                          "velocity_nm_s": m.get("velocity_nm_s"),
                           **{k: event.get(k) for k in ("rf_floor", "heldout_nll", "loss")}, "train_rf": event["rf"]})
-            print(f"  {name} epoch {event['epoch'] + 1}: SSIM {m['phase_ssim']:.3f} R_f {m['rf']:.3f} "
+            velocity = f" v {m['velocity_nm_s'][1]:.0f} nm/s" if "velocity_nm_s" in m else ""
+            print(f"  {name} epoch {event['epoch'] + 1}: SSIM {m.get('phase_ssim', float('nan')):.3f} R_f {m['rf']:.3f}{velocity} "
                   f"(train {event['rf']:.3f}, floor {event['rf_floor']:.3f}) heldout {event.get('heldout_nll')}",
                   file=sys.stderr, flush=True)
     train_s = time.perf_counter() - t0
     objects = reconstruct_movie(trainer.model, sim.counts)
-    m = cx.evaluate(objects, sim.counts, sim.probe, sim.pixel_size_nm, truth=sim.objects)
+    m = _evaluate(objects, sim)
     return {"experiment": name, "variant": variant, "overrides": overrides, "seed": seed,
-            "phase_ssim": m["phase_ssim"], "rf": m["rf"], "steps": trainer.step, "best_epoch": trainer.best_epoch,
+            "phase_ssim": m.get("phase_ssim"), "rf": m["rf"], "velocity_nm_s": m.get("velocity_nm_s"), "steps": trainer.step, "best_epoch": trainer.best_epoch,
             "stopped": trainer.stopped_reason, "training_s": train_s, "curve": curve, "history": trainer.history}
+
+
+def _evaluate(objects, sim) -> dict:
+    """evaluate() against the truth; the chart's velocity too (the simulation records a set velocity)."""
+    interval = sim.metadata["frame_interval_s"] if "velocity_nm_s" in sim.metadata else None
+    return cx.evaluate(objects, sim.counts, sim.probe, sim.pixel_size_nm, truth=sim.objects, frame_interval_s=interval)
 
 
 def _write(args, argv, rows) -> None:
@@ -103,7 +116,7 @@ def main(argv=None) -> int:
             row["rf_truth"] = floor
             rows.append(row)
             _write(args, argv, rows)  # after every experiment: a partial run keeps its numbers
-            print(f"{name:22s} seed {seed} SSIM {row['phase_ssim']:.3f} R_f {row['rf']:.3f} (truth {floor:.3f}) "
+            print(f"{name:22s} seed {seed} SSIM {row['phase_ssim'] or float('nan'):.3f} v {row['velocity_nm_s']} R_f {row['rf']:.3f} (truth {floor:.3f}) "
                   f"steps {row['steps']} best epoch {row['best_epoch']} {row['stopped']} {row['training_s']:.0f} s", flush=True)
     print(f"wrote fidelity_{args.tag}.json", file=sys.stderr)
     return 0

@@ -24,11 +24,36 @@ def remove_phase_offset(phase, reference, mask=None, weights=None) -> np.ndarray
     return np.angle(np.exp(1j * (p - offset)))
 
 
-def phase_ssim(phase, reference, mask=None, data_range: float | None = None) -> float:
+#: SSIM's contrast constant K2: below a standard deviation of K2 x data range, SSIM's contrast term
+#: no longer sees structure (C2 = (K2 L)^2 dominates), so the score measures only how flat the estimate is.
+SSIM_K2 = 0.03
+
+
+def structured_frames(reference, mask=None, data_range: float | None = None, min_std: float = SSIM_K2) -> np.ndarray:
+    """Bool [T]: the frames of ``reference`` [T, H, W] whose values inside ``mask`` vary, i.e. whose
+    standard deviation there is at least ``min_std`` x ``data_range`` (default: the peak-to-peak range
+    of the whole reference).
+
+    A frame with nothing in the mask (no particle under the probe) gives any flat estimate an SSIM near
+    1 and any estimate with texture a low one: it says nothing about the reconstruction of the sample.
+    """
+    r = np.asarray(reference, np.float64)
+    if r.ndim == 2:
+        r = r[None]
+    m = np.ones(r.shape[-2:], bool) if mask is None else np.asarray(mask, bool)
+    if not m.any():
+        raise DataValidationError("the SSIM mask is empty")
+    rng = data_range if data_range is not None else max(float(np.ptp(r)), 1e-12)
+    return r[:, m].std(axis=1) >= min_std * rng
+
+
+def phase_ssim(phase, reference, mask=None, data_range: float | None = None, structured_only: bool = False) -> float:
     """Mean SSIM of phase images [T, H, W] or [H, W] against ``reference`` after offset removal.
 
     With ``mask`` (bool [H, W], e.g. the probe support) the offset is fitted and the SSIM map averaged
     inside the mask only. ``data_range`` defaults to the reference's peak-to-peak range.
+    structured_only: average only over the frames where the reference has structure inside the mask
+    (:func:`structured_frames`); NaN when there is none.
     """
     p = np.asarray(phase, np.float64)
     r = np.asarray(reference, np.float64)
@@ -41,6 +66,11 @@ def phase_ssim(phase, reference, mask=None, data_range: float | None = None) -> 
         raise DataValidationError("the SSIM mask is empty")
     p = remove_phase_offset(p, r, m)
     rng = data_range if data_range is not None else max(float(np.ptp(r)), 1e-6)
+    if structured_only:
+        keep = structured_frames(r, m, rng)
+        if not keep.any():
+            return float("nan")
+        p, r = p[keep], r[keep]
     win = min(7, *p.shape[-2:]) | 1
     scores = []
     for a, b in zip(p, r):

@@ -49,6 +49,9 @@ class PID3NetConfig:
     sigmoid(F_A) exp(i pi tanh F_phi)) or ``gated`` (O + alpha g U with a learned real gain
     g = 2 sigmoid(F_A(|U|)) in (0, 2) on the classical update U: the block can scale the physics
     step but cannot invent a correction the data do not ask for).
+    temporal_padding: how the 3-D convolutions pad the time axis of a window: ``replicate`` (default:
+    the edge frames repeated, so a window of identical frames gives identical objects and the output
+    cannot drift with the position in the window) or ``zeros`` (the thesis; see pid3net/blocks.py).
     Held-out validation (docs/fidelity.md): holdout_fraction of every frame's photons is split off by
     binomial thinning (0 = off) and never trained on; its Poisson NLL is tracked per epoch, the
     state with the lowest one is kept and training stops after holdout_patience epochs without a
@@ -70,6 +73,7 @@ class PID3NetConfig:
     refine_relaxation: str = "poisson"
     relaxation_sigma: float = 1.0
     refine_mode: str = "gated"
+    temporal_padding: str = "replicate"
     support_threshold: float = 0.02
     epochs: int = 20
     batch_size: int = 4
@@ -79,7 +83,7 @@ class PID3NetConfig:
     early_stop_tol: float = 1e-3
     holdout_fraction: float = 0.1
     holdout_patience: int = 5
-    holdout_tol: float = 1e-4
+    holdout_tol: float = 0.0  # stop when the held-out NLL stops falling, not when it falls slowly (fidelity.md)
     noise_floor_margin: float | None = 0.05
     preview_every: int = 20
     seed: int | None = 0
@@ -125,6 +129,8 @@ class PID3NetConfig:
             raise ConfigError("epochs, batch_size and lr must be positive")
         if self.refine_relaxation not in ("none", "poisson"):
             raise ConfigError(f"refine_relaxation must be 'none' or 'poisson', got {self.refine_relaxation!r}")
+        if self.temporal_padding not in ("zeros", "replicate"):
+            raise ConfigError(f"temporal_padding must be 'zeros' or 'replicate', got {self.temporal_padding!r}")
         if self.refine_mode not in ("additive", "gated"):
             raise ConfigError(f"refine_mode must be 'additive' or 'gated', got {self.refine_mode!r}")
         if self.alpha_max is not None and not self.alpha_max > self.alpha0 > 0:
@@ -160,4 +166,6 @@ class PID3NetConfig:
         if "refine_mode" not in data:  # written before issue 17: the thesis' refinement block
             values.setdefault("refine_mode", "additive")
             values.setdefault("refine_relaxation", "none")
+        if "temporal_padding" not in data:  # written before the chart-velocity fix: the thesis' zero padding
+            values.setdefault("temporal_padding", "zeros")
         return cls(**values)

@@ -56,13 +56,14 @@ class PID3Net(nn.Module):
         self.register_buffer("probe", probe_t)
         support = support_mask(probe_t.numpy(), threshold=config.support_threshold, dilate_px=2)
         self.register_buffer("support", torch.as_tensor(support, dtype=torch.float32))
-        self.encoder = Encoder(config.width)
-        self.amplitude_decoder = Decoder(config.width)
-        self.phase_decoder = Decoder(config.width)
+        pad = config.temporal_padding
+        self.encoder = Encoder(config.width, pad)
+        self.amplitude_decoder = Decoder(config.width, pad)
+        self.phase_decoder = Decoder(config.width, pad)
         if config.refine_steps > 0:
-            self.f_amplitude = UpdateNet(config.refine_width)
+            self.f_amplitude = UpdateNet(config.refine_width, pad)
             if config.refine_mode != "gated":  # the gated step has no phase network
-                self.f_phase = UpdateNet(config.refine_width)
+                self.f_phase = UpdateNet(config.refine_width, pad)
             if config.alpha_max is None:
                 self.alpha = nn.Parameter(torch.full((config.refine_steps,), float(config.alpha0)))
             else:  # bounded: alpha = alpha_max sigmoid(raw), starting at alpha0

@@ -54,7 +54,10 @@ def test_mf_pie_couples_neighbouring_frames(chart):
 def test_api_reconstruct_evaluate_and_save(chart, tmp_path):
     result = cx.reconstruct(chart, method="PID3Net-NR", truth=chart, epochs=2, width=4, frames=3, device="cpu")
     assert result.method == "PID3Net-NR" and result.objects.shape == (6, 32, 32)
-    assert {"rf", "prtf_resolution_nm", "phase_ssim", "frc_resolution_nm", "velocity_nm_s"} <= set(result.metrics)
+    assert {"rf", "prtf_resolution_nm", "phase_ssim_frames", "frc_resolution_nm", "velocity_nm_s"} <= set(result.metrics)
+    # the 32-px chart's probe footprint holds no chart feature: phase SSIM is undefined there, not 1
+    assert result.metrics["phase_ssim_frames"] == 0 and "phase_ssim" not in result.metrics
+    assert "no frame" in result.metrics["phase_ssim_note"]
     assert result.timings["training_s"] > 0 and result.history
     path = result.save(tmp_path / "r.cxi")
     from napari_cxdi.io import read_hdf5_reconstruction
@@ -65,8 +68,11 @@ def test_api_reconstruct_evaluate_and_save(chart, tmp_path):
     with h5py.File(path) as f:
         assert f["entry_1/result_1/rf"][()] == pytest.approx(result.metrics["rf"])
         assert "PID3Net-NR" in f["entry_1/image_1/process_1/configuration"][()].decode()
+    yy, xx = np.mgrid[:32, :32] - 16
+    marked = chart.objects * np.exp(0.5j * np.exp(-(yy**2 + xx**2) / 8.0)).astype(np.complex64)  # structure under the probe
+    metrics = cx.evaluate(marked, chart.counts, chart.probe, chart.pixel_size_nm, truth=marked)
+    assert metrics["phase_ssim"] == pytest.approx(1.0, abs=1e-6) and metrics["phase_ssim_frames"] == 6
     metrics = cx.evaluate(chart.objects, chart.counts, chart.probe, chart.pixel_size_nm, truth=chart.objects)
-    assert metrics["phase_ssim"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["rf"] == pytest.approx(r_factor(chart.expected, chart.counts), rel=1e-4)
     with pytest.raises(ConfigError, match="unknown method"):
         cx.reconstruct(chart, method="magic")
@@ -87,7 +93,8 @@ def test_cli_train_reconstruct_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "chart_mixed-state.cxi"), str(movie), "--truth", str(movie),
                  "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert 0 < metrics["rf"] < 1 and "phase_ssim" in metrics
+    # the 32-px chart has no feature under the probe: phase SSIM is undefined, the scored frame count says so
+    assert 0 < metrics["rf"] < 1 and metrics["phase_ssim_frames"] == 0 and "phase_ssim_note" in metrics
     capsys.readouterr()
     assert main(["reconstruct", str(movie), "--method", "mixed-state", "-o", str(movie)]) == 2
     assert "input" in capsys.readouterr().err
