@@ -24,6 +24,8 @@ def register_shift(reference, moving, iterations: int = 8, tol: float = 1e-4, we
     mov = np.asarray(moving, np.float64)
     if ref.shape != mov.shape or ref.ndim != 2:
         raise DataValidationError(f"need two 2D images of equal shape, got {ref.shape} and {mov.shape}")
+    if np.ptp(ref) == 0 or np.ptp(mov) == 0:
+        return np.zeros(2)  # a featureless frame shows no motion (its correlation peak would be arbitrary)
     if weights is None:
         s = phase_cross_correlation(mov, ref, upsample_factor=10, normalization=None)[0]
         win = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1]))
