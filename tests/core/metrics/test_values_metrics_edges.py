@@ -316,3 +316,172 @@ def test_velocity_messages_and_record():
     np.testing.assert_allclose(v["per_pair_nm_s"], [[0.0, 2.0], [0.0, 4.0]], atol=0.01)
     np.testing.assert_allclose(v["std_nm_s"], [0.0, 1.0], atol=0.01)
     assert v["speed_nm_s"] == pytest.approx(3.0, abs=0.01)
+
+
+# ---------------------------------------------------------------- R_f with bad pixels (mask and NaN)
+
+
+def test_r_factor_leaves_out_masked_and_nan_pixels():
+    measured = np.array([[[4.0, 9.0], [16.0, np.nan]], [[1.0, 1.0], [25.0, 36.0]]])
+    predicted = np.array([[[1.0, 9.0], [1e6, 7.0]], [[4.0, 1.0], [-3.0, 1e6]]])
+    mask = np.array([[False, False], [True, False]])       # detector pixel (1, 0) is dead in every frame
+    # frame 0: |1-2| + |3-3| over 2 + 3 (16 masked, NaN left out) = 1/5; frame 1: |2-1| + 0 + (36: 6 vs 1000)
+    expected_frames = [1.0 / 5.0, (1.0 + 0.0 + 994.0) / (1.0 + 1.0 + 6.0)]
+    np.testing.assert_allclose(r_factor_per_frame(predicted, measured, mask=mask), expected_frames, rtol=1e-12)
+    assert r_factor(predicted, measured, mask=mask) == pytest.approx((1.0 + 1.0 + 994.0) / (5.0 + 8.0), rel=1e-12)
+    # a mask loaded as 0/1 integers, and a full-shape mask, mean the same
+    assert r_factor(predicted, measured, mask=mask.astype(np.uint8)) == r_factor(predicted, measured, mask=mask)
+    full = np.broadcast_to(mask, measured.shape)
+    np.testing.assert_array_equal(r_factor_per_frame(predicted, measured, mask=full.astype(np.uint8)),
+                                  r_factor_per_frame(predicted, measured, mask=mask))
+    # without the mask the dead pixel counts: frame 0 gains |1000 - 4| over 4 more photons
+    assert r_factor_per_frame(predicted, measured)[0] == pytest.approx((1.0 + 996.0) / 9.0)
+
+
+# ---------------------------------------------------------------- ring-curve thresholds and records
+
+
+def test_a_curve_exactly_at_the_threshold_has_not_crossed_it():
+    intensity = np.ones((4, 4))
+    modulus = np.full((4, 4), 0.5)
+    modulus[2, 2] = 1.0
+    assert fourier_fit_ratio(modulus, intensity, 10.0, threshold=0.5).resolution_nm == pytest.approx(20.0)
+    # a threshold of 1 or more is 'too few pixels for the criterion': never a crossing
+    assert fourier_fit_ratio(modulus, intensity, 10.0, threshold=1.0).resolution_nm == pytest.approx(20.0)
+    assert fourier_fit_ratio(modulus, intensity, 10.0, threshold=0.9999).resolution_nm == pytest.approx(40.0)
+
+
+def test_fourier_fit_ratio_of_single_precision_counts_and_integer_masks():
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 2000, size=(2, 8, 8)).astype(np.float64)
+    modulus = np.sqrt(counts) * rng.uniform(0.2, 0.9, size=counts.shape)
+    reference = fourier_fit_ratio(modulus, counts, 1.0).curve
+    np.testing.assert_allclose(fourier_fit_ratio(modulus, counts.astype(np.float32), 1.0).curve, reference, rtol=1e-13)
+    mask = np.zeros((8, 8), bool)
+    mask[:, :3] = True
+    np.testing.assert_array_equal(fourier_fit_ratio(modulus, counts, 1.0, mask=mask.astype(np.uint8)).curve,
+                                  fourier_fit_ratio(modulus, counts, 1.0, mask=mask).curve)
+    with pytest.raises(DataValidationError, match=_exact("the mask (3, 3) does not fit the data (2, 8, 8)")):
+        fourier_fit_ratio(modulus, counts, 1.0, mask=np.zeros((3, 3), bool))
+    with pytest.raises(DataValidationError,
+                       match=_exact("the Fourier fit ratio needs equal shapes, got (2, 8, 8) and (8, 8)")):
+        fourier_fit_ratio(modulus, counts[0], 1.0)
+
+
+def test_threshold_helpers_hand_values():
+    from napari_cxdi.metrics import sigma_threshold
+
+    assert sigma_threshold(100) == pytest.approx(0.3)
+    assert sigma_threshold(0) == pytest.approx(3.0) and sigma_threshold(1) == pytest.approx(3.0)
+    np.testing.assert_allclose(sigma_threshold(np.array([4, 16]), n_sigma=2.0), [1.0, 0.5])
+
+
+def test_frc_thresholds_count_pixels_frames_and_hermitian_halves():
+    """8 x 8 rings hold 1, 8, 12 and 16 pixels; three real frames: x 3 / 2 independent pixels."""
+    from napari_cxdi.metrics import half_bit_threshold
+
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(2, 3, 8, 8))
+    counts = np.array([1.0, 8.0, 12.0, 16.0])
+    real = frc(a, b, pixel_size_nm=1.0, n_sigma=2.0)
+    n_real = counts * 3 / 2
+    np.testing.assert_allclose(real.thresholds["2-sigma"], 2.0 / np.sqrt(np.maximum(n_real, 1.0)))
+    np.testing.assert_allclose(real.thresholds["half-bit"], half_bit_threshold(n_real))
+    single = frc(a[0], b[0], pixel_size_nm=1.0)                    # one real frame
+    np.testing.assert_allclose(single.thresholds["3-sigma"], 3.0 / np.sqrt(np.maximum(counts / 2, 1.0)))
+    for x, y in [(a + 0j, b), (a, b + 0j), (a + 0j, b + 0j)]:      # any complex image: no Hermitian halving
+        c = frc(x, y, pixel_size_nm=1.0)
+        np.testing.assert_allclose(c.thresholds["3-sigma"], 3.0 / np.sqrt(counts * 3))
+
+
+def test_resolution_records_are_json_ready():
+    import json
+
+    a = _smooth(9, (16, 16))
+    d = json.loads(json.dumps(frc(a, a + 0.1, pixel_size_nm=3.0).as_dict()))
+    assert isinstance(d["thresholds"]["half-bit"], list)
+    o = _blob()
+    curve = prtf(np.stack([o, o]), pixel_size_nm=2.0)
+    d = json.loads(json.dumps(curve.as_dict()))
+    assert d["thresholds"] == {"1/e": pytest.approx(ONE_OVER_E), "random-phase floor": pytest.approx(2 ** -0.5)}
+    assert d["resolutions_nm"] == {"1/e": pytest.approx(4.0)}
+    assert d["notes"] == ["only 2 runs: random phases would still average to ~0.71 (1/e = 0.37); use at least 12 runs"]
+
+
+# ---------------------------------------------------------------- PRTF options: probe, alignment switches, masks
+
+
+def test_prtf_takes_a_single_mode_probe_and_names_a_mismatch():
+    o = _blob()
+    y, x = np.mgrid[:16, :16] - 8
+    probe = np.exp(-(x**2 + y**2) / 30.0) * np.exp(0.2j * x)
+    runs = np.stack([o, o * np.exp(1j * 1.5 * (x > 0))])
+    two_d = prtf(runs, probe=probe)
+    np.testing.assert_array_equal(two_d.curve, prtf(runs, probe=probe[None]).curve)
+    assert two_d.curve[3:].min() < 0.999                           # the runs do differ
+    with pytest.raises(DataValidationError, match=_exact("the probe (8, 8) does not match the reconstructions (16, 16)")):
+        prtf(runs, probe=np.ones((8, 8)))
+
+
+def test_prtf_alignment_switches_are_obeyed():
+    """Without a probe translation and twin are aligned by default; explicit False keeps them as disagreement."""
+    o = _blob(seed=2)
+    shifted = np.stack([o, np.roll(o, (2, -3), axis=(0, 1))])
+    assert prtf(shifted).curve[1:].min() > 0.999
+    assert prtf(shifted, align_shift=False).curve[1:].min() < 0.9
+    twin = np.stack([o, np.fft.ifft2(np.conj(np.fft.fft2(o)))])     # far field conj(F): the twin image
+    assert prtf(twin, align_shift=False).curve[1:].min() > 0.999
+    assert prtf(twin, align_shift=False, align_twin=False).curve[1:].min() < 0.9
+
+
+def test_prtf_aligns_sub_pixel_translations():
+    """A half-pixel translation lies on the 1/20-px alignment grid: recovered exactly, PRTF = 1."""
+    o = _blob(seed=3)
+    moved = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(o), (0.5, -0.5)))
+    np.testing.assert_allclose(prtf(np.stack([o, moved]), align_twin=False).curve, 1.0, atol=1e-9)
+
+
+def test_prtf_per_frame_mask_hand_value():
+    """Frame 0: runs disagree beyond ring 4 but those pixels are masked in frame 0 only; frame 1 (twice as
+    bright) agrees everywhere. Every ring keeps only agreeing pixels: PRTF = 1. Without the mask the outer
+    rings mix 1/3 (frame 0, weight 1) and 1 (frame 1, weight 2): 7/9."""
+    from napari_cxdi.physics.fft import fft2c_np, ifft2c_np
+
+    o = _blob(seed=1)
+    outer = ring_index((16, 16)) >= 5
+    flipped = ifft2c_np(fft2c_np(o) * np.where(outer, -1.0, 1.0))
+    runs = np.stack([np.stack([o, 2 * o]), np.stack([o, 2 * o]), np.stack([flipped, 2 * o])])   # [R=3, T=2, H, W]
+    mask = np.stack([outer, np.zeros_like(outer)])
+    opts = dict(align_shift=False, align_twin=False)
+    np.testing.assert_allclose(prtf(runs, mask=mask, **opts).curve, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(prtf(runs, **opts).curve, [1.0] * 5 + [7 / 9] * 3, rtol=1e-9)
+    # a movie [R, 2, 1, H, W] with its mask [2, 1, H, W]: the same frames, the same answer
+    np.testing.assert_allclose(prtf(runs[:, :, None], mask=mask[:, None], **opts).curve, 1.0, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- registration corner cases
+
+
+def test_coarse_registration_is_robust_to_edges():
+    """A non-periodic shift (edges continued): the unnormalised correlation lands within 0.3 px
+    (phase correlation, which whitens the spectrum, would lock onto the edges at 0)."""
+    ref = _smooth(5, (48, 48))
+    mov = ndimage.shift(ref, (0.3, 0.74), order=3, mode="nearest")
+    np.testing.assert_allclose(register_shift(ref, mov, iterations=0), (0.3, 0.74), atol=0.3)
+
+
+def test_registration_with_uniform_weights_models_the_edges():
+    """Weights over the whole frame: the continued edges of the cubic-spline model must match (1e-4 px)."""
+    ref = _smooth(19, (40, 40))
+    mov = ndimage.shift(ref, (0.45, -0.8), order=3, mode="nearest")
+    np.testing.assert_allclose(register_shift(ref, mov, weights=np.ones((40, 40))), (0.45, -0.8), atol=1e-4)
+
+
+def test_registration_without_usable_gradient_keeps_the_coarse_estimate():
+    """Structure only on the border row, where the Hann window is 0: no refinement is possible."""
+    ref = np.zeros((16, 16))
+    ref[0] = np.sin(np.arange(16.0))
+    mov = np.roll(ref, 2, axis=1)
+    s = register_shift(ref, mov)
+    assert isinstance(s, np.ndarray)
+    np.testing.assert_array_equal(s, register_shift(ref, mov, iterations=0))
