@@ -486,3 +486,9 @@ def test_registration_without_usable_gradient_keeps_the_coarse_estimate():
     s = register_shift(ref, mov)
     assert isinstance(s, np.ndarray)
     np.testing.assert_array_equal(s, register_shift(ref, mov, iterations=0))
+
+
+def test_entropy_of_a_half_precision_image_is_that_of_its_values():
+    """float16 images are binned like the same values in double precision (numpy would bin in float16)."""
+    x = np.random.default_rng(0).normal(size=10000).astype(np.float16)
+    assert image_entropy(x) == pytest.approx(image_entropy(x.astype(np.float64)), rel=1e-12)
