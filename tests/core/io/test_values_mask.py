@@ -68,6 +68,8 @@ def test_with_bad_ors_copies_and_names_sources():
     assert m.n_bad == 1
     m2 = m.with_bad(np.array([[0, 0], [1, 0]]), "painted")
     np.testing.assert_array_equal(m2.bad, [[True, False], [True, False]])
+    assert m2.bad.dtype == bool and DetectorMask().with_bad(np.array([[0, 2]]), "int").bad.dtype == bool
+    np.testing.assert_array_equal(np.isnan(m2.apply(np.ones((1, 2, 2), np.uint16)))[0], m2.bad)
     assert m2.sources == ["file.h5", "painted"] and m2.n_bad == 2 and m.n_bad == 1
     assert m2.with_bad(None, "nothing") is m2
     with pytest.raises(DataValidationError,
@@ -78,6 +80,9 @@ def test_with_bad_ors_copies_and_names_sources():
         m2.check_shape((5, 6), "movie.h5")
     m2.check_shape((2, 2), "movie.h5")
     DetectorMask().check_shape((5, 6), "movie.h5")     # no static mask: any frame size
+    with pytest.raises(DataValidationError,
+                       match=_exact("user.npy: the mask is 3x4 but the detector frames are 2x3")):
+        DetectorMask().with_bad(np.zeros((2, 3)), "a").with_bad(np.zeros((3, 4), bool), "user.npy")
     bare = DetectorMask(saturation=5.0, sentinel=7.0, bit_counts={"gap": 3}).with_bad(a, "f").without_file_mask()
     assert bare.bad is None and bare.sources == [] and bare.bit_counts == {}
     assert bare.saturation == 5.0 and bare.sentinel == 7.0 and bare.n_bad == 0
@@ -91,6 +96,8 @@ def test_describe_reports_counts_fraction_sources_and_rules():
     assert m.describe() == {"mask_pixels": 3, "mask_fraction": 0.15, "mask_sources": "a.h5, hot pixels",
                             "mask_gap": 3, "saturation_counts": 1e6, "invalid_value": 65535}
     assert DetectorMask().describe() == {"mask_pixels": 0, "mask_sources": "none"}
+    one_of_seven = DetectorMask(bad=np.array([[True] + [False] * 6]))
+    assert one_of_seven.describe()["mask_fraction"] == 0.14286          # 1/7 to 5 decimals
 
 
 # ---------------------------------------------------------------- bit conventions
@@ -191,23 +198,41 @@ def test_read_mask_file_hdf5_paths(tmp_path):
     np.testing.assert_array_equal(read_mask_file(only), bad != 0)
     named = _h5(tmp_path / "d.h5", {"x": bad, "y": np.ones((2, 2))})
     np.testing.assert_array_equal(read_mask_file(named, dataset="y"), np.ones((2, 2), bool))
-    with pytest.raises(InputFileError, match=re.escape("cannot tell which dataset is the mask (['x', 'y']); name it")):
+    with pytest.raises(InputFileError,
+                       match=_exact(f"{named}: cannot tell which dataset is the mask (['x', 'y']); name it")):
         read_mask_file(named)
-    with pytest.raises(InputFileError, match=re.escape("no dataset 'z' in the mask file")):
+    with pytest.raises(InputFileError, match=_exact(f"{named}: no dataset 'z' in the mask file")):
         read_mask_file(named, dataset="z")
+    many = _h5(tmp_path / "many.h5", {f"d{i}": np.zeros((2, 2)) for i in range(8)})
+    with pytest.raises(InputFileError, match=_exact(f"{many}: cannot tell which dataset is the mask "
+                                                    "(['d0', 'd1', 'd2', 'd3', 'd4', 'd5']); name it")):
+        read_mask_file(many)
+    # conventional names win over other 2-D datasets: "mask", then "data"
+    conventional = _h5(tmp_path / "conv.h5", {"mask": bad, "other": np.ones((2, 2))})
+    np.testing.assert_array_equal(read_mask_file(conventional), bad != 0)
+    data = _h5(tmp_path / "data.h5", {"data": bad, "other": np.ones((2, 2))})
+    np.testing.assert_array_equal(read_mask_file(data), bad != 0)
 
 
 def test_read_mask_file_refusals(tmp_path):
-    with pytest.raises(InputFileError, match=re.escape("mask file not found")):
+    with pytest.raises(InputFileError, match=_exact(f"{tmp_path / 'missing.npy'}: mask file not found")):
         read_mask_file(tmp_path / "missing.npy")
     (tmp_path / "broken.h5").write_bytes(b"not an hdf5 file")
-    with pytest.raises(InputFileError, match=re.escape("cannot read the mask: ")):
+    with pytest.raises(InputFileError, match="^" + re.escape(f"{tmp_path / 'broken.h5'}: cannot read the mask: ")):
         read_mask_file(tmp_path / "broken.h5")
+    np.save(tmp_path / "pickled.npy", np.array([[None, 1]], dtype=object), allow_pickle=True)
+    with pytest.raises(InputFileError, match="cannot read the mask"):          # never unpickled
+        read_mask_file(tmp_path / "pickled.npy")
+    cube = _h5(tmp_path / "cube.h5", {"entry_1/instrument_1/detector_1/mask": np.zeros((2, 3, 3), np.uint32)})
+    with pytest.raises(DataValidationError,
+                       match=_exact(f"{cube}: a mask must be one image [H, W], got shape (2, 3, 3)")):
+        read_mask_file(cube)
     np.save(tmp_path / "c.npy", np.zeros((2, 2), np.complex64))
     with pytest.raises(DataValidationError, match=re.escape("a mask must be bool or integer, got complex64")):
         read_mask_file(tmp_path / "c.npy")
     np.save(tmp_path / "stack.npy", np.zeros((2, 3, 3), np.uint8))
-    with pytest.raises(DataValidationError, match=re.escape("a mask must be one image [H, W], got shape (2, 3, 3)")):
+    with pytest.raises(DataValidationError,
+                       match=_exact(f"{tmp_path / 'stack.npy'}: a mask must be one image [H, W], got shape (2, 3, 3)")):
         read_mask_file(tmp_path / "stack.npy")
 
 
@@ -246,3 +271,30 @@ def test_hot_pixel_suggestion_hand_cases():
     s4[0, 3] = np.nan
     hot4, n4 = suggest_hot_pixels(s4)
     assert n4 == 1 and hot4[0, 0]
+
+
+def test_hot_pixel_boundaries_and_what_counts_as_a_neighbour():
+    """A lone pixel among zeros is hot when it exceeds 10 sigma of sqrt(0 + 1): more than 10 counts."""
+    def lone(value, where=(2, 2), shape=(5, 5)):
+        s = np.zeros(shape)
+        s[where] = value
+        return s
+
+    assert suggest_hot_pixels(lone(10.5))[1] == 1 and suggest_hot_pixels(lone(10.0))[1] == 0   # strictly above
+    assert suggest_hot_pixels(lone(10.5, (0, 0)))[1] == 1        # beyond the edge there is nothing (0)
+    s = np.full((5, 5), 10.0)
+    s[2, 2] = 40.0
+    assert suggest_hot_pixels(s, n_sigma=0.0)[1] == 0            # exactly 4x its neighbours: not more
+    s[2, 2] = 45.0                                                # 35 over 10 = 10.55 sigma: hot at 10, not 11
+    assert suggest_hot_pixels(s)[1] == 1 and suggest_hot_pixels(s, n_sigma=11.0)[1] == 0
+    # unmeasured neighbours count as empty: a masked, a NaN or an infinite neighbour leaves the pixel lone
+    for neighbour in (np.nan, np.inf):
+        t = lone(10.5)
+        t[2, 3] = neighbour
+        assert suggest_hot_pixels(t)[1] == 1
+    bad = np.zeros((5, 5), np.uint8)
+    bad[2, 3] = 1                                                 # an integer mask: nonzero = bad
+    t = lone(10.5)
+    t[2, 3] = 1000.0
+    hot, n = suggest_hot_pixels(t, bad=bad)
+    assert n == 1 and hot[2, 2] and not hot[2, 3]
