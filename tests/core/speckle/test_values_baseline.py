@@ -92,3 +92,33 @@ def test_baseline_read_outs_hand_values():
         FirstMomentBaseline().predict(np.array([1.0]))
     with pytest.raises(ConfigError, match=_exact("unknown read-out 'mean'; choose one of nearest, regression")):
         FirstMomentBaseline("mean").fit(moments, labels)
+
+
+def test_without_a_block_the_centre_pixel_counts_at_q_zero():
+    x = np.zeros((5, 5))
+    x[2, 4] = 1.0      # |q| = 2
+    x[2, 2] = 3.0      # the centre: |q| = 0, weight 3
+    assert first_moment(x, block=0) == pytest.approx(2.0 / 4.0)
+
+
+def test_normalized_mode_scales_each_pattern_on_its_own():
+    """Two-level pattern: min-max scaled weights are 0 and 1, so the moment is the mean |q| of the bright
+    pixels; in a stack every pattern keeps its own min and max."""
+    x = np.zeros((4, 4))
+    x[0, 0] = x[0, 2] = 2.0                          # |q| = sqrt 8 and 2 from the centre pixel (2, 2)
+    x[2, 3] = x[3, 2] = 2.0                          # |q| = 1 and 1 (half the pixels bright: z = +-1 would
+    x[1, 1] = x[1, 0] = x[3, 3] = x[0, 3] = 2.0      # make max + min vanish); 8 of 16 pixels at 2
+    q = radius_map((4, 4))
+    expected = q[x > 0].mean()
+    assert first_moment(x, "normalized", block=0) == pytest.approx(expected)
+    other = np.where(x > 0, 10.0, 4.0)[::-1]         # another range, mirrored
+    stack = first_moment(np.stack([x, other]), "normalized", block=0)
+    assert stack[0] == pytest.approx(expected)
+    assert stack[1] == pytest.approx(first_moment(other, "normalized", block=0))
+
+
+def test_class_means_are_double_precision_for_single_precision_moments():
+    moments = np.array([0.1, 0.2, 0.7, 0.8], np.float32)
+    base = FirstMomentBaseline().fit(moments, np.array([2, 2, 8, 8]))
+    np.testing.assert_allclose(base.class_means, [moments[:2].astype(np.float64).mean(),
+                                                  moments[2:].astype(np.float64).mean()], rtol=1e-15)
