@@ -492,3 +492,18 @@ def test_entropy_of_a_half_precision_image_is_that_of_its_values():
     """float16 images are binned like the same values in double precision (numpy would bin in float16)."""
     x = np.random.default_rng(0).normal(size=10000).astype(np.float16)
     assert image_entropy(x) == pytest.approx(image_entropy(x.astype(np.float64)), rel=1e-12)
+
+
+def test_defaults_a_user_relies_on():
+    """Crossings count from ring 1; the PRTF is in pixels unless told the pixel size; shifts are between
+    consecutive frames."""
+    from napari_cxdi.metrics import estimate_shifts
+
+    assert threshold_crossing(np.array([1.0, 0.2, 0.1]), 0.5) == 1
+    o = _blob()
+    curve = prtf(np.stack([o, o]))
+    np.testing.assert_allclose(curve.spatial_frequency, np.arange(8) / 16.0)    # cycles per pixel
+    assert curve.resolution_nm == pytest.approx(2.0)                           # Nyquist: 2 pixels
+    ref = _smooth(22, (40, 40))
+    movie = np.stack([ndimage.shift(ref, (0.0, 0.6 * t), order=3, mode="nearest") for t in range(3)])
+    np.testing.assert_allclose(estimate_shifts(movie), [[0.0, 0.6], [0.0, 0.6]], atol=0.02)
