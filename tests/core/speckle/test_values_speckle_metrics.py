@@ -123,3 +123,17 @@ def test_reliability_hand_values():
     assert ten["ece"] == pytest.approx((0.45 + 0.64 + 0.28) / 5 + 0.4 * 0.455)
     sure = reliability(np.array([[1.0, 0.0], [0.01, 0.99]]), np.array([0, 1]))
     assert sure["count"][9] == 2 and sure["ece"] == pytest.approx(0.005)   # confidence 1.0 lands in the top bin
+
+
+def test_classification_report_of_a_class_never_predicted_is_clean():
+    """Class 3 is true once but never predicted: precision 0 (not NaN), recall 0, and no numpy warning
+    reaches the user's console; an error of exactly 3 disks counts as more than 2."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = classification_report(np.array([2, 3, 2]), np.array([2, 2, 5]), classes=[2, 3, 5])
+    rows = {row["class"]: row for row in r["per_class"]}
+    assert rows[3] == {"class": 3, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert r["errors_gt2"] == 1 and r["errors_gt1"] == 1
+    assert r["macro_precision"] == pytest.approx(0.5 / 2)          # classes 2 (1/2) and 3 (0)
