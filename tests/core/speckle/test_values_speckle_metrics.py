@@ -137,3 +137,35 @@ def test_classification_report_of_a_class_never_predicted_is_clean():
     assert rows[3] == {"class": 3, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert r["errors_gt2"] == 1 and r["errors_gt1"] == 1
     assert r["macro_precision"] == pytest.approx(0.5 / 2)          # classes 2 (1/2) and 3 (0)
+
+
+def test_nll_is_a_mean_over_samples_of_a_softmax_per_sample():
+    logits = np.array([[0.0, np.log(3.0)], [np.log(4.0), 0.0]])
+    # row 0: p(1) = 3/4; row 1: p(0) = 4/5
+    assert nll(logits, np.array([1, 0])) == pytest.approx(-(np.log(0.75) + np.log(0.8)) / 2)
+
+
+def test_fit_temperature_takes_labels_stored_as_floats():
+    logits = np.tile([0.0, np.log(9.0)], (4, 1))
+    assert fit_temperature(logits, np.array([1.0, 1.0, 1.0, 0.0])) == pytest.approx(2.0, rel=1e-4)
+
+
+def test_reliability_keeps_every_bin_and_stays_quiet():
+    """Confidences only in the middle bins: all `bins` entries are still reported (empty ones 0) without a
+    numpy warning; with 20 classes a confidence of 0.06 lands in the first bin; one sample: ECE = |acc - conf|."""
+    import warnings
+
+    probs = np.array([[0.62, 0.38], [0.28, 0.72]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = reliability(probs, np.array([0, 0]))
+    assert r["count"] == [0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
+    assert r["confidence"] == [0.0] * 6 + [pytest.approx(0.62), pytest.approx(0.72), 0.0, 0.0]
+    assert r["accuracy"] == [0.0] * 6 + [1.0, 0.0, 0.0, 0.0]
+    flat = np.full((1, 20), 0.94 / 19)
+    flat[0, 3] = 0.06
+    low = reliability(flat, np.array([3]))
+    assert low["count"][0] == 1 and low["accuracy"][0] == 1.0 and low["confidence"][0] == pytest.approx(0.06)
+    assert low["ece"] == pytest.approx(0.94)
+    one = reliability(np.array([[0.3, 0.7]]), np.array([0]))
+    assert one["ece"] == pytest.approx(0.7)
