@@ -65,3 +65,18 @@ def test_add_poisson_noise_scales_each_pattern_outside_the_block():
         add_poisson_noise(intensity, photons=0)
     with pytest.raises(DataValidationError, match=_exact("pattern has no intensity outside the central block")):
         add_poisson_noise(np.pad(np.ones((3, 3)), 1), photons=10.0, block=3)
+
+
+def test_preprocess_config_limits_and_messages():
+    from napari_cxdi.speckle.patterns import PreprocessConfig
+
+    for field_name in ("window", "bin", "block"):
+        with pytest.raises(ConfigError, match=_exact(f"speckle preprocessing: {field_name} must be in [1, inf), got 0")):
+            PreprocessConfig(**{field_name: 0})
+    assert PreprocessConfig(window=3, bin=1).input_size == 3          # the smallest valid input: 3 x 3
+    assert PreprocessConfig(window=6, bin=2).input_size == 3
+    for window, bin_ in [(2, 1), (5, 2)]:
+        with pytest.raises(ConfigError, match=_exact(f"invalid window {window} / bin {bin_}")):
+            PreprocessConfig(window=window, bin=bin_)
+    with pytest.raises(ConfigError, match=_exact("unknown transform 'sqrt'; choose one of linear, log")):
+        PreprocessConfig(transform="sqrt")
