@@ -80,3 +80,43 @@ def test_preprocess_config_limits_and_messages():
             PreprocessConfig(window=window, bin=bin_)
     with pytest.raises(ConfigError, match=_exact("unknown transform 'sqrt'; choose one of linear, log")):
         PreprocessConfig(transform="sqrt")
+
+
+def test_prepare_log_transform_by_hand():
+    """window 3, bin 1, block 1: crop the centre 3 x 3, zero its centre, log1p(I / mean I) per pattern
+    (negative counts clipped to 0 after the mean), standardise. A pattern and 10x it (or 1e-3 x it) give the same input."""
+    from napari_cxdi.speckle.patterns import PreprocessConfig, prepare
+
+    x = np.arange(25, dtype=float).reshape(5, 5)
+    x[1, 1] = -4.0
+    cfg = PreprocessConfig(window=3, bin=1, block=1, transform="log")
+    c = x[1:4, 1:4].copy()
+    c[1, 1] = 0.0
+    expected = np.log1p(np.clip(c, 0, None) / c.mean())               # the mean of the unclipped crop
+    expected = (expected - expected.mean()) / expected.std()
+    out = prepare(np.stack([x, 10 * x, 1e-3 * x]), cfg)
+    assert out.shape == (3, 3, 3) and out.dtype == np.float32
+    for frame in out:
+        np.testing.assert_allclose(frame, expected, rtol=1e-5, atol=1e-6)
+    linear = prepare(x, PreprocessConfig(window=3, bin=1, block=1))
+    assert not np.allclose(linear, expected, atol=1e-3)
+
+
+def test_prepare_even_block_and_refusals():
+    from napari_cxdi.speckle.patterns import PreprocessConfig, prepare
+
+    x = np.arange(49, dtype=float).reshape(7, 7) + 1.0
+    out = prepare(x, PreprocessConfig(window=5, bin=1, block=2))         # block 2 -> 3: centre 3 x 3 zeroed
+    z = x[1:6, 1:6].copy()
+    z[1:4, 1:4] = 0.0
+    np.testing.assert_allclose(out, (z - z.mean()) / z.std(), rtol=1e-5, atol=1e-6)
+    binned = prepare(np.ones((6, 6)) + np.arange(6.0), PreprocessConfig(window=6, bin=2, block=1), input_bin=2)
+    # block 1 on data binned by 2 is 0 binned pixels: nothing is blocked (crop columns hold 3, 4, 5)
+    np.testing.assert_allclose(binned, np.tile([-np.sqrt(1.5), 0.0, np.sqrt(1.5)], (3, 1)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataValidationError, match=_exact("pattern contains NaN or infinite values")):
+        prepare(np.full((5, 5), np.nan), PreprocessConfig(window=3, bin=1))
+    with pytest.raises(DataValidationError,
+                       match=_exact("expected a pattern (H, W) or a stack (N, H, W), got shape (1, 1, 5, 5)")):
+        prepare(np.ones((1, 1, 5, 5)), PreprocessConfig(window=3, bin=1))
+    with pytest.raises(ConfigError, match=_exact("data binned by 2 cannot be re-binned to 3")):
+        prepare(np.ones((9, 9)), PreprocessConfig(window=9, bin=3), input_bin=2)
