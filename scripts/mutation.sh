@@ -3,6 +3,10 @@
 #
 #   bash scripts/mutation.sh                 # every core package
 #   bash scripts/mutation.sh metrics physics # some of them
+#   bash scripts/mutation.sh io/mask.py      # one module of a package (against that package's tests)
+#
+# A score counts every mutant of what it names (a package, or a module given as <package>/<file>.py).
+# JOBS (default 2) mutants run at once; property tests run derandomized (CI=1) so that runs repeat.
 #
 # Each package is mutated in a scratch copy of the checkout (the work tree is never touched) and only the
 # tests of that package run against its mutants (TESTS below). Results: benchmarks/results/mutation.json
@@ -19,22 +23,30 @@ JOBS=${JOBS:-2}
 declare -A TESTS=(
   [physics]="tests/core/physics"
   [metrics]="tests/core/metrics"
-  [io]="tests/core/io/test_values_io.py tests/core/io/test_io.py tests/core/io/test_safe_write.py"
+  [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   [recon]="tests/core/api/test_baselines_and_api.py"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
-  [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_speckle_core.py"
+  [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
 [ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(physics metrics io tracking pid3net recon scann speckle)
 mkdir -p benchmarks/results
-for pkg in "${PACKAGES[@]}"; do
+for target in "${PACKAGES[@]}"; do
+  pkg=${target%%/*}                       # io/mask.py -> package io, module mask.py
+  module=${target#"$pkg"}; module=${module#/}
   tests=${TESTS[$pkg]:-}
   [ -n "$tests" ] || { echo "unknown package $pkg (choose from ${!TESTS[*]})" >&2; exit 2; }
+  if [ -n "$module" ]; then
+    [ -f "src/napari_cxdi/$pkg/$module" ] || { echo "no module src/napari_cxdi/$pkg/$module" >&2; exit 2; }
+    pattern="src/napari_cxdi/$pkg/$module"; key="$pkg/$module"; slug="${pkg}_${module%.py}"
+  else
+    pattern="src/napari_cxdi/$pkg/*"; key="$pkg"; slug="$pkg"
+  fi
   # only the test files that exist in this checkout
   sel=""; for t in $tests; do [ -e "$t" ] && sel="$sel \"$t\","; done
-  work=$(mktemp -d "${TMPDIR:-/tmp}/cxdi-mutation-$pkg.XXXXXX")
+  work=$(mktemp -d "${TMPDIR:-/tmp}/cxdi-mutation-$slug.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   git ls-files -z --cached --others --exclude-standard | grep -z -v -E '^(sample_data/models|docs/.*\.png)' \
     | xargs -0 cp --parents -t "$work" 2>/dev/null || true
@@ -43,18 +55,24 @@ for pkg in "${PACKAGES[@]}"; do
 
 [tool.mutmut]
 source_paths = ["src"]
-only_mutate = ["src/napari_cxdi/$pkg/*"]
+only_mutate = ["$pattern"]
 pytest_add_cli_args_test_selection = [${sel%,}]
 pytest_add_cli_args = ["-p", "no:xvfb", "-p", "no:cacheprovider", "-x", "-q"]
 timeout_multiplier = 10.0
 TOML
-  echo "[mutation] $pkg: mutating src/napari_cxdi/$pkg against:$tests"
+  echo "[mutation] $key: mutating $pattern against:$tests"
   start=$(date +%s)
-  (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
+  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
   tail -n 3 "$work/run.log" | tr '\r' '\n' | tail -n 2
   (cd "$work" && "$PYTHON" -m mutmut results --all true >"$work/results.txt" 2>&1) || true
+  if ! grep -qE ": (killed|survived|no tests|timeout|suspicious|segfault)$" "$work/results.txt"; then
+    # e.g. "failed to collect stats": a test failed or errored before any mutant ran; keep the old record
+    echo "[mutation] $key: no mutant was checked; benchmarks/results/mutation.json left unchanged. mutmut said:" >&2
+    tr '\r' '\n' <"$work/run.log" | grep -v '^\s*$' | tail -n 40 >&2
+    rm -rf "$work"; trap - EXIT; exit 1
+  fi
   (cd "$work" && "$PYTHON" -m mutmut export-cicd-stats >/dev/null 2>&1) || true
-  survivors="$ROOT/benchmarks/results/mutation_${pkg}_survivors.txt"
+  survivors="$ROOT/benchmarks/results/mutation_${slug}_survivors.txt"
   grep -E ": (survived|no tests)$" "$work/results.txt" | awk -F: '{print $1}' | tr -d ' ' >"$work/survivors.lst" || true
   (cd "$work" && "$PYTHON" - "$work/survivors.lst" >"$survivors" 2>/dev/null <<'PY'
 import contextlib, io, sys
@@ -66,10 +84,10 @@ for name in open(sys.argv[1]).read().split():
     print(buf.getvalue())
 PY
   ) || true
-  "$PYTHON" - "$pkg" "$work" "$(( $(date +%s) - start ))" <<'PY'
-import json, re, sys
+  "$PYTHON" - "$key" "$work" "$(( $(date +%s) - start ))" "$JOBS" <<'PY'
+import datetime, json, re, sys
 from pathlib import Path
-pkg, work, seconds = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+pkg, work, seconds, jobs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 status = {}
 for line in (work / "results.txt").read_text().splitlines():
     m = re.match(r"\s*(\S+): (.+)$", line)
@@ -92,9 +110,10 @@ total = sum(v for k, v in counts.items() if k not in ("skipped", "not checked"))
 score = (killed + eq) / total if total else float("nan")
 out_path = Path("benchmarks/results/mutation.json")
 data = json.loads(out_path.read_text()) if out_path.exists() else {}
-data[pkg] = {"mutants": total, "by_status": counts, "killed_or_equivalent": killed + eq, "equivalent": eq,
-             "score": round(score, 4), "survivors": survived, "seconds": seconds,
-             "command": f"bash scripts/mutation.sh {pkg}"}
+data[pkg] = {"mutants": total, "by_status": counts, "killed": killed, "equivalent": eq, "survived": len(survived),
+             "killed_or_equivalent": killed + eq, "score": round(score, 4), "survivors": survived,
+             "seconds": seconds, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "command": f"JOBS={jobs} bash scripts/mutation.sh {pkg}"}
 out_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 print(f"[mutation] {pkg}: {total} mutants, killed {killed}, equivalent {eq}, survived {len(survived)} -> score {score:.1%} ({seconds} s)")
 PY

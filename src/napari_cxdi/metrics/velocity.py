@@ -33,6 +33,8 @@ def register_shift(reference, moving, iterations: int = 8, tol: float = 1e-4, we
         raise DataValidationError(f"need two 2D images of equal shape, got {ref.shape} and {mov.shape}")
     if smooth_px < 0:
         raise DataValidationError(f"smooth_px must be >= 0, got {smooth_px}")
+    if np.ptp(ref) == 0 or np.ptp(mov) == 0:
+        return np.zeros(2)  # a featureless frame shows no motion (its correlation peak would be arbitrary)
     if smooth_px > 0:
         ref = ndimage.gaussian_filter(ref, smooth_px, mode="nearest")
         mov = ndimage.gaussian_filter(mov, smooth_px, mode="nearest")
