@@ -130,6 +130,22 @@ class ThemedCanvas(FigureCanvasQTAgg):
             self.style(ax)
         self.draw_idle()
 
+    @staticmethod
+    def plain_labels(ax) -> None:
+        """Tick labels as plain text ('0.01', '1e+04'): matplotlib's default log-axis labels are mathtext
+        ('$10^{-2}$'), whose parsing is most of a small plot's render time."""
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+                axis.set_minor_formatter(NullFormatter())
+
+    def draw(self) -> None:
+        for ax in self.figure.axes:
+            self.plain_labels(ax)
+        super().draw()
+
     def style(self, ax) -> None:
         c = self.colors
         ax.set_facecolor(c["canvas"])
@@ -163,6 +179,7 @@ class PlotCanvas(ThemedCanvas):
         ax = self.axes[i]
         ax.clear()
         self.style(ax)
+
         ax.set_title(title, fontsize=8)
         ax.set_xlabel(xlabel, fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)

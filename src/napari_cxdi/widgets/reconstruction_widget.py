@@ -91,7 +91,7 @@ class ReconstructionWidget(ScrollingDock):
         s.status_changed.connect(lambda text: self.status.setText(text))
         s.progress_changed.connect(self._on_progress)
         s.preview_ready.connect(self._show_preview)
-        s.losses_changed.connect(self._plot_loss)
+        s.losses_changed.connect(self._loss_plot_due)
         s.warning.connect(self._warn)
         s.state_changed.connect(lambda *_: self._update_save_buttons())
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
@@ -484,6 +484,18 @@ class ReconstructionWidget(ScrollingDock):
         s = self.session
         self.save_recon_button.setEnabled(s.result is not None and s.result.objects is not None and not s.running)
         self.save_model_button.setEnabled(s.model is not None and not s.running)
+
+    def _loss_plot_due(self, *_) -> None:
+        """A new loss value: replot at most once per second while training (rebuilding the axes and rendering
+        them costs the event loop ~50-100 ms on a CPU; the final curve is drawn when the run ends)."""
+        from qtpy.QtCore import QTimer
+
+        if not hasattr(self, "_loss_timer"):
+            self._loss_timer = QTimer(self)
+            self._loss_timer.setSingleShot(True)
+            self._loss_timer.timeout.connect(self._plot_loss)
+        if not self._loss_timer.isActive():
+            self._loss_timer.start(0 if not self.session.running else 1000)
 
     def _plot_loss(self) -> None:
         if self.session.settings.is_pid3net:
