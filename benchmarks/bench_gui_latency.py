@@ -13,6 +13,7 @@ height when docked. Run under Xvfb:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -180,8 +181,8 @@ def main(argv=None) -> int:
     print(f"minimum heights (px): {heights}; limit 648 each, two largest {sum(sorted(heights.values())[-2:])} "
           f"(1080p column)")
     print("(timer interval 10 ms: p50 ~10 ms means the event loop never waits on the worker; "
-          "measured on a shared, loaded 2-core machine)")
-    config = {"docks": args.docks, "preset": preset, "torch_threads": args.threads,
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; software OpenGL under Xvfb)")
+    config = {"docks": args.docks, "preset": preset, "torch_threads": args.threads, "load_average": os.getloadavg()[0],
               "cuda": torch.cuda.is_available(), "sample": "AuNP 64 x 128 x 128"}
     write_json(args.out, provenance(config, {"rows": rows, "minimum_heights_px": heights}), overwrite=True)
     return 0
