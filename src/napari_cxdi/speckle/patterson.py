@@ -286,13 +286,9 @@ def _unit(m: np.ndarray) -> np.ndarray:
 
 
 def _to_pattern(m: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    up = np.kron(m, np.ones((factor, factor), dtype=np.float32))
-    out = np.zeros(shape, dtype=np.float32)
-    h, w = shape
-    s = up.shape[0]
-    y0, x0 = h // 2 - s // 2, w // 2 - s // 2
-    out[y0:y0 + s, x0:x0 + s] = up
-    return out
+    from .saliency import upsample_to_frame
+
+    return upsample_to_frame(m, factor, shape)
 
 
 def is_patterson_checkpoint(ckpt) -> bool:
@@ -304,7 +300,8 @@ def patterson_from_checkpoint(ckpt: dict, path: str | Path = "") -> PattersonCla
         net = PattersonNet(**ckpt["net"])
         net.load_state_dict(ckpt["state_dict"])
         net.eval()
-        unpack = lambda d: {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}  # noqa: E731
+        from .radial import arrays_from_checkpoint as unpack
+
         return PattersonClassifier(net, np.asarray(ckpt["classes"]), FeatureConfig.from_dict(ckpt["features"]),
                                    ckpt["feature_mean"].numpy(), ckpt["feature_std"].numpy(),
                                    float(ckpt.get("temperature", 1.0)), unpack(ckpt.get("domain", {})), {},

@@ -223,6 +223,11 @@ def save_radial(clf: RadialClassifier, path: str | Path, overwrite: bool = True)
     return torch_save(clf.checkpoint(), path, overwrite=overwrite)
 
 
+def arrays_from_checkpoint(d: dict) -> dict:
+    """A checkpoint's dict of tensors as numpy arrays (other values unchanged)."""
+    return {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
+
+
 def is_radial_checkpoint(ckpt) -> bool:
     return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
 
@@ -232,7 +237,7 @@ def radial_from_checkpoint(ckpt: dict, path: str | Path = "") -> RadialClassifie
         net = RadialNet(**ckpt["net"])
         net.load_state_dict(ckpt["state_dict"])
         net.eval()
-        unpack = lambda d: {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in d.items()}  # noqa: E731
+        unpack = arrays_from_checkpoint
         return RadialClassifier(net, np.asarray(ckpt["classes"]), FeatureConfig.from_dict(ckpt["features"]),
                                 ckpt["feature_mean"].numpy(), ckpt["feature_std"].numpy(),
                                 float(ckpt.get("temperature", 1.0)), unpack(ckpt.get("domain", {})),

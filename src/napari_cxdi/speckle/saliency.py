@@ -61,7 +61,11 @@ def grad_cam(model: SpeckleResNet, x: np.ndarray, target: int | None = None) -> 
 
 def to_pattern_frame(m: np.ndarray, preprocess: PreprocessConfig, shape: tuple[int, int], input_bin: int = 1) -> np.ndarray:
     """Place a map of the prepared input back onto a raw pattern of ``shape`` (zeros outside the crop)."""
-    factor = preprocess.bin // input_bin
+    return upsample_to_frame(m, preprocess.bin // input_bin, shape)
+
+
+def upsample_to_frame(m: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """``m`` upsampled ``factor`` times (blocks) and centred on a zero frame of ``shape``."""
     up = np.kron(m, np.ones((factor, factor), dtype=np.float32))
     out = np.zeros(shape, dtype=np.float32)
     h, w = shape
