@@ -39,6 +39,18 @@ molecules, which were the smallest (split parts are sorted; fixed since: a rando
 still improving slowly when the budget ended (more epochs, independent members and the paper-size
 network on a GPU are what remains).
 
+Continuation (issue 16, quiet machine, ~20 min): warm start from the member with the best validation
+MAE of that ensemble (snapshot 2), a lower L1 cosine 3e-4 -> 1e-5 over 70 % of a 20-minute budget, then
+three snapshot cycles (6e-5 -> 1e-5), assembled into a candidate that is shipped only if its test MAE
+is lower on both targets than the ensemble above:
+
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \
+        --time-limit-min 20 --loss l1 --lr 3e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
+        --snapshot-fraction 0.3 --init-from sample_data/models/scann_qm9_ensemble.pt@2 --threads 1 \
+        --jobs 1 --work-dir /tmp/t16/cont
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \
+        --work-dir /tmp/t16/cont --out /tmp/t16/candidate.pt
+
 Pilot that chose these settings (4 min each from scratch, full training set, same load; val MAE on
 2,000 molecules after the first epoch, meV HOMO/LUMO): MSE lr 1e-3 batch 64: 160/204; L1 lr 1e-3
 batch 64: 162/206; L1 lr 2e-3 batch 128: 162/200 -- indistinguishable this early; L1 was kept because
