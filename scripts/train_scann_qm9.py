@@ -57,6 +57,9 @@ error fell from 0.14 / 0.13 to 0.06 / 0.04; its coverage stays 81 / 80 % within 
         --jobs 1 --work-dir /tmp/t16/cont
     python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \
         --work-dir /tmp/t16/cont --out /tmp/t16/candidate.pt
+    git show 1c5f047:sample_data/models/scann_qm9_ensemble.pt > /tmp/t16/shipped.pt   # the 63-minute one
+    python benchmarks/bench_scann.py --model /tmp/t16/candidate.pt --skip invariance speed --jobs 1 \
+        --baseline /tmp/t16/shipped.pt --out /tmp/t16/bench_cand.json   # then copied in, full bench rerun
 
 Pilot that chose these settings (4 min each from scratch, full training set, same load; val MAE on
 2,000 molecules after the first epoch, meV HOMO/LUMO): MSE lr 1e-3 batch 64: 160/204; L1 lr 1e-3
