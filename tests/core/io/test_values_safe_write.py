@@ -650,3 +650,10 @@ def test_torch_save_passes_options(tmp_path):
         safe_write.torch_save({"a": 1}, movie, overwrite=True, protected=[movie])
     assert safe_write.torch_save({"a": torch.tensor([2.0])}, movie, overwrite=True) == movie
     assert torch.load(movie)["a"].item() == 2.0
+
+
+def test_disk_error_megabytes_are_decimal(tmp_path, monkeypatch):
+    # a quota (EDQUOT) can be hit with a lot of disk free: big numbers show the exact MB divisor (1e6)
+    monkeypatch.setattr(safe_write, "_free_bytes", lambda folder: 100_000_000_000)
+    err = safe_write.disk_error(tmp_path / "a.cxi", OSError(errno.EDQUOT, "x"), needed_bytes=250_000_000_000)
+    assert "the disk is full (100000.0 MB free, about 250000.0 MB needed)" in str(err)
