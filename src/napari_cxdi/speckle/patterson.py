@@ -207,16 +207,7 @@ class PattersonClassifier(RadialClassifier):
 
     def predict_inputs(self, maps: np.ndarray, feats: np.ndarray) -> dict:
         """Like :meth:`~.radial.RadialClassifier.predict_features`, from maps and features."""
-        logits = self.logits_maps(maps, feats)
-        probs = torch.softmax(torch.from_numpy(logits / self.temperature), 1).numpy()
-        classes = np.asarray(self.classes)
-        score = self.domain_score(feats)
-        thr = float(self.domain.get("threshold", np.inf))
-        resid = np.asarray(feats, float)[:, self.features.n_features - 1]
-        resid_thr = float(self.domain.get("residual_threshold", np.inf))
-        return {"pred": classes[probs.argmax(1)], "probs": probs, "value": probs @ classes,
-                "ood": (score > thr) | (resid > resid_thr), "ood_score": score, "ood_threshold": thr,
-                "fit_residual": resid, "fit_residual_threshold": resid_thr}
+        return self._result(self.logits_maps(maps, feats), feats)
 
     def predict_features(self, feats):  # noqa: D102
         raise TypeError("PattersonClassifier needs the Patterson maps: use predict_inputs(maps, feats) or predict")

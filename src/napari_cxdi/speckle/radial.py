@@ -121,7 +121,10 @@ class RadialClassifier:
         training domain (``ood``) when its ring profile is far from every class's (``ood_score``) or the
         one-disk fit leaves more residual than in-domain patterns do (e.g. polydisperse data given to the
         monodisperse model: the form-factor minima are filled in)."""
-        logits = self.logits(feats)
+        return self._result(self.logits(feats), feats)
+
+    def _result(self, logits: np.ndarray, feats: np.ndarray) -> dict:
+        """Calibrated probabilities, prediction and domain flags from a model's logits and the features."""
         probs = torch.softmax(torch.from_numpy(logits / self.temperature), 1).numpy()
         classes = np.asarray(self.classes)
         score = self.domain_score(feats)
