@@ -51,8 +51,9 @@ EXPERIMENTS = {
 }
 
 
-def run(name: str, sim, epochs: int, eval_every: int, seed: int) -> dict:
+def run(name: str, sim, epochs: int, eval_every: int, seed: int, extra: dict | None = None) -> dict:
     variant, overrides = EXPERIMENTS[name]
+    overrides = {**overrides, **(extra or {})}
     cfg = PID3NetConfig.variant(variant, **{**QUICK, **overrides, "epochs": epochs, "seed": seed})
     trainer = PID3NetTrainer(sim.counts, sim.probe, cfg)
     curve = []
@@ -95,6 +96,15 @@ def _write(args, argv, rows) -> None:
     write_json(out, record, overwrite=True)
 
 
+def _literal(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", nargs="+", default=["po_old", "po_holdout"], choices=list(EXPERIMENTS))
@@ -104,7 +114,10 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--tag", default="quick")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="PID3NetConfig overrides for every experiment, e.g. lr=3e-3 batch_size=1")
     args = ap.parse_args(argv)
+    extra = {k: _literal(v) for k, v in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(1)
     rows = []
     for seed in args.seeds:
@@ -112,7 +125,7 @@ def main(argv=None) -> int:
         sim = simulate(n_frames=args.frames, size=64, seed=seed, match_fluence=True)
         floor = cx.evaluate(sim.objects, sim.counts, sim.probe)["rf"]
         for name in args.experiments:
-            row = run(name, sim, args.epochs, args.eval_every, seed)
+            row = run(name, sim, args.epochs, args.eval_every, seed, extra)
             row["rf_truth"] = floor
             rows.append(row)
             _write(args, argv, rows)  # after every experiment: a partial run keeps its numbers

@@ -56,9 +56,9 @@ SIZES = {
     # Both sizes shrink the seed's 5 um probe to half the field of view and keep the seed's photons per
     # um^2 (match_fluence): the dose per pixel, not the photons per frame, sets the reconstruction noise.
     "quick": {"frames": 32, "size": 64, "epochs": 60, "width": 4, "refine_width": 8, "refine_steps": 2,
-              "batch_size": 4, "tv_weight": 1.0, "max_iter": 150, "match_fluence": True},
+              "batch_size": 4, "tv_weight": 1.0, "lr": 1e-2, "max_iter": 150, "match_fluence": True},
     "full": {"frames": 200, "size": 256, "epochs": 50, "width": 8, "refine_width": 32, "refine_steps": 5,
-             "batch_size": 8, "tv_weight": 1.0, "max_iter": 500, "match_fluence": True},
+             "batch_size": 8, "tv_weight": 1.0, "lr": 1e-3, "max_iter": 500, "match_fluence": True},
 }
 METHODS = ("PID3Net-PO", "PID3Net-MAE", "PID3Net-NR", "mixed-state", "mf-PIE", "mixed-state (no stop)", "mf-PIE (no stop)")
 NO_STOP = {"holdout_fraction": 0.0, "noise_floor_margin": None}
@@ -80,7 +80,7 @@ def run_case(case: str, size: dict, methods, device: str, seed: int) -> list[dic
     rows = []
     for method in methods:
         if method.startswith("PID3Net"):
-            kwargs = {k: size[k] for k in ("epochs", "width", "refine_width", "batch_size", "tv_weight")}
+            kwargs = {k: size[k] for k in ("epochs", "width", "refine_width", "batch_size", "tv_weight", "lr")}
             if method != "PID3Net-NR":
                 kwargs["refine_steps"] = size["refine_steps"]
             kwargs.update(device=device, seed=seed, preview_every=0)

@@ -22,7 +22,7 @@ FIELD_RULES = {
     "lr_final_factor": (0, 1, False, True), "early_stop_patience": NON_NEGATIVE, "early_stop_tol": NON_NEGATIVE,
     "preview_every": NON_NEGATIVE, "checkpoint_every": NON_NEGATIVE, "seed": NON_NEGATIVE,
     "alpha_max": POSITIVE, "relaxation_sigma": NON_NEGATIVE, "holdout_fraction": (0, 1, True, False),
-    "holdout_patience": NON_NEGATIVE, "holdout_tol": NON_NEGATIVE, "noise_floor_margin": UNIT_INTERVAL,
+    "holdout_patience": NON_NEGATIVE, "holdout_patience_steps": NON_NEGATIVE, "holdout_tol": NON_NEGATIVE, "noise_floor_margin": UNIT_INTERVAL,
 }
 
 
@@ -55,7 +55,9 @@ class PID3NetConfig:
     Held-out validation (docs/fidelity.md): holdout_fraction of every frame's photons is split off by
     binomial thinning (0 = off) and never trained on; its Poisson NLL is tracked per epoch, the
     state with the lowest one is kept and training stops after holdout_patience epochs without a
-    relative improvement of holdout_tol. noise_floor_margin: an epoch whose R_f is more than this
+    relative improvement of holdout_tol — and at least holdout_patience_steps optimiser steps (a short movie
+    has few steps per epoch: 16 frames, batch 4 = 3 steps, so 5 epochs are only 15 noisy held-out readings;
+    the kept state is the best one, so waiting longer costs time, never quality). noise_floor_margin: an epoch whose R_f is more than this
     fraction below the noise floor of its own predicted intensity fits noise: it is never kept and
     training stops (None = off).
     """
@@ -83,6 +85,7 @@ class PID3NetConfig:
     early_stop_tol: float = 1e-3
     holdout_fraction: float = 0.1
     holdout_patience: int = 5
+    holdout_patience_steps: int = 60
     holdout_tol: float = 0.0  # stop when the held-out NLL stops falling, not when it falls slowly (fidelity.md)
     noise_floor_margin: float | None = 0.05
     preview_every: int = 20

@@ -15,8 +15,9 @@ thinning into a training part (90 %) and a held-out part (10 %), two independent
 The network sees and fits only the training part (its input rescaled to the full dose, its predicted
 intensity scaled by 0.9 in the loss); the Poisson NLL of the held-out part against 0.1 x the predicted
 intensity is summed over each epoch (every window once). The state with the lowest held-out NLL is
-kept, training stops when it has not improved for ``holdout_patience`` epochs, and an epoch whose
-R_f falls clearly below the noise floor of its own predicted intensity is never kept and ends training.
+kept, training stops when it has not improved for ``holdout_patience`` epochs and at least
+``holdout_patience_steps`` steps, and an epoch whose R_f falls clearly below the noise floor of its own
+predicted intensity is never kept.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ class PID3NetTrainer:
             "event": "start", "total_steps": self.total_steps, "epochs": c.epochs, "steps_per_epoch": self.steps_per_epoch,
             "n_parameters": self.model.n_parameters(), "device": str(self.device), "variant": c.name,
         }
-        best_rf, stale, stale_heldout = math.inf, 0, 0
+        best_rf, stale, stale_heldout, stale_steps = math.inf, 0, 0, 0
         holdout = isinstance(self.windows, ThinnedWindows)
         try:
             for epoch in range(c.epochs):
@@ -254,9 +255,10 @@ class PID3NetTrainer:
                 # whose R_f is not clearly below the noise floor (until one is, the closest to the floor)
                 if holdout:
                     if record["heldout_nll"] < self.lowest_heldout * (1 - c.holdout_tol):
-                        self.lowest_heldout, stale_heldout = record["heldout_nll"], 0
+                        self.lowest_heldout, stale_heldout, stale_steps = record["heldout_nll"], 0, 0
                     else:
                         stale_heldout += 1
+                        stale_steps += n
                 score = record["heldout_nll"] if holdout else record["loss"]
                 if below_floor:
                     ratio = record["rf"] / max(record["rf_floor"], 1e-12)
@@ -275,7 +277,7 @@ class PID3NetTrainer:
                 if not c.checkpoint_every:
                     self._checkpoint()
                 yield {"event": "epoch", **record, "best_epoch": self.best_epoch}
-                if holdout and stale_heldout >= c.holdout_patience:
+                if holdout and stale_heldout >= c.holdout_patience and stale_steps >= c.holdout_patience_steps:
                     self.stopped_reason = "heldout_rising"
                     break
                 if c.early_stop_patience:

@@ -117,8 +117,8 @@ def test_early_stopping_halts_before_r_f_drops_under_the_noise_floor():
     true_i = diffraction_intensity(torch.as_tensor(chart.probe), torch.as_tensor(chart.objects)).numpy()
     floor = r_factor(true_i, chart.counts)
     cfg = PID3NetConfig(**{**TINY, "refine_steps": 2, "lr": 1e-2, "batch_size": 2, "alpha0": 1.0}, epochs=20,
-                        tv_weight=0.0, holdout_patience=3, refine_mode="additive", refine_relaxation="none",
-                        temporal_padding="zeros")  # the thesis' network (with replicate padding it needs > 60 steps to overfit)
+                        tv_weight=0.0, holdout_patience=3, holdout_patience_steps=0, refine_mode="additive",
+                        refine_relaxation="none", temporal_padding="zeros")  # the thesis' network (with replicate padding it needs > 60 steps to overfit)
 
     def final_rf(trainer):
         events = list(trainer.run())
@@ -132,6 +132,16 @@ def test_early_stopping_halts_before_r_f_drops_under_the_noise_floor():
     done, rf = final_rf(PID3NetTrainer(chart.counts, chart.probe, cfg))
     assert done["stopped"] in ("heldout_rising", "noise_floor") and done["steps"] < free_done["steps"]
     assert rf >= 0.98 * floor
+    # patience is also counted in optimiser steps: the same run with a 1000-step patience runs to the end,
+    # and still keeps the state with the lowest held-out NLL (never a later, noisier one)
+    patient = PID3NetTrainer(chart.counts, chart.probe, cfg.with_(holdout_patience_steps=1000))
+    patient_done, _ = final_rf(patient)
+    assert patient_done["stopped"] == "completed" and patient_done["steps"] == free_done["steps"]
+    nll = [h["heldout_nll"] for h in patient.history]
+    kept = [h for h in patient.history if not h["below_noise_floor"]]
+    if kept:
+        assert patient.best_epoch == min(kept, key=lambda h: h["heldout_nll"])["epoch"]
+    assert min(nll) < nll[-1]  # it did rise after the best: the patience, not the curve, kept it going
 
 
 def test_iterative_baselines_use_the_same_heldout_rule():
