@@ -316,6 +316,7 @@ def evaluate(
     keep_filled: bool = False,
     *,
     runs=None,
+    heldout_split: tuple[float, int | None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a reconstruction: R_f and the Fourier fit ratio against the counts; the consistency PRTF
     when ``runs`` (further reconstructions of the same movie from independent random starts, each like
@@ -330,6 +331,9 @@ def evaluate(
     Unmeasured pixels (NaN counts, ``mask`` True) are left out of R_f, the Fourier fit and the PRTF.
     Without ``pixel_size_nm`` resolutions and velocities are in pixels (``*_px`` keys). ``keep_filled``
     adds ``filled_intensity``: the counts with the model's intensity in the unmeasured pixels.
+    ``heldout_split=(fraction, seed)``: the binomial-thinning split the method held out (its config's
+    ``holdout_fraction`` and ``seed``); with ``truth`` adds ``heldout_excess`` (metrics.heldout_excess): the
+    Poisson deviance on those never-seen photons relative to the truth's, the test for noise fitting.
     """
     objects = np.asarray(objects)
     counts_np = np.asarray(counts.compute() if hasattr(counts, "compute") else counts, dtype=np.float32)
@@ -364,6 +368,15 @@ def evaluate(
         out["unmeasured_fraction"] = float(unmeasured.mean())
         if keep_filled:
             out["filled_intensity"] = np.where(unmeasured, predicted, counts_np).astype(np.float32)
+    if heldout_split is not None and truth is not None:
+        from .metrics import heldout_excess
+        from .physics.thinning import binomial_thinning
+
+        fraction, split_seed = heldout_split
+        _, held = binomial_thinning(counts_np, fraction, split_seed)
+        true_intensity = np.concatenate([diffraction_intensity(p, torch.as_tensor(np.asarray(truth)[i : i + 32])).numpy()
+                                         for i in range(0, len(objects), 32)])
+        out.update(heldout_excess(predicted, true_intensity, held, fraction, mask=mask))
     mask = support_mask(np.asarray(probe), threshold=0.2, dilate_px=0)
     phase = np.angle(objects)
     if truth is not None:
