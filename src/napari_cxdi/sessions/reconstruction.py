@@ -29,7 +29,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # name: (method, PID3Net overrides, iterative overrides)
     PRESET_QUICK: ("mf-PIE", {}, {"max_iter": 300, "batch_size": 8}),
     PRESET_SMALL: ("PID3Net-PO", {"width": 4, "refine_steps": 2, "refine_width": 8, "frames": 5, "epochs": 3,
-                                  "batch_size": 4, "preview_every": 2}, {}),
+                                  "batch_size": 4, "lr": 1e-2, "preview_every": 2}, {}),  # lr: docs/fidelity.md
     PRESET_FULL: ("PID3Net-PO", {"width": 8, "refine_steps": 5, "refine_width": 32, "frames": 5, "epochs": 20,
                                  "batch_size": 4, "preview_every": 10}, {}),
 }
