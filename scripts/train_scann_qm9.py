@@ -116,7 +116,8 @@ from napari_cxdi.scann import (
 from napari_cxdi.io.safe_write import write_text
 from napari_cxdi.scann.datasets import QM9_SIZE
 from napari_cxdi.scann.domain import fit_domain
-from napari_cxdi.scann.uncertainty import calibration_report, ensemble_predict, fit_scale, save_ensemble
+from napari_cxdi.scann.uncertainty import (calibration_report, ensemble_predict, fit_scale, fit_sigma_model,
+                                           save_ensemble, structure_distances)
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("homo", "lumo")
@@ -260,13 +261,11 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
                           for s, (z, f) in enumerate(zip(test_numbers, out_test.atom_features))])
     members_test = [[1000 * float(np.mean(np.abs(out_test.members[k, :, t] - test.targets[:, t])))
                      for t in range(len(TARGETS))] for k in range(len(models))]
-    sigma_test = out_test.std * scale
-    report = calibration_report(out_test.mean, sigma_test, test.targets, TARGETS)
-    report_val = calibration_report(out_val.mean, out_val.std * scale, val.targets, TARGETS)
+    sigma_model, cal = calibrate(domain, out_val, val, out_test, test)
+    report, report_val = cal["calibration_test"], cal["calibration_val"]
     metrics = {
         "test_mae_meV": {t: round(1000 * report[t]["mae"], 2) for t in TARGETS},
-        "member_test_mae_meV": members_test,
-        "calibration_test": report, "calibration_val": report_val,
+        "member_test_mae_meV": members_test, **cal,
         "sigma_scale": scale.tolist(),
         "domain_flagged_fraction_test": float(test_flag.mean()),
         "n_train": len(train), "n_val": len(val), "n_test": len(test), "n_members": len(models),
@@ -297,15 +296,76 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
                         git=git_revision(), members=[p.name for p in paths])
     out = Path(args.out)
     save_ensemble(out, models, voronoi=VoronoiConfig().to_dict(), scale=scale, target_units=["eV"] * len(TARGETS),
-                  domain=domain, provenance={"command": command, **record})
+                  domain=domain, provenance={"command": command, **record}, sigma_model=sigma_model)
     js = out.with_suffix(".json")
     write_text(js, json.dumps({"command": command, **record}, indent=1, default=str), overwrite=True)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {js}", flush=True)
 
 
+def _numbers(envs) -> list[np.ndarray]:
+    return [envs.numbers[envs.atom_ptr[s]:envs.atom_ptr[s + 1]] for s in range(len(envs))]
+
+
+def calibrate(domain: dict, out_val, val, out_test, test) -> tuple:
+    """Fit the sigma model (ensemble spread + latent distance) on validation; reports on validation and
+    test for it and for the ensemble spread alone (scaled on validation, the earlier sigma)."""
+    d_val = structure_distances(domain, _numbers(val), out_val.atom_features)
+    d_test = structure_distances(domain, _numbers(test), out_test.atom_features)
+    sm = fit_sigma_model(out_val.std, d_val, out_val.mean - val.targets, TARGETS,
+                         fitted_on=f"QM9 validation split ({len(val)} molecules, seed 0), Gaussian likelihood")
+    scale = fit_scale(out_val.mean, out_val.std, val.targets)
+    cal = {"sigma_model": sm.to_dict(),
+           "calibration_val": calibration_report(out_val.mean, sm.sigma(out_val.std, d_val), val.targets, TARGETS),
+           "calibration_test": calibration_report(out_test.mean, sm.sigma(out_test.std, d_test), test.targets, TARGETS),
+           "calibration_test_ensemble_only": calibration_report(out_test.mean, out_test.std * scale, test.targets,
+                                                                TARGETS)}
+    for t in TARGETS:
+        new, old = cal["calibration_test"][t], cal["calibration_test_ensemble_only"][t]
+        print(f"TEST {t}: sigma model rho(|err|, sigma) {new['spearman_error_sigma']:.3f} (ensemble alone "
+              f"{old['spearman_error_sigma']:.3f}), within 1/2 sigma {100 * new['within_1_sigma']:.1f} / "
+              f"{100 * new['within_2_sigma']:.1f} %, MAE of the 10 % most / least confident "
+              f"{1000 * new['mae_most_confident_10pct']:.1f} / {1000 * new['mae_least_confident_10pct']:.1f} meV "
+              f"(ensemble alone {1000 * old['mae_most_confident_10pct']:.1f} / "
+              f"{1000 * old['mae_least_confident_10pct']:.1f})", flush=True)
+    return sm, cal
+
+
+def recalibrate(args, envs, parts) -> None:
+    """``--stage calibrate``: the members and domain of an existing ensemble file (``--from``) unchanged,
+    a sigma model fitted on validation added; written to ``--out`` (never onto ``--from``)."""
+    from napari_cxdi.scann.uncertainty import load_ensemble_file
+    from napari_cxdi.io.safe_write import check_output
+
+    src = Path(args.calibrate_from)
+    out = check_output(args.out, overwrite=True, protected=[src])
+    check_output(out.with_suffix(".json"), overwrite=True, protected=[src, src.with_suffix(".json")])
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    models, meta = load_ensemble_file(obj, src, "cpu")
+    if not meta.get("domain"):
+        raise SystemExit(f"{src} has no applicability domain: the latent distance needs it")
+    _, val, test = (envs.subset(p) for p in parts)
+    t0 = time.time()
+    out_val = ensemble_predict(models, val, atom_features=True)
+    out_test = ensemble_predict(models, test, atom_features=True)
+    sm, cal = calibrate(meta["domain"], out_val, val, out_test, test)
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + sys.argv[1:])
+    record = dict(meta.get("provenance") or {})  # the training record (command, git, metrics) stays
+    record["metrics"] = {**record.get("metrics", {}), **cal}
+    record["calibration"] = provenance({"command": command, "from": str(src)},
+                                       {"evaluation_s": round(time.time() - t0, 1)}, git=git_revision())
+    save_ensemble(out, models, voronoi=meta["voronoi_config"], scale=meta["sigma_scale"],
+                  target_units=meta["target_units"], domain=meta["domain"], provenance=record, sigma_model=sm,
+                  protected=[src])
+    write_text(out.with_suffix(".json"), json.dumps(record, indent=1, default=str), overwrite=True,
+               protected=[src, src.with_suffix(".json")])
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", choices=["members", "ensemble", "all"], default="all")
+    p.add_argument("--stage", choices=["members", "ensemble", "all", "calibrate"], default="all")
+    p.add_argument("--from", dest="calibrate_from", default=None,
+                   help="--stage calibrate: the ensemble file whose sigma model is (re)fitted on validation")
     p.add_argument("--members", type=int, default=3, help="ensemble size")
     p.add_argument("--member", type=int, default=None, help="train only this member (0-based)")
     p.add_argument("--n-total", type=int, default=None, help="random QM9 subset (default: all 130,831)")
@@ -367,6 +427,10 @@ def main(argv=None) -> int:
             train_member(k, args, envs, parts, work)
     if args.stage in ("ensemble", "all"):
         build(args, structures, envs, parts, work, t_feat)
+    if args.stage == "calibrate":
+        if not args.calibrate_from:
+            raise SystemExit("--stage calibrate needs --from ENSEMBLE.pt")
+        recalibrate(args, envs, parts)
     return 0
 
 
