@@ -262,7 +262,7 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
     members_test = [[1000 * float(np.mean(np.abs(out_test.members[k, :, t] - test.targets[:, t])))
                      for t in range(len(TARGETS))] for k in range(len(models))]
     sigma_model, cal = calibrate(domain, out_val, val, out_test, test)
-    report, report_val = cal["calibration_test"], cal["calibration_val"]
+    report = cal["calibration_test"]
     metrics = {
         "test_mae_meV": {t: round(1000 * report[t]["mae"], 2) for t in TARGETS},
         "member_test_mae_meV": members_test, **cal,
