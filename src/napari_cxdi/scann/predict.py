@@ -20,7 +20,7 @@ from .environments import EnvironmentSet, featurize
 from .domain import DomainModel, DomainReport, OutOfDomainWarning, structure_distance  # noqa: F401 (re-exported)
 from .model import SCANN
 from .train import load_checkpoint
-from .uncertainty import ENSEMBLE_FORMAT, SigmaModel, load_ensemble_file
+from .uncertainty import ENSEMBLE_FORMAT, SigmaModel, load_ensemble_file, out_of_domain_sigma
 from .voronoi import VoronoiConfig
 
 #: Shipped pretrained models (``sample_data/models/``): name -> (file, target or None for all).
@@ -34,8 +34,9 @@ class ScannPrediction:
     """Result for one structure.
 
     ``properties`` {name: value in ``units``} (ensemble mean), ``sigma`` {name: standard deviation}
-    (from the model's sigma model: ensemble spread and latent distance, calibrated on held-out data;
-    older files: the scaled ensemble spread; NaN for a single model without either), ``ga_scores``
+    (from the model's sigma model: ensemble spread and latent distance, calibrated on held-out data,
+    outside the domain at least the scaled ensemble spread; older files: the scaled ensemble spread;
+    NaN for a single model without either), ``ga_scores``
     (N,) (sum to 1, ensemble mean) and ``ga_sigma`` (N,) their spread over members, ``domain`` the
     applicability-domain report (None when the model carries no domain), ``latent_distance`` the
     structure's distance to the training data that enters sigma (see
@@ -170,6 +171,8 @@ class ScannPredictor:
                     dist = structure_distance(report.atom_distance)
                 if self.sigma_model is not None:
                     sigma[b] = self.sigma_model.sigma(std[b], dist)
+                    if report is not None and self.sigma_scale is not None:
+                        sigma[b] = out_of_domain_sigma(sigma[b], std[b] * self.sigma_scale, report.in_domain)
                 results[s] = ScannPrediction(
                     {t: float(mean[b, i]) for i, t in enumerate(self.target_names)}, units,
                     gas[:, b, :n].mean(axis=0),

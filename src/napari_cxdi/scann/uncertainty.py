@@ -18,8 +18,9 @@ target on a held-out validation split by maximising the Gaussian likelihood of t
 errors (Spearman 0.06 / 0.04 on held-out QM9 HOMO / LUMO), the distance does (0.22 / 0.18, see
 ``benchmarks/bench_scann.py``). Older files carry only ``sigma = scale * std`` with a per-target
 ``scale`` fitted on validation (:func:`fit_scale`) so that the errors fall within 1 sigma / 2 sigma
-about as often as for a normal distribution; they still load and use it. GA scores get a per-atom
-spread (members' std, unscaled).
+about as often as for a normal distribution; they still load and use it. For structures outside
+the applicability domain, sigma is the larger of the two (:func:`out_of_domain_sigma`). GA scores get
+a per-atom spread (members' std, unscaled).
 
 Files: one ``torch.save`` dict (``ENSEMBLE_FORMAT``) holding the members' weights, the shared model
 and Voronoi configs, the calibration, the applicability domain (:mod:`.domain`) and provenance;
@@ -116,6 +117,19 @@ class SigmaModel:
         std = np.asarray(std, dtype=float)
         d = np.asarray(distance, dtype=float)[..., None]
         return np.sqrt(np.asarray(self.a) * std ** 2 + np.asarray(self.b) * d ** 2 + np.asarray(self.c))
+
+
+def out_of_domain_sigma(sigma: np.ndarray, ensemble_sigma: np.ndarray | None, in_domain) -> np.ndarray:
+    """Sigma (S, T) where structures outside the applicability domain (``in_domain`` (S,) False) get the
+    larger of the sigma model's value and the scaled ensemble spread ``ensemble_sigma`` (S, T): the sigma
+    model is fitted on held-out in-domain molecules only, where the members' spread ranks errors poorly
+    and so gets a small weight, while outside the domain the spread is often what grows (other elements,
+    crystals). The conservative choice where nothing validates either."""
+    sigma = np.asarray(sigma, dtype=float)
+    if ensemble_sigma is None:
+        return sigma
+    out = np.asarray(in_domain, dtype=bool)
+    return np.where(out[..., None], sigma, np.maximum(sigma, np.asarray(ensemble_sigma, dtype=float)))
 
 
 def _gaussian_nll(params: np.ndarray, feats: np.ndarray, e2: np.ndarray) -> tuple[float, np.ndarray]:

@@ -163,3 +163,26 @@ def test_sigma_model_needs_a_domain_and_old_files_keep_the_scaled_spread(calibra
     std = ensemble_predict(models, featurize(structures_from_atoms([mol]), VoronoiConfig(), n_jobs=1,
                                              cache=False)).std[0]
     np.testing.assert_allclose([r.sigma["homo"], r.sigma["lumo"]], std * [2.0, 0.5], rtol=1e-6)
+
+
+def test_out_of_domain_structures_get_at_least_the_scaled_spread(calibrated, tmp_path):
+    from napari_cxdi.scann.uncertainty import out_of_domain_sigma
+
+    np.testing.assert_allclose(out_of_domain_sigma(np.array([[1.0, 1.0], [1.0, 1.0]]), np.array([[3.0, 0.5]] * 2),
+                                                   [True, False]), [[1.0, 1.0], [3.0, 1.0]])
+    path, models, sm = calibrated
+    big = tmp_path / "big_scale.pt"  # a large spread scale: outside the domain it must win
+    save_ensemble(big, models, voronoi=VoronoiConfig().to_dict(), scale=[50.0, 50.0], target_units=["eV", "eV"],
+                  domain=ScannPredictor.load(path).meta["domain"], provenance={}, sigma_model=sm)
+    predictor = ScannPredictor.load(big, device="cpu")
+    mols = [molecule("CH3CH2OH"), molecule("SO2")]
+    res = predictor.predict(mols, n_jobs=1, warn=False)
+    assert res[0].reliable and not res[1].reliable
+    envs = featurize(structures_from_atoms(mols), VoronoiConfig(), n_jobs=1, cache=False)
+    out = ensemble_predict(models, envs, atom_features=True)
+    d = structure_distances(DomainModel(predictor.meta["domain"]), [m.numbers for m in mols], out.atom_features)
+    model_sigma, spread = sm.sigma(out.std, d), out.std * 50.0
+    got = np.array([[r.sigma["homo"], r.sigma["lumo"]] for r in res])
+    assert np.all(spread > model_sigma)  # so the rule decides which one each structure gets
+    np.testing.assert_allclose(got[0], model_sigma[0], rtol=1e-5)  # in domain: the sigma model
+    np.testing.assert_allclose(got[1], spread[1], rtol=1e-5)
