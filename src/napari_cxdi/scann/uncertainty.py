@@ -56,8 +56,9 @@ _DISTANCE = ("mean over atoms of the distance of the atom's member-0 embedding (
 class SigmaModel:
     """``sigma_t = sqrt(a_t std_t^2 + b_t d^2 + c_t)`` per target (see the module docstring).
 
-    ``a``, ``b``, ``c``: one non-negative coefficient per target of ``target_names`` (eV^2 for ``c``
-    when the targets are in eV; ``a`` and ``b`` unitless / eV^2); ``fitted_on`` says where.
+    ``a``, ``b``, ``c``: one non-negative coefficient per target of ``target_names`` (``a`` unitless,
+    ``b`` and ``c`` in target units squared, eV^2 for eV targets; ``d`` is unitless); ``fitted_on``
+    says where.
     """
 
     target_names: tuple[str, ...]
