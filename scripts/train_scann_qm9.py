@@ -81,7 +81,9 @@ Coefficients a, b, c: HOMO 65.3, 0.098 eV^2, 0.0015 eV^2; LUMO 55.9, 0.124 eV^2,
 Accuracy (goal <= 60 meV, now 73.5 / 83.1): not reached on this CPU. Tried without training: a
 k-nearest-neighbour residual correction in the latent space (mean training residual of the k nearest
 of 20,000 training molecules) gains ~1 meV (k = 5, half weight: test 72.4 / 81.7), not worth a larger
-file. The last 20-minute continuation was nearly flat, so more of the same run gains little. What would
+file; a ridge regression or a small MLP from the members' molecule vectors (4 x 64, before the readout)
+to the residual gains nothing (validation 71.4-71.6 / 84.2-84.5 vs 71.6 / 84.2): the members underfit
+(training-set MAE 64 / 76 meV), so only more training of the network itself helps. The last 20-minute continuation was nearly flat, so more of the same run gains little. What would
 reach it: independent members of a larger network (width 128, 8 layers: ~2.5x slower per step than
 width 128 / 3 layers) trained for ~100+ epochs each, i.e. the GPU command below (~3 h per member at
 the paper size). On CPU, independent from-scratch members of the shipped size (width 64, 3 layers,
