@@ -166,8 +166,7 @@ def fit_sigma_model(std: np.ndarray, distance: np.ndarray, error: np.ndarray, ta
         res = minimize(_gaussian_nll, p0, args=(feats, e2), jac=True, method="L-BFGS-B",
                        bounds=[(-60.0, 60.0)] * 3)
         w = np.exp(res.x)
-        if not np.any(feats[:, 0] > 0):  # a single model: no spread, a is meaningless
-            w[0] = 0.0
+        w[~np.any(feats > 0, axis=0)] = 0.0  # e.g. a single model (no spread): its coefficient is meaningless
         a.append(float(w[0]))
         b.append(float(w[1]))
         c.append(float(w[2]))

@@ -72,6 +72,11 @@ def test_sigma_model_dict_round_trip_select_and_bad_values():
         sm.select(["gap"])
     with pytest.raises(ConfigError, match="kind"):
         SigmaModel.from_dict({**sm.to_dict(), "kind": "other/9"})
+    rng = np.random.default_rng(3)  # a single model: no spread, so a = 0; sigma from distance and c
+    d = rng.uniform(0, 1, 5000)
+    one = fit_sigma_model(np.zeros((5000, 1)), d, rng.normal(size=(5000, 1)) * np.sqrt(0.09 * d[:, None] ** 2 + 0.01),
+                          ["homo"])
+    assert one.a == (0.0,) and one.b[0] == pytest.approx(0.09, rel=0.2) and one.c[0] == pytest.approx(0.01, rel=0.3)
     with pytest.raises(ConfigError, match="usable errors"):
         fit_sigma_model(np.ones((5, 1)), np.ones(5), np.ones((5, 1)), ["homo"])
 
