@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """SCANN benchmark of the shipped model (``qm9`` deep ensemble): invariance, accuracy on held-out
-QM9 against the seed's table, calibration of sigma, applicability-domain flags on non-QM9
+QM9 against the seed's table, calibration of sigma and how well it ranks the errors (against the
+ensemble spread alone), applicability-domain flags on non-QM9
 structures, featurisation speed. Prints tables and writes ``benchmarks/results/bench_scann.json``.
 
     python benchmarks/bench_scann.py                    # all sections (~5-10 min on 2 busy cores)
@@ -81,7 +82,13 @@ def invariance(predictor, n_motions: int, seed: int = 0) -> dict:
             "max_ga_spread": ga_spread, "worst_molecule": worst[0]}
 
 
-def accuracy(predictor, n_test: int | None, jobs: int) -> dict:
+def _mean_sigma(predictor, res):
+    mean = np.array([[r.properties[t] for t in predictor.target_names] for r in res])
+    sigma = np.array([[r.sigma[t] for t in predictor.target_names] for r in res])
+    return mean, sigma
+
+
+def accuracy(predictor, n_test: int | None, jobs: int, compare_ensemble_only: bool = True) -> dict:
     structures = load_qm9(TARGETS)
     t = time.perf_counter()
     envs = featurize(structures, VoronoiConfig(), n_jobs=jobs)  # cached after the first run
@@ -96,19 +103,49 @@ def accuracy(predictor, n_test: int | None, jobs: int) -> dict:
     t_pred = time.perf_counter() - t
     cols = [TARGETS.index(t) for t in predictor.target_names]
     y = test.targets[:, cols]
-    mean = np.array([[r.properties[t] for t in predictor.target_names] for r in res])
-    sigma = np.array([[r.sigma[t] for t in predictor.target_names] for r in res])
+    mean, sigma = _mean_sigma(predictor, res)
     report = calibration_report(mean, sigma, y, predictor.target_names)
+    ensemble_only = None
+    if compare_ensemble_only and getattr(predictor, "sigma_model", None) is not None:
+        # the same members with the earlier sigma (spread scaled on validation, no latent distance)
+        plain = ScannPredictor(predictor.models, {**predictor.meta, "sigma_model": None}, predictor.target_names)
+        m2, s2 = _mean_sigma(plain, plain.predict_environments(test, batch_size=256))
+        ensemble_only = calibration_report(m2, s2, y, predictor.target_names)
     flagged = np.array([not r.reliable for r in res])
     ga_rel_sigma = np.concatenate([r.ga_sigma / np.maximum(r.ga_scores, 1e-12) for r in res if r.ga_sigma is not None])
     # accuracy where the domain says "in" vs "out"
     err = np.abs(mean - y)
-    return {"qm9_molecules_featurised": n, "n_test": len(test), "calibration": report, "domain_flagged_fraction": float(flagged.mean()),
+    return {"qm9_molecules_featurised": n, "n_test": len(test), "calibration": report,
+            "sigma_model": (predictor.meta.get("sigma_model") or {}).get("formula", "ensemble spread x scale"),
+            "calibration_ensemble_only": ensemble_only, "domain_flagged_fraction": float(flagged.mean()),
             "mae_in_domain_meV": (1000 * err[~flagged].mean(axis=0)).round(1).tolist() if (~flagged).any() else None,
             "mae_flagged_meV": (1000 * err[flagged].mean(axis=0)).round(1).tolist() if flagged.any() else None,
             "ga_relative_sigma_median": float(np.median(ga_rel_sigma)) if ga_rel_sigma.size else None,
             "ga_relative_sigma_p95": float(np.quantile(ga_rel_sigma, 0.95)) if ga_rel_sigma.size else None,
             "featurisation_or_cache_s": round(t_feat, 1), "prediction_molecules_per_s": round(len(test) / t_pred, 1)}
+
+
+def sigma_ranking(acc: dict) -> None:
+    """Print how well sigma ranks the errors: Spearman, MAE of the most/least confident tenth, and the
+    error-vs-sigma table (deciles of sigma), for the model's sigma and the ensemble spread alone."""
+    runs = [("sigma model", acc["calibration"])]
+    if acc.get("calibration_ensemble_only"):
+        runs.append(("ensemble spread alone", acc["calibration_ensemble_only"]))
+    print(f"\n[sigma ranking] sigma = {acc['sigma_model']}; test molecules sorted by sigma, 10 equal groups "
+          "(1 = most confident)")
+    print(f"{'target':6s} {'sigma':22s} {'rho(err,sigma)':>14s} {'<=1 sig':>8s} {'<=2 sig':>8s} "
+          f"{'MAE 10% most':>13s} {'MAE 10% least':>14s}  (meV)")
+    for t in acc["calibration"]:
+        for label, cal in runs:
+            r = cal[t]
+            print(f"{t:6s} {label:22s} {r['spearman_error_sigma']:14.3f} {100 * r['within_1_sigma']:7.1f}% "
+                  f"{100 * r['within_2_sigma']:7.1f}% {1000 * r['mae_most_confident_10pct']:13.1f} "
+                  f"{1000 * r['mae_least_confident_10pct']:14.1f}")
+    for t in acc["calibration"]:
+        for label, cal in runs:
+            rows = cal[t]["error_by_sigma"]
+            print(f"{t} {label:22s} mean sigma: " + " ".join(f"{1000 * r['mean_sigma']:5.0f}" for r in rows))
+            print(f"{t} {label:22s} MAE       : " + " ".join(f"{1000 * r['mae']:5.0f}" for r in rows))
 
 
 def _cisplatin():
@@ -210,13 +247,14 @@ def main(argv=None) -> int:
             print(f"{t:6s} {1000 * r['mae']:8.1f} {SEED_MEV['SCANN+'][t]:12d} {SEED_MEV['SCANN'][t]:11d} "
                   f"{1000 * r['mean_sigma']:11.1f} {100 * r['within_1_sigma']:9.1f}% {100 * r['within_2_sigma']:9.1f}% "
                   f"{r['spearman_error_sigma']:15.2f}")
+        sigma_ranking(acc)
         print(f"domain-flagged test molecules: {100 * acc['domain_flagged_fraction']:.2f} % "
               f"(MAE in-domain {acc['mae_in_domain_meV']} meV, flagged {acc['mae_flagged_meV']} meV); "
               f"GA score spread over members: median {acc['ga_relative_sigma_median']:.3f}, "
               f"95 % {acc['ga_relative_sigma_p95']:.3f} of the score")
         if args.baseline:
             base = ScannPredictor.load(args.baseline, device="cpu")
-            bacc = accuracy(base, args.n_test, args.jobs)
+            bacc = accuracy(base, args.n_test, args.jobs, compare_ensemble_only=False)
             out["baseline"] = {"model": args.baseline, "members": base.n_members,
                                "model_provenance": {k: base.meta.get("provenance", {}).get(k)
                                                     for k in ("git_revision", "command")},

@@ -23,13 +23,14 @@ from .environments import EnvironmentSet, featurize
 from .model import SCANN, ScannConfig, ScannOutput, build_model
 from .domain import DomainModel, DomainReport, OutOfDomainWarning
 from .predict import PRETRAINED, ScannPrediction, ScannPredictor, annotate, export_extxyz, predict
-from .uncertainty import EnsembleOutput, calibration_report, coverage, ensemble_predict, fit_scale
+from .uncertainty import (EnsembleOutput, SigmaModel, calibration_report, coverage, ensemble_predict, error_by_sigma,
+                          fit_scale, fit_sigma_model)
 from .train import TrainConfig, TrainResult, evaluate, fit, load_checkpoint, mae, save_checkpoint, train_iter
 from .voronoi import LocalEnvironment, VoronoiConfig, all_faces, local_environment
 
 __all__ = [
     "DomainModel", "DomainReport", "EnsembleOutput", "OutOfDomainWarning", "calibration_report", "coverage",
-    "ensemble_predict", "fit_scale",
+    "ensemble_predict", "error_by_sigma", "fit_scale", "fit_sigma_model", "SigmaModel",
     "EnvironmentSet", "LocalEnvironment", "PRETRAINED", "SCANN", "ScannConfig", "ScannOutput",
     "ScannPrediction", "ScannPredictor", "Structures", "TrainConfig", "TrainResult", "VoronoiConfig",
     "all_faces", "annotate", "batches", "build_model", "collate", "evaluate", "export_extxyz", "featurize",

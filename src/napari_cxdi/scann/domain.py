@@ -56,6 +56,23 @@ class DomainReport:
         return "in the training domain" if self.in_domain else "; ".join(self.reasons)
 
 
+#: Distance ratio counted for an atom whose element the model never saw (it has no reference vectors):
+#: the domain threshold itself, a lower bound (such structures are flagged out of domain anyway).
+UNKNOWN_ELEMENT_DISTANCE = 1.0
+
+
+def structure_distance(atom_distance: np.ndarray | None) -> float:
+    """One latent-space distance per structure: the mean over its atoms of the per-atom distance ratio
+    (:meth:`DomainModel.atom_distance`: nearest training atom of the same element in the embedding
+    space, divided by the element's threshold), unknown elements counted as
+    :data:`UNKNOWN_ELEMENT_DISTANCE`. NaN without atom distances. Used by the sigma model
+    (:class:`napari_cxdi.scann.uncertainty.SigmaModel`) as the distance to the training data."""
+    if atom_distance is None or len(atom_distance) == 0:
+        return float("nan")
+    d = np.asarray(atom_distance, dtype=float)
+    return float(np.mean(np.where(np.isfinite(d), d, UNKNOWN_ELEMENT_DISTANCE)))
+
+
 def _symbols(zs) -> str:
     from ase.data import chemical_symbols
 
@@ -166,6 +183,10 @@ class DomainModel:
             d, _ = self._tree(z).query(np.asarray(features, np.float32)[sel], k=1)
             out[sel] = d / max(self.threshold[z], 1e-12)
         return out
+
+    def structure_distance(self, numbers: np.ndarray, features: np.ndarray) -> float:
+        """:func:`structure_distance` of one structure from its atom vectors (member 0)."""
+        return structure_distance(self.atom_distance(np.asarray(numbers, dtype=int), features))
 
     def check(self, numbers, periodic: bool, features: np.ndarray | None = None,
               edges: tuple[np.ndarray, np.ndarray] | None = None) -> DomainReport:

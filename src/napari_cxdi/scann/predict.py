@@ -17,10 +17,10 @@ from ..resources import sample_file
 from .batching import batches
 from .datasets import read_atoms, structures_from_atoms
 from .environments import EnvironmentSet, featurize
-from .domain import DomainModel, DomainReport, OutOfDomainWarning  # noqa: F401 (re-exported)
+from .domain import DomainModel, DomainReport, OutOfDomainWarning, structure_distance  # noqa: F401 (re-exported)
 from .model import SCANN
 from .train import load_checkpoint
-from .uncertainty import ENSEMBLE_FORMAT, load_ensemble_file
+from .uncertainty import ENSEMBLE_FORMAT, SigmaModel, load_ensemble_file, out_of_domain_sigma
 from .voronoi import VoronoiConfig
 
 #: Shipped pretrained models (``sample_data/models/``): name -> (file, target or None for all).
@@ -34,10 +34,14 @@ class ScannPrediction:
     """Result for one structure.
 
     ``properties`` {name: value in ``units``} (ensemble mean), ``sigma`` {name: standard deviation}
-    (calibrated ensemble spread; NaN for a single model), ``ga_scores`` (N,) (sum to 1, ensemble
-    mean) and ``ga_sigma`` (N,) their spread over members, ``domain`` the applicability-domain
-    report (None when the model carries no domain), optionally the local attention of each layer
-    (member 0) as (N, K, H) with ``neighbors`` (N, K).
+    (from the model's sigma model: ensemble spread and latent distance, calibrated on held-out data,
+    outside the domain at least the scaled ensemble spread; older files: the scaled ensemble spread;
+    NaN for a single model without either), ``ga_scores``
+    (N,) (sum to 1, ensemble mean) and ``ga_sigma`` (N,) their spread over members, ``domain`` the
+    applicability-domain report (None when the model carries no domain), ``latent_distance`` the
+    structure's distance to the training data that enters sigma (see
+    :func:`napari_cxdi.scann.domain.structure_distance`; NaN without a domain), optionally the local
+    attention of each layer (member 0) as (N, K, H) with ``neighbors`` (N, K).
     """
 
     properties: dict[str, float]
@@ -48,6 +52,7 @@ class ScannPrediction:
     sigma: dict[str, float] = field(default_factory=dict)
     ga_sigma: np.ndarray | None = None
     domain: DomainReport | None = None
+    latent_distance: float = float("nan")
 
     @property
     def relative_ga_scores(self) -> np.ndarray:
@@ -64,7 +69,8 @@ class ScannPrediction:
         return {"properties": dict(self.properties), "sigma": {k: _num(v) for k, v in self.sigma.items()},
                 "units": dict(self.units), "ga_scores": self.ga_scores.tolist(),
                 "ga_sigma": None if self.ga_sigma is None else self.ga_sigma.tolist(),
-                "reliable": self.reliable, "domain": None if self.domain is None else self.domain.to_dict()}
+                "reliable": self.reliable, "latent_distance": _num(self.latent_distance),
+                "domain": None if self.domain is None else self.domain.to_dict()}
 
 
 def _num(v: float):
@@ -109,6 +115,9 @@ class ScannPredictor:
         scale = meta.get("sigma_scale")
         self.sigma_scale = None if scale is None or len(self.models) < 2 else np.asarray(scale, float)[self._cols]
         self.domain = DomainModel(meta["domain"]) if meta.get("domain") else None
+        # sigma^2 = a std^2 + b d^2 + c (files since issue 16); needs the domain for the latent distance d
+        sm = meta.get("sigma_model")
+        self.sigma_model = SigmaModel.from_dict(sm).select(wanted) if sm and self.domain is not None else None
 
     @property
     def n_members(self) -> int:
@@ -144,18 +153,26 @@ class ScannPredictor:
             gas = np.stack([o.ga_scores.double().cpu().numpy() for o in outs])  # (K, B, M)
             feats = outs[0].atom_features.float().cpu().numpy()
             mean, std = preds.mean(axis=0), preds.std(axis=0)
-            sigma = std * self.sigma_scale if self.sigma_scale is not None else np.full_like(mean, np.nan)
+            if self.sigma_model is None:
+                sigma = std * self.sigma_scale if self.sigma_scale is not None else np.full_like(mean, np.nan)
+            else:
+                sigma = np.full_like(mean, np.nan)  # filled per structure below (needs its latent distance)
             att = [a.cpu().numpy() for a in outs[0].local_attention] if local_attention else None
             nbr = batch["neighbors"].cpu().numpy()
             nmask = batch["neighbor_mask"].cpu().numpy()
             z = batch["z"].cpu().numpy()
             for b, s in enumerate(sel):
                 n = int(batch["n_atoms"][b])
-                report = None
+                report, dist = None, float("nan")
                 if self.domain is not None:
                     e0, e1 = envs.edge_ptr[s], envs.edge_ptr[s + 1]
                     report = self.domain.check(z[b, :n], bool(periodic[s]) if periodic is not None else False,
                                                feats[b, :n], (envs.center[e0:e1], envs.neighbor[e0:e1]))
+                    dist = structure_distance(report.atom_distance)
+                if self.sigma_model is not None:
+                    sigma[b] = self.sigma_model.sigma(std[b], dist)
+                    if report is not None and self.sigma_scale is not None:
+                        sigma[b] = out_of_domain_sigma(sigma[b], std[b] * self.sigma_scale, report.in_domain)
                 results[s] = ScannPrediction(
                     {t: float(mean[b, i]) for i, t in enumerate(self.target_names)}, units,
                     gas[:, b, :n].mean(axis=0),
@@ -163,7 +180,7 @@ class ScannPredictor:
                     np.where(nmask[b, :n], nbr[b, :n], -1) if local_attention else None,
                     sigma={t: float(sigma[b, i]) for i, t in enumerate(self.target_names)},
                     ga_sigma=gas[:, b, :n].std(axis=0) if len(self.models) > 1 else None,
-                    domain=report)
+                    domain=report, latent_distance=dist)
         return results  # type: ignore[return-value]
 
     def predict(self, structures, batch_size: int = 128, local_attention: bool = False,
@@ -232,6 +249,8 @@ def annotate(frames: Sequence, results: Sequence[ScannPrediction], model: str | 
                 a.info[f"{k}_sigma"] = res.sigma[k]
             if res.units.get(k):
                 a.info[f"{k}_unit"] = res.units[k]
+        if np.isfinite(getattr(res, "latent_distance", float("nan"))):
+            a.info["latent_distance"] = float(res.latent_distance)
         if res.domain is not None:
             a.info["in_domain"] = bool(res.domain.in_domain)
             if res.domain.reasons:

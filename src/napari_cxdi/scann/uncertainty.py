@@ -3,10 +3,24 @@
 An ensemble is K models of the same architecture trained on the same data: independently seeded
 runs (a deep ensemble), or the snapshots of one cyclic-learning-rate run (``TrainConfig.snapshots``;
 cheaper, but its members agree more, so its sigma ranks errors less well; the shipped model is one).
-For each structure the prediction is the members' mean and ``sigma = scale * std`` over members,
-where the per-target ``scale`` is fitted on a held-out validation split (:func:`fit_scale`) so that
-the errors fall within 1 sigma / 2 sigma about as often as for a normal distribution. GA scores
-get a per-atom spread the same way (members' std, unscaled).
+For each structure the prediction is the members' mean. Its standard deviation comes from a
+:class:`SigmaModel` (files written since issue 16):
+
+    sigma_t^2 = a_t * std_t^2 + b_t * d^2 + c_t
+
+``std_t`` the members' spread for target t, ``d`` the structure's distance to the training data in
+the model's latent space (:func:`napari_cxdi.scann.domain.structure_distance`: the mean over its
+atoms of the distance of the atom's embedding to the nearest training atom of the same element,
+in units of the applicability domain's per-element threshold), and ``a, b, c >= 0`` fitted per
+target on a held-out validation split by maximising the Gaussian likelihood of the errors
+(:func:`fit_sigma_model`). This is the "ensemble + latent-space distance" uncertainty of Janet et al.
+(Chem. Sci. 10, 7913, 2019): the spread of snapshots of one run (the shipped model) hardly ranks
+errors (Spearman 0.06 / 0.04 on held-out QM9 HOMO / LUMO), the distance does (0.22 / 0.18, see
+``benchmarks/bench_scann.py``). Older files carry only ``sigma = scale * std`` with a per-target
+``scale`` fitted on validation (:func:`fit_scale`) so that the errors fall within 1 sigma / 2 sigma
+about as often as for a normal distribution; they still load and use it. For structures outside
+the applicability domain, sigma is the larger of the two (:func:`out_of_domain_sigma`). GA scores get
+a per-atom spread (members' std, unscaled).
 
 Files: one ``torch.save`` dict (``ENSEMBLE_FORMAT``) holding the members' weights, the shared model
 and Voronoi configs, the calibration, the applicability domain (:mod:`.domain`) and provenance;
@@ -17,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +46,141 @@ from .model import SCANN, build_model
 ENSEMBLE_FORMAT = "napari-cxdi-scann-ensemble/1"
 #: Fractions of a normal distribution within 1 and 2 sigma.
 NORMAL_COVERAGE = {1: 0.6827, 2: 0.9545}
+SIGMA_MODEL_KIND = "ensemble-variance+latent-distance/1"
+_DISTANCE = ("mean over atoms of the distance of the atom's member-0 embedding (after the last local attention "
+             "layer) to the nearest training atom of the same element, divided by the applicability domain's "
+             "per-element threshold (unknown elements count 1)")
+
+
+@dataclass(frozen=True)
+class SigmaModel:
+    """``sigma_t = sqrt(a_t std_t^2 + b_t d^2 + c_t)`` per target (see the module docstring).
+
+    ``a``, ``b``, ``c``: one non-negative coefficient per target of ``target_names`` (``a`` unitless,
+    ``b`` and ``c`` in target units squared, eV^2 for eV targets; ``d`` is unitless); ``fitted_on``
+    says where.
+    """
+
+    target_names: tuple[str, ...]
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+    c: tuple[float, ...]
+    fitted_on: str = ""
+    distance: str = _DISTANCE
+    kind: str = SIGMA_MODEL_KIND
+    metrics: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        for name in ("target_names", "a", "b", "c"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> "SigmaModel":
+        n = len(self.target_names)
+        if n == 0 or not (len(self.a) == len(self.b) == len(self.c) == n):
+            raise ConfigError(f"sigma model: need one a, b, c per target {list(self.target_names)}, got "
+                              f"{len(self.a)}, {len(self.b)}, {len(self.c)}")
+        vals = np.asarray(self.a + self.b + self.c, dtype=float)
+        if not np.all(np.isfinite(vals)) or np.any(vals < 0):
+            raise ConfigError(f"sigma model coefficients must be finite and >= 0, got a={self.a}, b={self.b}, "
+                              f"c={self.c}")
+        if self.kind != SIGMA_MODEL_KIND:
+            raise ConfigError(f"unknown sigma model kind {self.kind!r} (this version reads {SIGMA_MODEL_KIND!r})")
+        return self
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "target_names": list(self.target_names), "a": [float(v) for v in self.a],
+                "b": [float(v) for v in self.b], "c": [float(v) for v in self.c], "fitted_on": self.fitted_on,
+                "distance": self.distance, "formula": "sigma^2 = a * ensemble_std^2 + b * distance^2 + c",
+                "metrics": json.loads(json.dumps(self.metrics, default=float))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SigmaModel":
+        known = {k: v for k, v in dict(d).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def with_(self, **changes) -> "SigmaModel":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def select(self, names: Sequence[str]) -> "SigmaModel":
+        """The coefficients of ``names`` only (in that order)."""
+        missing = [t for t in names if t not in self.target_names]
+        if missing:
+            raise ConfigError(f"the sigma model covers {list(self.target_names)}, not {missing}")
+        idx = [self.target_names.index(t) for t in names]
+        return self.with_(target_names=tuple(names), a=tuple(self.a[i] for i in idx),
+                          b=tuple(self.b[i] for i in idx), c=tuple(self.c[i] for i in idx))
+
+    def sigma(self, std: np.ndarray, distance: np.ndarray | float) -> np.ndarray:
+        """``std`` (..., T) members' spread, ``distance`` (...) latent distance -> sigma (..., T)."""
+        std = np.asarray(std, dtype=float)
+        d = np.asarray(distance, dtype=float)[..., None]
+        return np.sqrt(np.asarray(self.a) * std ** 2 + np.asarray(self.b) * d ** 2 + np.asarray(self.c))
+
+
+def out_of_domain_sigma(sigma: np.ndarray, ensemble_sigma: np.ndarray | None, in_domain) -> np.ndarray:
+    """Sigma (S, T) where structures outside the applicability domain (``in_domain`` (S,) False) get the
+    larger of the sigma model's value and the scaled ensemble spread ``ensemble_sigma`` (S, T): the sigma
+    model is fitted on held-out in-domain molecules only, where the members' spread ranks errors poorly
+    and so gets a small weight, while outside the domain the spread is often what grows (other elements,
+    crystals). The conservative choice where nothing validates either."""
+    sigma = np.asarray(sigma, dtype=float)
+    if ensemble_sigma is None:
+        return sigma
+    out = np.asarray(in_domain, dtype=bool)
+    return np.where(out[..., None], sigma, np.maximum(sigma, np.asarray(ensemble_sigma, dtype=float)))
+
+
+def _gaussian_nll(params: np.ndarray, feats: np.ndarray, e2: np.ndarray) -> tuple[float, np.ndarray]:
+    w = np.exp(params)
+    s2 = feats @ w
+    val = 0.5 * np.mean(np.log(s2) + e2 / s2)
+    grad = 0.5 * np.mean(feats * ((1.0 / s2 - e2 / s2 ** 2)[:, None]), axis=0) * w  # d/dlog w
+    return float(val), grad
+
+
+def fit_sigma_model(std: np.ndarray, distance: np.ndarray, error: np.ndarray, target_names: Sequence[str],
+                    fitted_on: str = "") -> SigmaModel:
+    """Fit ``a, b, c >= 0`` per target by minimising the Gaussian negative log-likelihood of the
+    held-out ``error`` (S, T) (prediction - target; NaN ignored) under ``sigma^2 = a std^2 + b d^2 + c``,
+    with ``std`` (S, T) the members' spread and ``distance`` (S,) the latent distance. Coefficients are
+    fitted as logarithms (so they stay positive; one that does not help goes to ~0)."""
+    from scipy.optimize import minimize
+
+    std, error = np.asarray(std, float), np.asarray(error, float)
+    distance = np.asarray(distance, float)
+    if std.shape != error.shape or std.ndim != 2 or distance.shape != (len(error),):
+        raise ConfigError(f"fit_sigma_model: need std and error (S, T) and distance (S,), got {std.shape}, "
+                          f"{error.shape}, {distance.shape}")
+    a, b, c, metrics = [], [], [], {}
+    for t, name in enumerate(target_names):
+        ok = np.isfinite(error[:, t]) & np.isfinite(distance) & np.isfinite(std[:, t])
+        if ok.sum() < 10:
+            raise ConfigError(f"fit_sigma_model: {int(ok.sum())} usable errors for {name!r}; need >= 10")
+        feats = np.stack([std[ok, t] ** 2, distance[ok] ** 2, np.ones(int(ok.sum()))], axis=1)
+        e2 = error[ok, t] ** 2
+        # start: each term explains a third of the mean squared error (a zero column starts at 1)
+        p0 = np.log(e2.mean() / 3 / np.maximum(feats.mean(axis=0), 1e-12))
+        res = minimize(_gaussian_nll, p0, args=(feats, e2), jac=True, method="L-BFGS-B",
+                       bounds=[(-60.0, 60.0)] * 3)
+        w = np.exp(res.x)
+        w[~np.any(feats > 0, axis=0)] = 0.0  # e.g. a single model (no spread): its coefficient is meaningless
+        a.append(float(w[0]))
+        b.append(float(w[1]))
+        c.append(float(w[2]))
+        metrics[name] = {"nll": float(res.fun), "n": int(ok.sum())}
+    return SigmaModel(tuple(target_names), tuple(a), tuple(b), tuple(c), fitted_on=fitted_on, metrics=metrics)
+
+
+def structure_distances(domain, numbers: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> np.ndarray:
+    """(S,) latent distance of each structure (see :func:`napari_cxdi.scann.domain.structure_distance`)
+    from its atomic numbers and member-0 atom vectors (``EnsembleOutput.atom_features``)."""
+    from .domain import DomainModel
+
+    dm = domain if isinstance(domain, DomainModel) else DomainModel(domain)
+    return np.array([dm.structure_distance(z, f) for z, f in zip(numbers, features)])
 
 
 @dataclass
@@ -107,8 +256,29 @@ def fit_scale(mean: np.ndarray, std: np.ndarray, target: np.ndarray) -> np.ndarr
     return np.asarray(out)
 
 
-def calibration_report(mean: np.ndarray, sigma: np.ndarray, target: np.ndarray, names: Sequence[str]) -> dict:
-    """MAE, mean sigma, fraction within 1 and 2 sigma and the error–sigma rank correlation per target."""
+def error_by_sigma(error: np.ndarray, sigma: np.ndarray, bins: int = 10) -> list[dict]:
+    """Structures sorted by sigma and cut into ``bins`` equal-count groups (most confident first):
+    per group the sigma range, mean sigma, MAE and RMSE of ``error`` (1D arrays, NaN ignored). A sigma
+    that ranks errors has a MAE rising from the first group to the last."""
+    error, sigma = np.abs(np.asarray(error, float)), np.asarray(sigma, float)
+    ok = np.isfinite(error) & np.isfinite(sigma)
+    order = np.argsort(sigma[ok], kind="stable")
+    e, s = error[ok][order], sigma[ok][order]
+    out = []
+    for k, idx in enumerate(np.array_split(np.arange(e.size), bins)):
+        if idx.size == 0:
+            continue
+        out.append({"bin": k, "n": int(idx.size), "sigma_min": float(s[idx].min()), "sigma_max": float(s[idx].max()),
+                    "mean_sigma": float(s[idx].mean()), "mae": float(e[idx].mean()),
+                    "rmse": float(np.sqrt(np.mean(e[idx] ** 2)))})
+    return out
+
+
+def calibration_report(mean: np.ndarray, sigma: np.ndarray, target: np.ndarray, names: Sequence[str],
+                       bins: int = 10) -> dict:
+    """Per target: MAE, mean sigma, fraction within 1 and 2 sigma, the error–sigma Spearman rank
+    correlation, the Gaussian negative log-likelihood, the MAE of the 10 % most / least confident
+    structures and the error-vs-sigma table of :func:`error_by_sigma` (``bins`` groups)."""
     from scipy.stats import spearmanr
 
     err = np.abs(mean - target)
@@ -116,16 +286,26 @@ def calibration_report(mean: np.ndarray, sigma: np.ndarray, target: np.ndarray, 
     rep = {}
     for t, name in enumerate(names):
         ok = ~np.isnan(err[:, t])
-        rho = spearmanr(err[ok, t], sigma[ok, t]).statistic if ok.sum() > 2 else float("nan")
-        rep[name] = {"mae": float(err[ok, t].mean()), "mean_sigma": float(sigma[ok, t].mean()),
+        e, s = err[ok, t], np.asarray(sigma)[ok, t]
+        rho = spearmanr(e, s).statistic if ok.sum() > 2 else float("nan")
+        order = np.argsort(s, kind="stable")
+        n10 = max(1, e.size // 10)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            nll = float(np.mean(0.5 * np.log(2 * np.pi * s ** 2) + e ** 2 / (2 * s ** 2)))
+        rep[name] = {"mae": float(e.mean()), "mean_sigma": float(s.mean()),
                      "within_1_sigma": float(c1[t]), "within_2_sigma": float(c2[t]),
-                     "spearman_error_sigma": float(rho), "n": int(ok.sum())}
+                     "spearman_error_sigma": float(rho), "gaussian_nll": nll,
+                     "mae_most_confident_10pct": float(e[order[:n10]].mean()),
+                     "mae_least_confident_10pct": float(e[order[-n10:]].mean()),
+                     "error_by_sigma": error_by_sigma(e, s, bins), "n": int(ok.sum())}
     return rep
 
 
 def save_ensemble(path: str | os.PathLike, models: Sequence[SCANN], *, voronoi: dict, scale: Sequence[float],
-                  target_units: Sequence[str], domain: dict | None, provenance: dict) -> Path:
-    """Write an ensemble file (see module docstring) atomically."""
+                  target_units: Sequence[str], domain: dict | None, provenance: dict,
+                  sigma_model: SigmaModel | None = None, protected=()) -> Path:
+    """Write an ensemble file (see module docstring) atomically; ``sigma_model`` (fitted on held-out
+    data, needs ``domain``) replaces ``scale`` for sigma when given; ``scale`` is kept for older readers."""
     from dataclasses import asdict
 
     from .train import _atomic_torch_save
@@ -142,10 +322,17 @@ def save_ensemble(path: str | os.PathLike, models: Sequence[SCANN], *, voronoi: 
         "target_units": list(target_units),
         "sigma_scale": [float(s) for s in scale],
         "domain": domain,
+        "sigma_model": None if sigma_model is None else sigma_model.to_dict(),
         "provenance": json.loads(json.dumps(provenance, default=str)),
     }
+    if sigma_model is not None:
+        if domain is None:
+            raise ConfigError("a sigma model needs the applicability domain (its latent distance) in the same file")
+        missing = [t for t in obj["target_names"] if t not in sigma_model.target_names]
+        if missing:
+            raise ConfigError(f"the sigma model has no coefficients for {missing}")
     path = Path(path)
-    _atomic_torch_save(obj, path)
+    _atomic_torch_save(obj, path, protected=protected)
     return path
 
 
