@@ -73,7 +73,7 @@ class PID3NetConfig:
     alpha0: float = 0.2
     alpha_max: float | None = None
     refine_relaxation: str = "poisson"
-    relaxation_sigma: float = 1.0
+    relaxation_sigma: float = 2.0  # 1.0 let the refinement pull noise in at inference (docs/fidelity.md)
     refine_mode: str = "gated"
     temporal_padding: str = "replicate"
     support_threshold: float = 0.02

@@ -187,6 +187,7 @@ def test_gated_refinement_with_unit_gain_is_the_relaxed_classical_step():
     chart = simulate_test_chart(n_frames=3, size=32, seed=0)
     cfg = PID3NetConfig(**{**TINY, "alpha0": 0.7, "amp": False})
     assert (cfg.refine_mode, cfg.refine_relaxation) == ("gated", "poisson")  # the defaults
+    assert cfg.relaxation_sigma == 2.0  # residuals within 2 noise std are left alone (docs/fidelity.md)
     model = PID3Net(cfg, chart.probe)
     assert not hasattr(model, "f_phase")
 
@@ -197,7 +198,7 @@ def test_gated_refinement_with_unit_gain_is_the_relaxed_classical_step():
     model.f_amplitude = Zero()
     counts = torch.as_tensor(chart.counts[None])
     obj = model.apply_support(torch.ones(1, 3, 32, 32, dtype=torch.complex64) * np.exp(0.3j))
-    expected = model.apply_support(obj + 0.7 * relaxed_mixed_state_update(obj, model.probe, counts, 1.0, normalisation="sum_max"))
+    expected = model.apply_support(obj + 0.7 * relaxed_mixed_state_update(obj, model.probe, counts, cfg.relaxation_sigma, normalisation="sum_max"))
     torch.testing.assert_close(model.refine(obj, counts), expected, rtol=1e-4, atol=1e-4)
     bounded = PID3Net(cfg.with_(alpha0=0.1, alpha_max=0.3), chart.probe)
     assert float(bounded.step_sizes()[0]) == pytest.approx(0.1, rel=1e-5)
