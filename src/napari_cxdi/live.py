@@ -325,6 +325,8 @@ def read_live_output(path: str | Path) -> dict[str, Any]:
             "source_frame": g["source_frame"][:n], "seen_s": g["seen_s"][:n], "done_s": g["done_s"][:n],
             "tracks": pd.DataFrame({c: f[f"{TRACK_GROUP}/{c}"][()] for c in TRACK_COLUMNS}).query("frame < @n"),
             "runs": int(g.attrs.get("runs", 0)),
+            "pixel_size_nm": (float(f["entry_1/image_1/x_pixel_size"][()]) * 1e9
+                              if "entry_1/image_1/x_pixel_size" in f else None),
         }
 
 
@@ -603,7 +605,7 @@ def iter_live(
     held-out photons better (:class:`_FineTuner`; events ``finetune_started`` / ``finetuned``).
 
     Yields ``{"event": "frames", "start", "counts", "objects", "tracks" (new rows), "latency_s",
-    "frames_per_s", "frames_done"}`` per block, ``{"event": "waiting", ...}`` while idle and ``started`` /
+    "frames_per_s", "frames_done", "pixel_size_nm" (None when unknown)}`` per block, ``{"event": "waiting", ...}`` while idle and ``started`` /
     ``warning`` events; returns a :class:`LiveSummary`. Set ``cancel`` to stop after the current block (the
     output stays consistent and resumable).
     """
@@ -778,7 +780,7 @@ def iter_live(
             elapsed = time.perf_counter() - t_start
             yield {"event": "frames", "start": first, "counts": block_counts, "objects": objects, "tracks": new_tracks,
                    "latency_s": float(lat.max()), "frames_per_s": frames_new / max(elapsed, 1e-9), "frames_done": n_done,
-                   "source_position": follower.position}
+                   "source_position": follower.position, "pixel_size_nm": dx}
     finally:
         if tuner is not None:
             tuner.close()
@@ -832,6 +834,7 @@ class LiveSession:
 
     def __init__(self):
         self.n = 0
+        self.pixel_size_nm: float | None = None  # from the run's events or output (None: unknown, layers in pixels)
         self._buf: dict[str, np.ndarray] = {}
         self.tracks = pd.DataFrame({c: pd.Series(dtype=float) for c in TRACK_COLUMNS})
 
@@ -859,6 +862,8 @@ class LiveSession:
         if start != self.n:
             return False
         self._put(start, event["counts"], objects)
+        if event.get("pixel_size_nm"):
+            self.pixel_size_nm = float(event["pixel_size_nm"])
         new = event.get("tracks")
         if new is not None and len(new):
             self.tracks = pd.concat([self.tracks, new[list(TRACK_COLUMNS)]], ignore_index=True)
@@ -868,6 +873,7 @@ class LiveSession:
         data = read_live_output(path)
         self.n = 0
         self._buf = {}
+        self.pixel_size_nm = data.get("pixel_size_nm") or self.pixel_size_nm
         if data["frames_complete"]:
             self._put(0, data["counts"], data["objects"])
         self.tracks = data["tracks"].reset_index(drop=True)

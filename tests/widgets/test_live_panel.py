@@ -104,7 +104,7 @@ def test_live_events_fill_points_and_tracks_layers(make_napari_viewer, qtbot):
                                "x": [4.0, 10.0, 4.5, 10.5], "particle": [0, 1, 0, 1], "diameter_nm": 1.0, "contrast": 0.1})
         panel._on_event({"event": "frames", "start": start, "counts": np.ones((2, m, m), np.float32),
                          "objects": np.exp(1j * np.full((2, m, m), 0.5, np.float32)), "tracks": tracks,
-                         "latency_s": 0.1, "frames_per_s": 10.0})
+                         "latency_s": 0.1, "frames_per_s": 10.0, "pixel_size_nm": 25.0})
     assert LAYERS[2] not in viewer.layers  # nothing is drawn from inside the event handler
     qtbot.waitUntil(lambda: bool(panel.layer_sizes), timeout=10_000)
     assert panel.layer_sizes == [4]  # one round for both blocks
@@ -115,5 +115,12 @@ def test_live_events_fill_points_and_tracks_layers(make_napari_viewer, qtbot):
     assert len(viewer.layers["live detections"].data) == 8
     assert viewer.layers["live tracks"].data.shape == (8, 4)
     assert sorted(set(viewer.layers["live tracks"].data[:, 0])) == [0, 1]
+    # the run's pixel size: every live layer on the reader's grid (1 frame, dx nm, dx nm), axes named t, y, x
+    for name in (*LAYERS, "live detections", "live tracks"):
+        np.testing.assert_allclose(viewer.layers[name].scale, (1.0, 25.0, 25.0), err_msg=name)
+    for name in LAYERS:
+        assert tuple(viewer.layers[name].axis_labels) == ("t", "y", "x")
+        assert [str(u) for u in viewer.layers[name].units][1:] == ["nanometer", "nanometer"]
+    assert tuple(viewer.dims.axis_labels) == ("t", "y", "x")
     # an event out of step (a gap) is refused by the session, not silently appended
     assert not panel.session.add({"start": 7, "objects": np.ones((1, m, m), np.complex64), "counts": np.ones((1, m, m))})

@@ -32,6 +32,11 @@ def _spatial_kwargs(name: str, pixel_size_nm: float | None, metadata: dict | Non
     return kwargs
 
 
+def spatial_geometry(pixel_size_nm: float | None, ndim: int = 3) -> dict[str, Any]:
+    """scale, axis labels and units of a [T, H, W] (or [H, W]) real-space layer: what every movie layer shares."""
+    return {k: v for k, v in _spatial_kwargs("", pixel_size_nm, None, ndim).items() if k in ("scale", "axis_labels", "units")}
+
+
 def _contrast_limits(sample: np.ndarray) -> tuple[float, float]:
     lo, hi = float(np.min(sample)), float(np.percentile(sample, 99.95))
     return (lo, hi if hi > lo else lo + 1.0)

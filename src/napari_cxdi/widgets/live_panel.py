@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import CXDIError
+from .._napari.layers import spatial_geometry
 from ..live import LiveSession, iter_live
 
 LAYERS = ("live diffraction", "live amplitude", "live phase")
@@ -275,12 +276,17 @@ class LivePanel(QWidget):
             steps += [self._set_points, self._set_tracks]
         return steps + [self._finish_round]
 
+    def _spatial(self) -> dict:
+        """scale (1 frame, dx nm, dx nm), axis labels and units of every live layer, like the reader's layers,
+        so live layers overlay a loaded movie or reconstruction and the slider says "t", not "-3"."""
+        return spatial_geometry(self.session.pixel_size_nm)
+
     def _set_image(self, name: str, attr: str, kw: dict) -> None:
         data = getattr(self.session, attr)
         if name in self.viewer.layers:
             self.viewer.layers[name].data = data
         else:
-            self.viewer.add_image(data, name=name, **kw)
+            self.viewer.add_image(data, name=name, **self._spatial(), **kw)
 
     def _set_points(self) -> None:
         points, layers = self.session.points(), self.viewer.layers
@@ -288,17 +294,17 @@ class LivePanel(QWidget):
             layers["live detections"].data = points
         elif _has_border():
             self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
-                                   border_color="yellow")
+                                   border_color="yellow", scale=self._spatial()["scale"])
         else:
             self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
-                                   edge_color="yellow")
+                                   edge_color="yellow", scale=self._spatial()["scale"])
 
     def _set_tracks(self) -> None:
         tracks, layers = self.session.track_data(), self.viewer.layers
         if "live tracks" in layers:
             layers["live tracks"].data = tracks
         else:
-            self.viewer.add_tracks(tracks, name="live tracks", tail_length=20)
+            self.viewer.add_tracks(tracks, name="live tracks", tail_length=20, scale=self._spatial()["scale"])
 
     def _finish_round(self) -> None:
         if self._status_text:
