@@ -241,6 +241,44 @@ def compare_main(args) -> int:
     return 0
 
 
+def poly_main(args) -> int:
+    """Polydisperse models only (``--poly-only``): the same held-out splits as the full run (test seed 4,
+    baseline seed 3, both size laws), for the shipped ``speckle-poly`` and any candidate checkpoints
+    (``--poly-model PATH``, repeatable): the like-for-like comparison before a model is shipped."""
+    out_path = args.json or Path(__file__).resolve().parent / "results" / "bench_speckle_poly.json"
+    check_output(out_path, overwrite=True)
+    t0 = time.perf_counter()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    models = ["speckle-poly"] + [str(m) for m in args.poly_model]
+    rows = []
+    for kind in ("poly-area", "poly"):
+        grids, labels = simulate_grids(kind, TEST_SEED, args.per_class, log=log)
+        bgrids, blabels = simulate_grids(kind, BASELINE_SEED, args.baseline_per_class, log=log)
+        base = baseline_report(baseline_fit(bgrids, blabels), grids, labels)
+        entry = {"data": kind, "n_test": int(len(labels)), "seed_paper": SEED_PAPER[kind],
+                 "baseline_nearest": summary(base["nearest"]), "models": {}}
+        for m in models:
+            rep, out = run_model(m, grids, labels)
+            entry["models"][m] = summary(rep)
+            entry["models"][m]["errors_gt1"] = rep["errors_gt1"]
+            met = load_model(m).provenance.get("metrics", {})
+            entry["models"][m]["train_minutes"] = met.get("train_seconds_total", met.get("train_seconds", 0)) / 60
+        rows.append(entry)
+        del grids, bgrids
+    print(f"\npolydisperse models, test seed {TEST_SEED} ({args.per_class}/class), baseline seed {BASELINE_SEED}")
+    print(f"{'data':<10} {'model':<44} {'acc':>6} {'mF1':>6} {'F1 14-20':>8} {'err>1':>5} {'train min':>9} | baseline mF1")
+    for e in rows:
+        for m, v in e["models"].items():
+            print(f"{e['data']:<10} {m[-44:]:<44} {v['accuracy']:>6.4f} {v['macro_f1']:>6.4f} {v['f1_14_20']:>8.4f} "
+                  f"{v['errors_gt1']:>5} {v['train_minutes']:>9.1f} | {e['baseline_nearest']['macro_f1']:.4f}")
+    write_json(out_path, provenance({"per_class": args.per_class, "baseline_per_class": args.baseline_per_class,
+                                     "test_seed": TEST_SEED, "baseline_seed": BASELINE_SEED, "models": models,
+                                     "command": "python " + " ".join(sys.argv)},
+                                    {"rows": rows, "total_seconds": time.perf_counter() - t0}), overwrite=True)
+    print(f"wrote {out_path} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--per-class", type=int, default=100, help="test patterns per class and kind (default 100)")
@@ -251,12 +289,17 @@ def main(argv=None) -> int:
                    help="only the model comparison (its own test features, same seeds); JSON bench_speckle_compare.json")
     p.add_argument("--compare-per-class", type=int, default=100)
     p.add_argument("--compare-minutes", type=float, default=1.5, help="training minutes per compared network")
+    p.add_argument("--poly-only", action="store_true",
+                   help="only the polydisperse splits (both size laws): speckle-poly and the --poly-model candidates")
+    p.add_argument("--poly-model", action="append", default=[], help="candidate checkpoint for --poly-only (repeatable)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--figure", type=Path, default=None, help="write the reliability diagram here (PNG)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.compare_only:
         return compare_main(args)
+    if args.poly_only:
+        return poly_main(args)
     out_path = args.json or Path(__file__).resolve().parent / "results" / "bench_speckle.json"
     check_output(out_path, overwrite=True)
     t_start = time.perf_counter()
