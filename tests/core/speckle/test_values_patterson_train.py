@@ -38,3 +38,24 @@ def test_negative_weight_is_a_config_error():
         PattersonTrainConfig(ordinal_weight=-0.1)
     assert PattersonTrainConfig(ordinal_weight=0.2).to_dict()["ordinal_weight"] == 0.2
     assert np.isfinite(PattersonTrainConfig.from_dict(PattersonTrainConfig(ordinal_weight=0.3).to_dict()).ordinal_weight)
+
+
+def test_random_views_are_symmetric_copies_of_each_map():
+    """Augmentation: every map is replaced by one of its 4 symmetric views (of the same map), all 4 occur,
+    and a centro-symmetric map's view is again a valid half-map (same origin value, same sum)."""
+    from napari_cxdi.speckle.patterson import dihedral_views
+    from napari_cxdi.speckle.patterson_train import random_views
+
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(64, 5, 9, generator=g)
+    views = torch.stack(dihedral_views(maps))                     # (4, N, h+1, 2h+1)
+    out = random_views(maps, torch.Generator().manual_seed(0))
+    which = [[k for k in range(4) if torch.equal(out[i], views[k, i])] for i in range(len(maps))]
+    assert all(len(w) == 1 for w in which)
+    assert {w[0] for w in which} == {0, 1, 2, 3}
+    assert torch.equal(out[:, -1, 4], maps[:, -1, 4])              # the origin stays the origin
+    # a transposed view of a map with one off-axis peak moves the peak to the transposed position
+    one = torch.zeros(1, 5, 9)
+    one[0, 1, 6] = 1.0                                              # pair vector (dy, dx) = (-3, 2)
+    t = dihedral_views(one)[2][0]
+    assert t[2, 7] == 1.0 and t.sum() == 1.0                        # (dy, dx) = (-2, 3) after transposing
