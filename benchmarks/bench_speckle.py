@@ -5,8 +5,10 @@ separate split (seed 3), n = 2..20, 513 x 513 windows binned 3 x 3 (analytic dis
 mono split checks the transfer to pixelated disks):
 
   mono    monodisperse, noise-free                          goal acc >= 0.995 and > baseline  [seed 0.999]
-  poly    polydisperse (radius sd = mean/3), noise-free     goal macro-F1 >= 0.89            [seed 0.89]
-  poly-area  polydisperse, the seed code's law (area sd = mean/3, radius sd ~ mean/6)        [seed 0.89]
+  poly-area  polydisperse, the seed's law (its code: area coefficients ~ N(3, 1), i.e. area sd = mean/3,
+          radius sd ~ mean/6), noise-free                   goal macro-F1 >= 0.89            [seed 0.89]
+  poly    polydisperse, the paper text's law (radius sd = mean/3), noise-free: harder; reported, the
+          seed's 0.89 was not measured on it
   noisy   monodisperse, Poisson 1e5..1e7 photons/pattern    goal acc >= baseline + 0.05      [seed -]
 
 Models: the shipped ``speckle-mono`` (radial network), ``speckle-poly`` (2-D CNN on the Patterson map +
@@ -249,7 +251,7 @@ def poly_main(args) -> int:
     check_output(out_path, overwrite=True)
     t0 = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    models = ["speckle-poly"] + [str(m) for m in args.poly_model]
+    models = ["speckle-poly", "speckle-poly-mixed"] + [str(m) for m in args.poly_model]
     rows = []
     for kind in ("poly-area", "poly"):
         grids, labels = simulate_grids(kind, TEST_SEED, args.per_class, log=log)
@@ -319,7 +321,7 @@ def main(argv=None) -> int:
             tests[name] = {"feats": feats, "labels": labels}
             base = baseline_report(baseline_fit(bg, blabels), g, labels)
             models = (["speckle-mono", "speckle-resnet18-mono"] if name in ("mono", "noisy")
-                      else ["speckle-poly", "speckle-poly-radial", "speckle-mono"])
+                      else ["speckle-poly", "speckle-poly-mixed", "speckle-poly-radial", "speckle-mono"])
             entry = {"data": name, "n_test": int(len(labels)), "seed_paper": SEED_PAPER[name],
                      "baseline_nearest": summary(base["nearest"]), "baseline_regression": summary(base["regression"]),
                      "models": {}}
@@ -385,10 +387,12 @@ def main(argv=None) -> int:
                      "f1_14_20": r["poly"]["models"]["speckle-poly"]["f1_14_20"],
                      "baseline": r["poly"]["baseline_nearest"]["macro_f1"]}
     goals["poly"]["met"] = goals["poly"]["macro_f1"] >= 0.89
+    goals["poly"]["size_law"] = "radius sd = mean/3 (paper text; not the law of the seed's 0.89)"
     goals["poly-area"] = {"macro_f1": r["poly-area"]["models"]["speckle-poly"]["macro_f1"],
                           "f1_14_20": r["poly-area"]["models"]["speckle-poly"]["f1_14_20"],
                           "baseline": r["poly-area"]["baseline_nearest"]["macro_f1"]}
     goals["poly-area"]["met"] = goals["poly-area"]["macro_f1"] >= 0.89
+    goals["poly-area"]["size_law"] = "area coefficients ~ N(3, 1) (the seed's code: the law of its 0.89)"
     goals["noisy"] = {"accuracy": r["noisy"]["models"]["speckle-mono"]["accuracy"],
                       "baseline": max(r["noisy"]["baseline_nearest"]["accuracy"], r["noisy"]["baseline_regression"]["accuracy"])}
     goals["noisy"]["met"] = goals["noisy"]["accuracy"] >= goals["noisy"]["baseline"] + 0.05
@@ -404,7 +408,7 @@ def main(argv=None) -> int:
                   f"{v.get('flagged_out_of_domain', float('nan')):>5.2f} {tm if tm is not None else float('nan'):>9.1f} | "
                   f"{e['baseline_nearest']['accuracy']:>7.4f} {e['baseline_regression']['accuracy']:>6.4f} | {e['seed_paper']}")
     print("\ngoals: " + "; ".join(f"{k}: {'MET' if v['met'] else 'not met'} "
-                                  f"({', '.join(f'{a} {b:.4f}' for a, b in v.items() if a != 'met')})" for k, v in goals.items()))
+                                  f"({', '.join(f'{a} {b:.4f}' if isinstance(b, float) else f'{a}: {b}' for a, b in v.items() if a != 'met')})" for k, v in goals.items()))
     poly_row = next(e for e in rows if e["data"] == "poly")["models"]["speckle-poly"]
     if poly_row.get("learning_curve"):
         print("speckle-poly validation learning curve (wall min, patterns/class, macro-F1): " + ", ".join(
