@@ -37,6 +37,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=11, help="training pattern seed (validation: 12, baseline: 3, test: 4)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-pool", type=int, default=60000)
+    p.add_argument("--ordinal-weight", type=float, default=0.0, help="weight of the expected-count squared error")
+    p.add_argument("--augment", action="store_true", help="random symmetric view of each map in training")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training steps")
+    p.add_argument("--epochs-per-chunk", type=float, default=2.0, help="passes over the pool before waiting for new patterns")
     p.add_argument("--out", type=Path, default=ROOT / "sample_data" / "models" / "speckle_patterson_poly.pt")
     p.add_argument("--name", default="speckle-poly")
     p.add_argument("--overwrite", action="store_true")
@@ -46,7 +50,9 @@ def main(argv=None) -> int:
     check_output(args.out, overwrite=args.overwrite)
     cfg = PattersonTrainConfig(poly_laws=tuple(args.laws.split(",")), max_minutes=args.minutes, workers=args.workers,
                                val_per_class=args.val_per_class, chunk_per_class=args.chunk_per_class,
-                               width=args.width, seed=args.seed, lr=args.lr, max_pool=args.max_pool)
+                               width=args.width, seed=args.seed, lr=args.lr, max_pool=args.max_pool,
+                               ordinal_weight=args.ordinal_weight, epochs_per_chunk=args.epochs_per_chunk,
+                               augment=args.augment, bf16=args.bf16)
     t0 = time.perf_counter()
 
     def show(p):

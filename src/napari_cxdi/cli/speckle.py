@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("classify", help="predict the disk number of patterns in a file",
                        description="napari-cxdi speckle classify [MODEL] INPUT. MODEL is a shipped model name "
-                                   "(speckle-mono (default), speckle-poly, speckle-poly-radial, speckle-resnet18-mono) or a "
+                                   "(speckle-mono (default), speckle-poly, speckle-poly-mixed, speckle-poly-radial, speckle-resnet18-mono) or a "
                                    "checkpoint.")
     p.add_argument("model", nargs="?", default=None,
                    help="model name or checkpoint (default: speckle-mono)")

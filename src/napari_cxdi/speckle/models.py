@@ -5,7 +5,8 @@
     rings = explain_pattern(patterns[0], "speckle-poly", input_bin=3)  # which q-ranges decided
 
 Names: ``speckle-mono`` (default; monodisperse disks, radial features), ``speckle-poly`` (polydisperse disks:
-2-D CNN on the Patterson map + radial and Patterson-peak features), ``speckle-poly-radial`` (the previous
+2-D CNN on the Patterson map + radial and Patterson-peak features), ``speckle-poly-mixed`` (the same
+design trained on both size laws: the previous ``speckle-poly``), ``speckle-poly-radial`` (the first
 polydisperse model, radial features only), ``speckle-resnet18-mono`` (the 2-D ResNet-18 of the first
 version). A path to a checkpoint of any family works wherever a name does.
 """
@@ -34,8 +35,11 @@ MODELS = {m.name: m for m in (
     ModelInfo("speckle-mono", "speckle_radial_mono.pt", "radial",
               "monodisperse disks, n = 2..20; radial I(q) + speckle contrast network, noise-robust"),
     ModelInfo("speckle-poly", "speckle_patterson_poly.pt", "patterson",
-              "polydisperse disks (radius sd = mean/3 and the seed code's area law), n = 2..20; 2-D CNN on the "
-              "Patterson map (autocorrelation) + radial and peak features"),
+              "polydisperse disks of the seed's size law (its code: area coefficients ~ N(3, 1)), n = 2..20; 2-D CNN "
+              "on the Patterson map (autocorrelation) + radial and peak features"),
+    ModelInfo("speckle-poly-mixed", "speckle_patterson_poly_mixed.pt", "patterson",
+              "polydisperse disks, trained on both size laws (radius sd = mean/3 and the seed code's area law), "
+              "n = 2..20; the same 2-D Patterson design (the previous speckle-poly; better on the radius law)"),
     ModelInfo("speckle-poly-radial", "speckle_radial_poly.pt", "radial",
               "polydisperse disks (radius sd = mean/3), n = 2..20; radial network (previous speckle-poly)"),
     ModelInfo("speckle-resnet18-mono", "speckle_resnet18_mono.pt", "resnet",

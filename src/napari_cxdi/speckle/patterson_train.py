@@ -32,7 +32,8 @@ from .dataset import SpeckleDatasetConfig, _single_threaded_children, simulate_p
 from .disks import N_MAX, N_MIN, POLY_LAWS
 from .evaluate import classification_report
 from .features import FeatureConfig, add_counts_noise, radial_features, to_feature_grid
-from .patterson import HALF, N_PEAK_FEATURES, PattersonClassifier, PattersonNet, patterson_features, patterson_maps
+from .patterson import (HALF, N_PEAK_FEATURES, PattersonClassifier, PattersonNet, dihedral_views, patterson_features,
+                        patterson_maps)
 from .radial import domain_statistics
 
 
@@ -61,6 +62,15 @@ class PattersonTrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 64
     epochs_per_chunk: float = 2.0
+    #: weight of the ordinal term: squared error (in classes) of the expected class under the softmax, added to
+    #: the cross-entropy (neighbouring counts are near; 0 = plain cross-entropy)
+    ordinal_weight: float = 0.0
+    #: train on a random one of the 4 symmetric views of each map (:func:`.patterson.dihedral_views`: the mirrored
+    #: or transposed disk system has the same number of disks; the features are invariant)
+    augment: bool = False
+    #: bfloat16 autocast for the training steps (about half the CPU time per step on CPUs with bf16 support;
+    #: the weights stay float32 and inference runs in float32)
+    bf16: bool = False
     workers: int = 1
     seed: int = 11
     val_seed: int = 12
@@ -84,6 +94,8 @@ class PattersonTrainConfig:
             raise ConfigError(f"poly_laws must be a non-empty subset of {POLY_LAWS}, got {self.poly_laws}")
         if self.seed == self.val_seed:
             raise ConfigError("training and validation seeds must differ")
+        if not self.ordinal_weight >= 0:
+            raise ConfigError(f"ordinal_weight must be >= 0, got {self.ordinal_weight}")
         FeatureConfig.from_dict(self.features)
         return self
 
@@ -97,6 +109,24 @@ class PattersonTrainConfig:
     def from_dict(cls, d: dict) -> PattersonTrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def random_views(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each half-map of ``(N, h+1, 2h+1)`` replaced by one of its 4 symmetric views, drawn uniformly."""
+    k = torch.randint(0, 4, (len(maps),), generator=generator)
+    return torch.stack(dihedral_views(maps))[k, torch.arange(len(maps))]
+
+
+def ordinal_loss(logits: torch.Tensor, target: torch.Tensor, weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy plus ``weight x`` the mean squared distance (in classes) between the expected class
+    index under the softmax and the true one: classes are ordered counts, so a 12 taken for 20 costs more
+    than one taken for 13. ``weight = 0`` is the plain cross-entropy."""
+    ce = F.cross_entropy(logits, target)
+    if weight == 0:
+        return ce
+    idx = torch.arange(logits.shape[1], dtype=logits.dtype)
+    expected = torch.softmax(logits, 1) @ idx
+    return ce + weight * torch.mean((expected - target.to(logits.dtype)) ** 2)
 
 
 def simulate_inputs(n_values, seed: int, start: int, count: int, polydisperse: bool = True,
@@ -232,7 +262,12 @@ def train_patterson(config: PattersonTrainConfig, name: str = "", init: Patterso
             for g in opt.param_groups:
                 g["lr"] = lr
             net.train()
-            loss = F.cross_entropy(net(m_all[b].float(), z_all[b]), y_all[b])
+            mb = m_all[b].float()
+            if config.augment:
+                mb = random_views(mb, gen)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                out = net(mb, z_all[b])
+            loss = ordinal_loss(out.float(), y_all[b], config.ordinal_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -118,7 +118,7 @@ class SpeckleWidget(ScrollingDock):
         form.addRow("Pattern layer", self.layer_combo)
         row = QHBoxLayout()
         self.model_edit = QLineEdit(self._default_model())
-        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-poly-radial, "
+        self.model_edit.setToolTip("a shipped model name (speckle-mono, speckle-poly, speckle-poly-mixed, speckle-poly-radial, "
                                    "speckle-resnet18-mono) "
                                    "or a checkpoint (.pt)")
         from qtpy.QtWidgets import QCompleter
