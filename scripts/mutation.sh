@@ -23,7 +23,7 @@ JOBS=${JOBS:-2}
 declare -A TESTS=(
   [physics]="tests/core/physics"
   [metrics]="tests/core/metrics"
-  [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py tests/core/io/test_detector_values.py tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py"
+  [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py tests/core/io/test_detector_values.py tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_writer_values.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   [recon]="tests/core/api/test_baselines_and_api.py"
@@ -62,7 +62,10 @@ timeout_multiplier = 10.0
 TOML
   echo "[mutation] $key: mutating $pattern against:$tests"
   start=$(date +%s)
-  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
+  # DASK_SCHEDULER=synchronous: mutmut forks each mutant's run from a process whose dask thread pool already
+  # exists; in the fork that pool has no threads, so any dask compute would hang until the timeout and count
+  # as a (false) kill
+  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 DASK_SCHEDULER=synchronous "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
   tail -n 3 "$work/run.log" | tr '\r' '\n' | tail -n 2
   (cd "$work" && "$PYTHON" -m mutmut results --all true >"$work/results.txt" 2>&1) || true
   if ! grep -qE ": (killed|survived|no tests|timeout|suspicious|segfault)$" "$work/results.txt"; then
