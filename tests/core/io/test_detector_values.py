@@ -631,3 +631,107 @@ def test_detector_report_values():
     assert partial["cropped_pixel_size_nm"].startswith("unknown")
     no_mask = detector_report(Movie(data), size=16, centre=(20, 20))
     assert no_mask["hot_pixel_candidates"] == 3  # the two 5-count pixels are no longer masked
+
+
+# -- survivors of the first mutation run (each test names what it pins down) ---------------------
+
+def test_plan_crop_square_frame_rules():
+    def movie(n, centre=None):
+        return Movie(np.ones((2, n, n), np.float32), beam_centre=None if centre is None else BeamCentre(*centre, "file:/c"))
+
+    # a square frame whose recorded centre is far off is not taken whole
+    assert plan_crop(movie(16, (4.0, 4.0))) == (BeamCentre(4.0, 4.0, "file:/c"), CropWindow(0, 0, 8, 1))
+    # both coordinates must be within 1 px of the middle
+    for off in ((8.0, 4.0), (4.0, 8.0), (10.0, 8.0), (8.0, 10.0), (6.0, 8.0), (8.0, 6.0)):
+        c, w = plan_crop(movie(16, off))
+        assert c.source == "file:/c" and w != CropWindow(0, 0, 16, 1), off
+    # the middle of an odd frame is pixel N // 2 (7 of 15), not 7.5
+    for rec in ((6.2, 7.0), (7.0, 6.2)):
+        assert plan_crop(movie(15, rec)) == (BeamCentre(7.0, 7.0, "frame centre"), CropWindow(0, 0, 15, 1)), rec
+    assert plan_crop(movie(15)) == (BeamCentre(7.0, 7.0, "frame centre"), CropWindow(0, 0, 15, 1))
+    assert plan_crop(movie(27), None, 3) == (BeamCentre(13.0, 13.0, "frame centre"), CropWindow(0, 0, 9, 3))
+
+
+def test_plan_crop_estimates_by_default():
+    rect = _movie()  # 20 x 24 with a pattern symmetric about (10, 12), no recorded centre
+    c, w = plan_crop(rect, 8)
+    assert c.source == "estimated" and (c.y, c.x) == (pytest.approx(10.0, abs=0.05), pytest.approx(12.0, abs=0.05))
+    assert w == CropWindow(6, 8, 8, 1)
+    c, _ = plan_crop(_movie(centre=BeamCentre(-5.0, 3.0, "file:/bad")), 8)  # a recorded centre off the detector
+    assert c.source == "estimated"
+
+
+def test_prepare_movie_estimates_with_the_given_mask():
+    m = _movie()
+    m.data[:, 0, 0] = 1000.0  # junk that would pull the estimate; the given mask hides it
+    bad = np.zeros((20, 24), bool)
+    bad[0, 0] = True
+    p = prepare_movie(m, size=8, mask=bad)
+    crop = p.metadata["crop"]
+    assert crop["centre_source"] == "estimated" and (crop["y0"], crop["x0"]) == (6, 8)
+    assert crop["centre_y"] == pytest.approx(10.0, abs=0.05) and crop["centre_x"] == pytest.approx(12.0, abs=0.05)
+
+
+def test_prepare_movie_window_with_a_recorded_centre_off_the_detector():
+    m = _movie(centre=BeamCentre(500.0, 500.0, "file:/c"))
+    p = prepare_movie(m, window=CropWindow(1, 2, 5, 1))  # not estimated: the frame centre
+    crop = p.metadata["crop"]
+    assert (crop["centre_y"], crop["centre_x"], crop["centre_source"]) == (10.0, 12.0, "frame centre")
+    q = prepare_movie(_movie(), window=CropWindow(1, 2, 5, 1))  # odd window: the middle is pixel 5 // 2 = 2
+    assert (q.metadata["crop"]["centre_y"], q.metadata["crop"]["centre_x"]) == (3.0, 4.0)
+    assert q.beam_centre == BeamCentre(2.0, 2.0, "window")
+
+
+def test_prepare_movie_file_mask_and_window_beyond_the_detector():
+    frames = _frames(2, 12, 14)
+    bad = np.zeros((12, 14), bool)
+    bad[3, 4] = True
+    movie = Movie(frames, mask=DetectorMask.for_dtype(np.uint16).with_bad(bad, "file.h5"))
+    p = prepare_movie(movie, window=CropWindow(-2, -1, 8, 1))
+    static = p.mask.bad
+    assert static[:2].all() and static[:, 0].all() and static[5, 5] and static.sum() == 2 * 8 + 6 + 1
+    got = p.data.compute()
+    assert np.isnan(got[:, 5, 5]).all() and np.isnan(got[:, :2]).all() and got[0, 2, 1] == frames[0, 0, 0]
+
+
+@pytest.mark.parametrize("source", ["numpy", "hdf5"])
+def test_prepare_movie_static_mask_reaches_every_reader(tmp_path, source):
+    frames = _frames(4, 12, 14)
+    bad = np.zeros((12, 14), bool)
+    bad[5, 6] = True
+    if source == "hdf5":
+        with h5py.File(tmp_path / "m.h5", "w") as f:
+            f["data"] = frames
+        movie = open_movie(tmp_path / "m.h5", validate=False, mask=bad)
+    else:
+        movie = Movie(frames, mask=DetectorMask.for_dtype(np.uint16).with_bad(bad, "given"))
+    got = prepare_movie(movie, window=CropWindow(2, 3, 8, 1)).data.compute()
+    assert np.isnan(got[:, 3, 3]).all() and np.isfinite(got).sum() == 4 * 63
+    got2 = prepare_movie(movie, window=CropWindow(2, 2, 4, 2)).data.compute()  # bin (1, 2) holds (5, 6): 3 of 4 measured
+    assert got2[0, 1, 2] == pytest.approx((frames[0, 4:6, 6:8].astype(np.float64).sum() - frames[0, 5, 6]) * 4 / 3)
+
+
+def test_hdf5_blocks_follow_the_window_size(tmp_path):
+    frames = (np.arange(40 * 200 * 200) % 251).astype(np.uint8).reshape(40, 200, 200)
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f["data"] = frames
+    movie = open_movie(tmp_path / "big.h5", validate=False)
+    p = prepare_movie(movie, window=CropWindow(10, 10, 190))  # 190 x 190 on the detector: 4 MiB // (36100 * 4) = 29 frames
+    assert p.data.chunks[0] == (29, 11)
+    np.testing.assert_array_equal(p.data[30].compute(), frames[30, 10:200, 10:200].astype(np.float32))
+
+
+def test_centre_crop_probe_padding_offsets_and_notes():
+    p = np.ones((1, 6, 4), np.complex64)
+    out, note = centre_crop_probe(p, 10)
+    assert out[0, 2:8, 3:7].sum() == 24 and out.sum() == 24  # (10 - 6) // 2 = 2 rows, (10 - 4) // 2 = 3 columns
+    out, note = centre_crop_probe(np.ones((1, 6, 6)), 10)
+    assert out[0, 2:8, 2:8].sum() == 36 and out.sum() == 36
+    out, note = centre_crop_probe(np.ones((1, 6, 4)), 6)  # rows equal, columns padded
+    assert note == "the probe (6x4) was padded to the 6x6 window, centred" and out[0, :, 1:5].sum() == 24
+
+
+def test_detector_report_pixel_of_a_non_square_frame():
+    data = np.ones((2, 30, 40), np.float32)
+    info = detector_report(Movie(data, metadata={"pixel_size_nm": 1.0}), size=12, centre=(15, 20), hot_pixels=False)
+    assert info["cropped_pixel_size_nm"] == 3.3333  # 1 nm x 40 columns / 12, rounded to 4 decimals
