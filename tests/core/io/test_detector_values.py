@@ -506,7 +506,7 @@ def test_prepare_movie_values_numpy_and_hdf5(tmp_path, source):
         movie = Movie(frames, path=tmp_path / "m.npy", dataset="d", format="numpy", metadata={"note": 1})
     window = CropWindow(-2, 3, 4, 2)
     prepared = prepare_movie(movie, window=window, centre=(4, 10))
-    assert prepared.shape == (4, 4, 4) and prepared.prepared and prepared.is_lazy
+    assert prepared.shape == (4, 4, 4) and prepared.prepared and prepared.is_lazy and prepared.data.dtype == np.float32
     got = prepared.data.compute()
     # the invalid pixel (5, 5) is in bin (3, 1) (detector rows 4:6, columns 5:7): 3 of 4 measured
     assert got[0, 3, 1] == pytest.approx(frames[0, 4:6, 5:7].astype(np.float64).sum())
@@ -735,3 +735,42 @@ def test_detector_report_pixel_of_a_non_square_frame():
     data = np.ones((2, 30, 40), np.float32)
     info = detector_report(Movie(data, metadata={"pixel_size_nm": 1.0}), size=12, centre=(15, 20), hot_pixels=False)
     assert info["cropped_pixel_size_nm"] == 3.3333  # 1 nm x 40 columns / 12, rounded to 4 decimals
+
+
+def test_bin_frames_sums_in_float64():
+    frame = np.array([[[2.0**24, 1.0], [1.0, 1.0]]], np.float32)  # float32 steps are 2 at 2^24: 1 + 1 + 1 is lost
+    assert bin_frames(frame, 2)[0, 0, 0] == np.float32(2.0**24 + 3)
+
+
+def test_padding_of_a_window_taller_than_its_on_detector_width():
+    frames = _frames(2, 12, 14)
+    p = prepare_movie(Movie(frames), window=CropWindow(0, -3, 8, 1))  # 8 rows x 5 columns on the detector
+    got = p.data.compute()
+    assert got.dtype == np.float32 and np.isnan(got[:, :, :3]).all()
+    np.testing.assert_array_equal(got[:, :, 3:], frames[:, 0:8, 0:5].astype(np.float32))
+    q = prepare_movie(Movie(frames), window=CropWindow(-2, -1, 8, 1))
+    assert q.data.compute().dtype == np.float32 and q.data.dtype == np.float32
+
+
+def test_prepare_movie_chunks_values_and_what_it_carries():
+    frames = _frames(6, 12, 14)
+    probe = np.ones((1, 8, 8), np.complex64)
+    mask = DetectorMask.for_dtype(np.uint16)
+    mask.bit_counts = {"gap": 5, "dead": 1}
+    mask.sources = ["f.h5"]
+    movie = Movie(frames, probe=probe, mask=mask)
+    p = prepare_movie(movie, size=8, centre=(6.12345, 7.98765))
+    assert p.data.chunks[0] == (1,) * 6  # one task per frame
+    assert p.probe is probe and p.mask.bit_counts == {"gap": 5, "dead": 1} and p.mask.sources == ["f.h5"]
+    assert p.mask.bad.dtype == bool and not p.mask.bad.any()
+    crop = p.metadata["crop"]
+    assert (crop["centre_y"], crop["centre_x"]) == (6.123, 7.988)
+    whole = prepare_movie(Movie(frames[:, :12, :12]))
+    assert whole.mask.bad.dtype == bool and whole.mask.bad.shape == (12, 12) and not whole.mask.bad.any()
+    rows = Movie(da.from_array(frames, chunks=(4, 5, 14)))  # a lazy movie chunked along rows too
+    r = prepare_movie(rows, size=8, centre=(6, 7))
+    np.testing.assert_array_equal(r.data.compute(), frames[:, 2:10, 3:11].astype(np.float32))
+    with pytest.raises(ConfigError, match=r"the crop window \{'y0': 12, 'x0': 0, 'size': 8, 'bin': 1\} does not overlap"):
+        prepare_movie(Movie(frames), window=CropWindow(12, 0, 8))
+    with pytest.raises(ConfigError, match="does not overlap"):
+        prepare_movie(Movie(frames), window=CropWindow(0, 14, 8))
