@@ -774,3 +774,71 @@ def test_prepare_movie_chunks_values_and_what_it_carries():
         prepare_movie(Movie(frames), window=CropWindow(12, 0, 8))
     with pytest.raises(ConfigError, match="does not overlap"):
         prepare_movie(Movie(frames), window=CropWindow(0, 14, 8))
+
+
+def test_centre_attributes_stored_as_bytes_and_integers(tmp_path):
+    def build(f):
+        g = f.create_group("entry/instrument/eiger")
+        g.attrs["NX_class"] = np.bytes_(b"NXdetector")  # h5py returns numpy bytes for these
+        g["beam_center_x"] = np.int32(150)  # an integer centre is a number too
+        g["beam_center_x"].attrs["units"] = np.bytes_(b"um")
+        g["beam_center_y"] = np.int32(300)
+        g["x_pixel_size"] = 75e-6
+    with _h5(tmp_path, build, "bytes.h5") as f:
+        c = read_centre_hdf5(f, "nexus")
+    assert c.as_tuple() == (pytest.approx(4.0), pytest.approx(2.0)) and c.source == "file:/entry/instrument/eiger/beam_center_x,y"
+
+    def build2(f):  # an unsigned corner position is negated as a number, not wrapped
+        d = f.create_group("entry_1/instrument_1/detector_1")
+        d["corner_position"] = np.array([4, 6, 5], np.uint16)
+        d["x_pixel_size"] = 1.0
+    with _h5(tmp_path, build2, "u.cxi") as f:
+        assert read_centre_hdf5(f, "cxi").as_tuple() == (-6.0, -4.0)
+
+
+def test_centre_estimate_treats_masked_and_negative_pixels_as_unmeasured():
+    y, x = np.mgrid[0:33, 0:33]
+
+    def blob(cy, cx, s):
+        return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * s * s))
+
+    pattern = 10 * blob(16, 16, 6) + 200 * blob(10, 12, 1.5) + 200 * blob(22, 20, 1.5)  # symmetric about (16, 16)
+    bad = np.zeros(pattern.shape, bool)
+    bad[19:26, 17:24] = True  # the mirror of the bright spot is hidden
+    hidden = np.where(bad, 0.0, pattern)
+    for b in (bad, bad.astype(np.uint8)):
+        cy, cx, score = estimate_centre(hidden, b)
+        assert abs(cy - 16) < 0.1 and abs(cx - 16) < 0.1 and score > 0.99
+    cy, cx, _ = estimate_centre(np.where(bad, -1.0, pattern))  # a gap written as -1: unmeasured too
+    assert abs(cy - 16) < 0.1 and abs(cx - 16) < 0.1
+    # measured zeros are data: without the mask the hidden spot really is missing and the estimate moves
+    cy, cx, _ = estimate_centre(hidden)
+    assert abs(cy - 12.57) < 0.1 and abs(cx - 14.49) < 0.1
+    # the movie's mask reaches the estimate (summed_pattern zeroes those pixels; the mask says they are unmeasured)
+    movie = Movie(hidden[None].astype(np.float32), mask=DetectorMask().with_bad(bad, "m.npy"))
+    c = resolve_centre(movie)
+    assert c.source == "estimated" and abs(c.y - 16) < 0.1 and abs(c.x - 16) < 0.1
+
+
+def test_centre_estimate_of_invalid_only_patterns_and_refinement_edges():
+    for value in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ConfigError, match=r"^cannot estimate the beam centre: the pattern has no counts; give it \(--center Y,X\)$"):
+            estimate_centre(np.full((8, 8), value))
+    single = np.zeros((9, 9))
+    single[4, 4] = 5.0
+    assert estimate_centre(single, min_overlap=0.99)[:2] == (4.0, 4.0)  # neighbours outside the overlap: no refinement
+    last = np.zeros((9, 9))
+    last[8, 8] = 5.0
+    assert estimate_centre(last, min_overlap=0.0)[:2] == (8.0, 8.0)  # the peak on the last row and column
+
+
+@pytest.mark.parametrize("cy, cx", [(14.3, 18.6), (12.8, 19.2), (16.5, 12.5)])
+def test_estimated_centre_is_sub_pixel_accurate(cy, cx):
+    y, x, _ = estimate_centre(_blob((31, 36), cy, cx))
+    assert abs(y - cy) < 0.01 and abs(x - cx) < 0.01
+
+
+def test_largest_window_search():
+    assert crop_window((9.0, 9.0), (18, 18), None) == CropWindow(0, 0, 18, 1)
+    assert crop_window((25.0, 30.0), (40, 60), None) == CropWindow(10, 15, 30, 1)
+    assert crop_window((25.0, 30.0), (40, 60), None, 2) == CropWindow(11, 16, 14, 2)
