@@ -668,3 +668,42 @@ def test_padded_size_is_the_closest_to_an_integer(ratio, n):
         return abs(max(round(t), 2) / t - 1.0)
     assert all(residual(best) <= residual(s) + 1e-9 for s in range(n, n + max(8, n // 2) + 1))
     assert all(residual(s) > residual(best) - 1e-12 for s in range(n, best))  # ties: the smallest
+
+
+# -- survivors of the first mutation run --------------------------------------------------------
+
+def test_fit_probe_default_where_and_exact_tolerances():
+    p = _p(1, 12, 12)
+    _, notes = fit_probe(p, (12, 12), 10.0)
+    assert notes[-1].startswith("probe: the file does not record")
+    _, notes = fit_probe(ProbeFile(p, (100.0, 99.0), "x"), (12, 12), 99.0, where="P")
+    assert notes == []  # |100 - 99| == 0.01 * 100: square within the tolerance
+    _, notes = fit_probe(ProbeFile(p, (10.5, 10.5), "x"), (12, 12), 10.0, tolerance=0.05, where="P")
+    assert notes == []  # 0.5 / 10 == tolerance: not resampled
+
+
+def test_fit_probe_notes_name_rows_and_columns():
+    p = np.ones((1, 12, 16), np.complex64)
+    out, notes = fit_probe(ProbeFile(p, (20.0, 20.0), "x"), (24, 32), 10.0, where="P")
+    assert out.shape == (1, 24, 32)
+    assert notes == ["P: resampled from 20 nm to 10 nm pixels (data: 10 nm) by Fourier crop/pad, 12x16 -> 24x32, photons per mode kept"]
+    q = np.zeros((1, 10, 10), np.complex64)
+    q[0, 5, 5] = 0.3  # fewer than one photon in all
+    q[0, 0, 0] = 0.1
+    _, notes = fit_probe(q, (6, 6), None, where="P")
+    assert notes == ["P: probe 10x10 cropped about its centre to the 6x6 window (10 % of its photons fall outside)"]
+    for old, new, action in (((10, 6), (8, 8), "cropped/padded"), ((6, 8), (8, 8), "zero-padded"),
+                             ((6, 10), (8, 8), "cropped/padded"), ((10, 8), (8, 8), "cropped"), ((8, 10), (8, 8), "cropped")):
+        _, notes = fit_probe(ProbeFile(np.ones((1, *old), np.complex64), None, "x"), new, None, where="P")
+        assert notes[-1].startswith(f"P: probe {old[0]}x{old[1]} {action} about its centre"), (old, notes)
+
+
+def _emit_from_a_library(notes):
+    emit(notes)
+
+
+def test_emit_points_at_the_caller_of_the_library_function():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _emit_from_a_library(["note"]); line = __import__("inspect").currentframe().f_lineno  # noqa: E702
+    assert caught[0].filename == __file__ and caught[0].lineno == line
