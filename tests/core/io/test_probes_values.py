@@ -97,9 +97,9 @@ def test_modes_shapes_opr_and_checks():
 
 
 def test_pixel_pair():
-    assert _pixel_pair(2e-8, 1e9) == pytest.approx((20.0, 20.0))
-    assert _pixel_pair([1e-8, 3e-8], 1e9) == pytest.approx((10.0, 30.0))
-    assert _pixel_pair(np.array([[5.0, 6.0, 7.0]]), 1.0) == pytest.approx((5.0, 6.0))
+    assert _pixel_pair(2e-8, 1e9) == pytest.approx((20.0, 20.0), rel=1e-12)
+    assert _pixel_pair([1e-8, 3e-8], 1e9) == pytest.approx((10.0, 30.0), rel=1e-12)
+    assert _pixel_pair(np.array([[5.0, 6.0, 7.0]]), 1.0) == pytest.approx((5.0, 6.0), rel=1e-12)
     for bad in ([], [np.nan], [1.0, np.inf], [0.0], [-1.0, 2.0], [2.0, 0.0]):
         assert _pixel_pair(bad, 1.0) is None
     assert isinstance(_pixel_pair(np.float32(2), 1.0)[0], float)
@@ -160,17 +160,17 @@ def test_npz_keys_and_pixel_sizes(tmp_path):
     assert load_probe(tmp_path / "opr.npz").format == "pty-chi"
 
     cases = [
-        (dict(probe_pixel_width_m=2e-8, probe_pixel_height_m=3e-8), pytest.approx((30.0, 20.0))),
-        (dict(probe_pixel_width_m=np.array([2e-8])), pytest.approx((20.0, 20.0))),
+        (dict(probe_pixel_width_m=2e-8, probe_pixel_height_m=3e-8), pytest.approx((30.0, 20.0), rel=1e-12)),
+        (dict(probe_pixel_width_m=np.array([2e-8])), pytest.approx((20.0, 20.0), rel=1e-12)),
         (dict(probe_pixel_width_m=2e-8, probe_pixel_height_m=0.0), None),
         (dict(probe_pixel_width_m=-2e-8), None),
-        (dict(pixel_size_nm=np.array([4.0, 5.0]), pixel_size_m=1.0), pytest.approx((4.0, 5.0))),
-        (dict(pixel_size_m=6e-9), pytest.approx((6.0, 6.0))),
-        (dict(probe_pixel_size_m=7e-9), pytest.approx((7.0, 7.0))),
-        (dict(psize=[8e-9, 9e-9]), pytest.approx((8.0, 9.0))),
-        (dict(x_pixel_size=1e-8), pytest.approx((10.0, 10.0))),
-        (dict(pixel_size=1.1e-8), pytest.approx((11.0, 11.0))),
-        (dict(pixel_size_m=6e-9, pixel_size=1.0), pytest.approx((6.0, 6.0))),
+        (dict(pixel_size_nm=np.array([4.0, 5.0]), pixel_size_m=1.0), pytest.approx((4.0, 5.0), rel=1e-12)),
+        (dict(pixel_size_m=6e-9), pytest.approx((6.0, 6.0), rel=1e-12)),
+        (dict(probe_pixel_size_m=7e-9), pytest.approx((7.0, 7.0), rel=1e-12)),
+        (dict(psize=[8e-9, 9e-9]), pytest.approx((8.0, 9.0), rel=1e-12)),
+        (dict(x_pixel_size=1e-8), pytest.approx((10.0, 10.0), rel=1e-12)),
+        (dict(pixel_size=1.1e-8), pytest.approx((11.0, 11.0), rel=1e-12)),
+        (dict(pixel_size_m=6e-9, pixel_size=1.0), pytest.approx((6.0, 6.0), rel=1e-12)),
         (dict(pixel_size_m=-1.0, pixel_size=1e-8), None),
     ]
     for i, (extra, expected) in enumerate(cases):
@@ -194,7 +194,7 @@ def test_ptypy_storages_and_pixel(tmp_path):
             g["_psize"] = np.array([3e-8, 2e-8])
         f.create_group("content/probe/empty")
     pf = load_probe(_write(tmp_path / "a.ptyr", build))
-    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("ptypy", "/content/probe/S00/data", pytest.approx((30.0, 20.0)))
+    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("ptypy", "/content/probe/S00/data", pytest.approx((30.0, 20.0), rel=1e-12))
     np.testing.assert_array_equal(pf.modes, p)
     assert pf.notes == ["ptypy file holds 2 probe storages (S00, S01); S00 is used"]
 
@@ -203,14 +203,14 @@ def test_ptypy_storages_and_pixel(tmp_path):
         g["data"] = p
         g["psize"] = 1.5e-8
     pf = load_probe(_write(tmp_path / "b.ptyr", build2))
-    assert pf.pixel_size_nm == pytest.approx((15.0, 15.0)) and pf.notes == []
+    assert pf.pixel_size_nm == pytest.approx((15.0, 15.0), rel=1e-12) and pf.notes == []
 
     def build3(f):
         g = f.create_group("content/probe/S00")
         g["data"] = p
         g.create_group("_psize")
         g["psize"] = 1.5e-8
-    assert load_probe(_write(tmp_path / "c.ptyr", build3)).pixel_size_nm == pytest.approx((15.0, 15.0))
+    assert load_probe(_write(tmp_path / "c.ptyr", build3)).pixel_size_nm == pytest.approx((15.0, 15.0), rel=1e-12)
 
     def build4(f):
         g = f.create_group("content/probe/S00")
@@ -231,7 +231,7 @@ def test_cxi_source_probe_and_pixel_sources(tmp_path):
         f["entry_1/instrument_1/source_1/illumination"] = p
         f["entry_1/instrument_1/source_1/illumination"].attrs["x_pixel_size"] = 2e-8
     pf = load_probe(_write(tmp_path / "a.cxi", build))
-    assert (pf.format, pf.dataset, pf.pixel_size_nm, pf.notes) == ("cxi", "/entry_1/instrument_1/source_1/illumination", pytest.approx((20.0, 20.0)), [])
+    assert (pf.format, pf.dataset, pf.pixel_size_nm, pf.notes) == ("cxi", "/entry_1/instrument_1/source_1/illumination", pytest.approx((20.0, 20.0), rel=1e-12), [])
     np.testing.assert_array_equal(pf.modes, p)
 
     def build2(f):  # the group's x/y_pixel_size datasets (with units)
@@ -247,13 +247,13 @@ def test_cxi_source_probe_and_pixel_sources(tmp_path):
         f["entry_1/probe_1/data"] = 2 * p
         f["entry_1/image_1/x_pixel_size"] = 4e-8
     pf = load_probe(_write(tmp_path / "c.cxi", build3))
-    assert pf.dataset == "/entry_1/instrument_1/source_1/probe" and pf.pixel_size_nm == pytest.approx((40.0, 40.0))
+    assert pf.dataset == "/entry_1/instrument_1/source_1/probe" and pf.pixel_size_nm == pytest.approx((40.0, 40.0), rel=1e-12)
 
     def build4(f):  # entry_1/probe_1 pixel
         f["entry_1/instrument_1/source_1/probe"] = p
         f["entry_1/probe_1/x_pixel_size"] = 5e-8
         f["entry_1/image_1/x_pixel_size"] = 4e-8
-    assert load_probe(_write(tmp_path / "d.cxi", build4)).pixel_size_nm == pytest.approx((50.0, 50.0))
+    assert load_probe(_write(tmp_path / "d.cxi", build4)).pixel_size_nm == pytest.approx((50.0, 50.0), rel=1e-12)
 
     def build5(f):  # the far-field geometry
         f["entry_1/instrument_1/source_1/probe"] = p  # 12 columns
@@ -262,7 +262,7 @@ def test_cxi_source_probe_and_pixel_sources(tmp_path):
         f["entry_1/instrument_1/detector_1/x_pixel_size"] = 75e-6
     dx = 12.398419843320026e-10 / 8.0 * 5.0 / (12 * 75e-6) * 1e9
     got = load_probe(_write(tmp_path / "e.cxi", build5)).pixel_size_nm
-    assert got == (pytest.approx(dx, rel=1e-6), pytest.approx(dx, rel=1e-6))
+    assert got == (pytest.approx(dx, rel=1e-12), pytest.approx(dx, rel=1e-12))
 
     def build6(f):  # an object-plane pixel in the geometry wins
         f["entry_1/instrument_1/source_1/probe"] = p
@@ -292,7 +292,7 @@ def test_other_cxi_places(tmp_path, name):
         f["entry_1/image_1/x_pixel_size"] = 4e-8
         f["entry_1/image_1/y_pixel_size"] = 6e-8
     pf = load_probe(_write(tmp_path / "a.cxi", build))
-    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("cxi", "/" + name, pytest.approx((60.0, 40.0)))
+    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("cxi", "/" + name, pytest.approx((60.0, 40.0), rel=1e-12))
     np.testing.assert_array_equal(pf.modes, p)
 
 
@@ -308,7 +308,7 @@ def test_pynx_result_is_flipped_back(tmp_path):
             f[f"entry_{n}/probe"] = h5py.SoftLink(f"/entry_{n}/result_2")
         f.create_group("entry_last_not")
     pf = load_probe(_write(tmp_path / "a.cxi", build))
-    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("pynx", "/entry_10/probe/data", pytest.approx((30.0, 20.0)))  # entry_10 > entry_2
+    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("pynx", "/entry_10/probe/data", pytest.approx((30.0, 20.0), rel=1e-12))  # entry_10 > entry_2
     np.testing.assert_allclose(pf.modes, 3 * p, rtol=1e-6)
     assert pf.modes.flags.c_contiguous
     assert pf.notes == [f"{tmp_path / 'a.cxi'}: PyNX stores the probe flipped up/down (top-left origin); flipped back to the frames' orientation"]
@@ -370,20 +370,20 @@ def test_cdtools_layouts(tmp_path):
         f["probe_pixel_width_m"] = 2e-8
         f["probe_pixel_height_m"] = 3e-8
     pf = load_probe(_write(tmp_path / "e.h5", build5))
-    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("hdf5", "/probe", pytest.approx((30.0, 20.0)))
+    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("hdf5", "/probe", pytest.approx((30.0, 20.0), rel=1e-12))
     assert pf.notes == [f"{tmp_path / 'e.h5'}:/probe: the probe is real; used as an amplitude with zero phase"]
 
 
 def test_plain_hdf5_probe_and_sibling_pixels(tmp_path):
     p = _p()
     cases = [
-        (lambda g: g.__setitem__("probe_pixel_width_m", 2e-8), pytest.approx((20.0, 20.0))),
+        (lambda g: g.__setitem__("probe_pixel_width_m", 2e-8), pytest.approx((20.0, 20.0), rel=1e-12)),
         (lambda g: (g.__setitem__("probe_pixel_width_m", 2e-8), g.__setitem__("probe_pixel_height_m", -1.0)), None),
         (lambda g: g.__setitem__("probe_pixel_width_m", 0.0), None),
-        (lambda g: g.__setitem__("pixel_size_m", 5e-9), pytest.approx((5.0, 5.0))),
-        (lambda g: g.__setitem__("psize", [5e-9, 6e-9]), pytest.approx((5.0, 6.0))),
+        (lambda g: g.__setitem__("pixel_size_m", 5e-9), pytest.approx((5.0, 5.0), rel=1e-12)),
+        (lambda g: g.__setitem__("psize", [5e-9, 6e-9]), pytest.approx((5.0, 6.0), rel=1e-12)),
         (lambda g: g.__setitem__("pixel_size", 5.0), (5e9, 5e9)),
-        (lambda g: (g.__setitem__("pixel_size_m", -1.0), g.__setitem__("pixel_size", 4e-9)), pytest.approx((4.0, 4.0))),
+        (lambda g: (g.__setitem__("pixel_size_m", -1.0), g.__setitem__("pixel_size", 4e-9)), pytest.approx((4.0, 4.0), rel=1e-12)),
         (lambda g: g.__setitem__("pixel_size_m", "x"), None),
         (lambda g: None, None),
     ]
@@ -413,7 +413,7 @@ def test_plain_hdf5_probe_and_sibling_pixels(tmp_path):
         f["ptychi/probes"] = np.stack([p, p]).real
         f["ptychi/pixel_size_m"] = 1e-8
     pf = load_probe(_write(tmp_path / "opr.h5", opr))
-    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("pty-chi", "/ptychi/probes", pytest.approx((10.0, 10.0)))
+    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("pty-chi", "/ptychi/probes", pytest.approx((10.0, 10.0), rel=1e-12))
 
     def named(f):  # a real dataset named 'PROBE' counts, a real one with another name does not
         f["x/PROBE"] = p.real
@@ -458,14 +458,14 @@ def test_dataset_argument(tmp_path):
         f["b"].attrs["x_pixel_size"] = 2e-8
     path = _write(tmp_path / "x.h5", build)
     pf = load_probe(path, dataset="grp")
-    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("hdf5", "grp", pytest.approx((30.0, 30.0)))
+    assert (pf.format, pf.dataset, pf.pixel_size_nm) == ("hdf5", "grp", pytest.approx((30.0, 30.0), rel=1e-12))
     np.testing.assert_array_equal(pf.modes, 2 * p)
-    assert load_probe(path, dataset="b").pixel_size_nm == pytest.approx((20.0, 20.0))
+    assert load_probe(path, dataset="b").pixel_size_nm == pytest.approx((20.0, 20.0), rel=1e-12)
     assert load_probe(path, dataset="a").pixel_size_nm is None
     with pytest.raises(InputFileError, match="no probe dataset 'zz' in the file"):
         load_probe(path, dataset="zz")
     pf = load_probe(path, dataset="/grp/data")
-    assert pf.pixel_size_nm == pytest.approx((30.0, 30.0))  # the parent group's
+    assert pf.pixel_size_nm == pytest.approx((30.0, 30.0), rel=1e-12)  # the parent group's
 
 
 def test_load_probe_errors(tmp_path):
@@ -707,3 +707,92 @@ def test_emit_points_at_the_caller_of_the_library_function():
         warnings.simplefilter("always")
         _emit_from_a_library(["note"]); line = __import__("inspect").currentframe().f_lineno  # noqa: E702
     assert caught[0].filename == __file__ and caught[0].lineno == line
+
+
+def test_npz_details(tmp_path):
+    p = _p()
+    np.savez(tmp_path / "obj.npz", probe=np.array([1, None], dtype=object))
+    with pytest.raises(InputFileError, match="not a readable probe file") as info:  # never unpickled
+        load_probe(tmp_path / "obj.npz")
+    assert info.value.path == str(tmp_path / "obj.npz")
+    for name, arrays, key in (("two_d.npz", {"real": np.ones((8, 8)), "field": p[0]}, "field"),
+                              ("four_d.npz", {"real": np.ones((8, 8)), "field": np.stack([p, p])}, "field")):
+        np.savez(tmp_path / name, **arrays)
+        assert load_probe(tmp_path / name).dataset == key
+    np.savez(tmp_path / "two.npz", a=p, b=p)
+    with pytest.raises(InputFileError) as info:
+        load_probe(tmp_path / "two.npz")
+    assert info.value.path == str(tmp_path / "two.npz")
+    assert info.value.problem == ("cannot tell which array is the probe among keys ['a', 'b']; expected 'probe' "
+                                  "(choose one: API dataset=..., CLI --probe-dataset)")
+    with pytest.raises(InputFileError) as info:
+        load_probe(tmp_path / "two.npz", dataset="c")
+    assert info.value.path == str(tmp_path / "two.npz")
+    np.savez(tmp_path / "real.npz", probe=p.real, probe_pixel_width_m=0.0, probe_pixel_height_m=3e-8)
+    pf = load_probe(tmp_path / "real.npz")
+    assert pf.notes == [f"{tmp_path / 'real.npz'}[probe]: the probe is real; used as an amplitude with zero phase"]
+    assert pf.pixel_size_nm is None
+    np.savez(tmp_path / "opr.npz", probe=np.stack([p, 3 * p]))
+    np.testing.assert_allclose(load_probe(tmp_path / "opr.npz", opr="mean").modes, 2 * p, rtol=1e-6)
+
+
+def test_torch_details(tmp_path, monkeypatch):
+    import torch
+    from decimal import Decimal
+    from fractions import Fraction
+
+    p = _p()
+    torch.save({"probe": torch.as_tensor(p.real.copy()), "basis": np.array([[0.0, -2e-8], [-3e-8, 0.0], [0.0, 0.0]])},
+               tmp_path / "a.pt")
+    pf = load_probe(tmp_path / "a.pt")
+    assert pf.notes == [f"{tmp_path / 'a.pt'}[probe]: the probe is real; used as an amplitude with zero phase"]
+    assert pf.pixel_size_nm == pytest.approx((30.0, 20.0), rel=1e-12)
+    torch.save({"probe": torch.as_tensor(np.stack([p, 3 * p]))}, tmp_path / "o.pt")
+    np.testing.assert_allclose(load_probe(tmp_path / "o.pt", opr="mean").modes, 2 * p, rtol=1e-6)
+    torch.save({"weights": torch.ones(2)}, tmp_path / "d.pt")
+    with pytest.raises(InputFileError) as info:
+        load_probe(tmp_path / "d.pt")
+    assert info.value.path == str(tmp_path / "d.pt")
+    torch.save({"probe": np.ones((2, 8, 8)), "f": Fraction(1, 3), "d": Decimal("1.5")}, tmp_path / "g.pt")
+    with pytest.raises(InputFileError) as info:
+        load_probe(tmp_path / "g.pt")
+    assert info.value.path == str(tmp_path / "g.pt")
+    assert info.value.problem == ("the torch file needs objects other than tensors and NumPy arrays to load "
+                                  "(decimal.Decimal, fractions.Fraction); it is not unpickled. Load it yourself if you "
+                                  "trust it and save the probe with numpy.save") or info.value.problem == (
+        "the torch file needs objects other than tensors and NumPy arrays to load (fractions.Fraction, decimal.Decimal); "
+        "it is not unpickled. Load it yourself if you trust it and save the probe with numpy.save")
+    (tmp_path / "h.pt").write_bytes(b"garbage")
+    with pytest.raises(InputFileError) as info:
+        load_probe(tmp_path / "h.pt")
+    assert info.value.path == str(tmp_path / "h.pt") and info.value.problem.startswith("not a readable torch file: ")
+    import torch.serialization as ts
+
+    torch.save({"probe": np.ones((2, 8, 8)), "f": Fraction(1, 3)}, tmp_path / "n.pt")
+    monkeypatch.setattr(ts, "get_unsafe_globals_in_checkpoint", lambda path: ["numpy.no_such_thing"])
+    with pytest.raises(InputFileError) as info:
+        load_probe(tmp_path / "n.pt")
+    assert info.value.path == str(tmp_path / "n.pt")
+    assert info.value.problem == "the torch file refers to numpy.no_such_thing, which this NumPy lacks"
+
+
+def test_resampling_details():
+    assert _padded_size(8, 0.25) == 8  # 2 pixels exactly
+    assert _padded_size(17, 0.23) == 22  # searched up to 17 + 8, not beyond
+    tiny, actual = resample_modes(np.ones((1, 8, 8), np.complex64), 10.0, 40.0)
+    assert tiny.shape == (1, 2, 2) and actual == 40.0
+    y, x = np.mgrid[-8:8, -8:8]
+    a = np.exp(-(x**2 + y**2) / 8.0)
+    b = np.exp(-((x - 2) ** 2 + y**2) / 4.0) * np.exp(0.3j * x)
+    two = np.stack([a, 0.5 * b]).astype(np.complex64)
+    both, _ = resample_modes(two, 10.0, 5.0)
+    for k in range(2):  # the modes are resampled each on its own (no shift across the mode axis)
+        alone, _ = resample_modes(two[k : k + 1], 10.0, 5.0)
+        np.testing.assert_allclose(both[k], alone[0], atol=1e-6)
+    faint = (0.01 * a[None]).astype(np.complex64)  # less than one photon
+    out, _ = resample_modes(faint, 10.0, 5.0)
+    np.testing.assert_allclose((abs(out) ** 2).sum(), (abs(faint) ** 2).sum(), rtol=1e-5)
+    _, notes = fit_probe(ProbeFile(np.ones((1, 8, 8), np.complex64), None, "x"), (2, 2), None, where="P")
+    assert notes == ["P: probe 8x8 cropped about its centre to the 2x2 window (94 % of its photons fall outside)"]
+    out, _ = fit_probe(ProbeFile(np.ones((1, 8, 8), np.complex128), None, "x"), (8, 8), None)
+    assert out.dtype == np.complex64
