@@ -107,8 +107,8 @@ def test_pixel_pair():
 
 def test_basis_pixel():
     b = np.array([[0.0, -20e-9], [-10e-9, 0.0], [0.0, 0.0]])
-    assert _basis_pixel(b) == (pytest.approx(10.0), pytest.approx(20.0))
-    assert _basis_pixel(b.T) == (pytest.approx(10.0), pytest.approx(20.0))
+    assert _basis_pixel(b) == pytest.approx((10.0, 20.0), rel=1e-12)
+    assert _basis_pixel(b.T) == pytest.approx((10.0, 20.0), rel=1e-12)
     assert _basis_pixel(np.array([[3e-9, 0], [4e-9, 0], [0, 5e-9]])) == (pytest.approx(5.0), pytest.approx(5.0))
     assert _basis_pixel(np.ones((3, 3))) is None and _basis_pixel(np.ones(6)) is None
     assert _basis_pixel(np.zeros((3, 2))) is None
@@ -796,3 +796,95 @@ def test_resampling_details():
     assert notes == ["P: probe 8x8 cropped about its centre to the 2x2 window (94 % of its photons fall outside)"]
     out, _ = fit_probe(ProbeFile(np.ones((1, 8, 8), np.complex128), None, "x"), (8, 8), None)
     assert out.dtype == np.complex64
+
+
+LAYOUTS = {
+    "dataset": ("grp/field", "hdf5", "grp/field"),
+    "ptypy": ("content/probe/S00/data", "ptypy", "/content/probe/S00/data"),
+    "cxi-source": ("entry_1/instrument_1/source_1/probe", "cxi", "/entry_1/instrument_1/source_1/probe"),
+    "pynx": ("entry_1/probe/data", "pynx", "/entry_1/probe/data"),
+    "cdtools": ("state_dict/probe", "cdtools", "/state_dict/probe"),
+    "cxi-other": ("entry_1/probe_1/data", "cxi", "/entry_1/probe_1/data"),
+    "plain": ("x/probes", "pty-chi", "/x/probes"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_layout_passes_where_notes_and_opr_on(tmp_path, layout):
+    name, fmt, where = LAYOUTS[layout]
+    real = np.stack([np.ones((1, 8, 9)), 3 * np.ones((1, 8, 9))])  # real [n_opr=2, modes=1, 8, 9]
+    path = tmp_path / "p.h5"
+    with h5py.File(path, "w") as f:
+        f[name] = real
+    pf = load_probe(path, dataset=name if layout == "dataset" else None, opr="mean")
+    assert (pf.format, pf.dataset) == (fmt, where)
+    np.testing.assert_allclose(pf.modes, 2 * np.ones((1, 8, 9)))
+    shown = f"{path}:{name}" if layout == "dataset" else f"{path}:{where}"
+    assert pf.notes[:2] == [f"{shown}: the probe is real; used as an amplitude with zero phase",
+                            f"{shown}: [n_opr=2, modes, H, W] probe: the 2 OPR modes were averaged (OPR modes describe "
+                            "position-to-position variation; their mean is not a physical probe)"]
+
+
+def test_two_dimensional_probes_at_cxi_places(tmp_path):
+    p = _p(1)[0]
+    for name in ("entry_1/instrument_1/source_1/probe", "entry_1/probe_1/data"):
+        path = tmp_path / (name.replace("/", "_") + ".cxi")
+        with h5py.File(path, "w") as f:
+            f[name] = p
+        pf = load_probe(path)
+        assert (pf.format, pf.dataset, pf.modes.shape) == ("cxi", "/" + name, (1, 10, 12))
+
+
+def test_length_datasets_units_and_pairs(tmp_path):
+    p = _p()
+
+    def build(f):
+        g = f.create_group("entry_1/instrument_1/source_1")
+        g["probe"] = p
+        g["x_pixel_size"] = np.int32(20)
+        g["x_pixel_size"].attrs["units"] = np.bytes_(b"nm")
+        g["y_pixel_size"] = 3.0
+        g["y_pixel_size"].attrs["units"] = "furlong"  # unknown: metres
+    pf = load_probe(_write(tmp_path / "a.cxi", build))
+    assert pf.pixel_size_nm == pytest.approx((3e9, 20.0), rel=1e-12)
+
+    def build2(f):  # pairs: the first value of each
+        g = f.create_group("entry_1/instrument_1/source_1")
+        g["probe"] = p
+        g["x_pixel_size"] = np.array([2e-8, 5e-8])
+        g["y_pixel_size"] = np.array([3e-8, 7e-8])
+    assert load_probe(_write(tmp_path / "b.cxi", build2)).pixel_size_nm == pytest.approx((30.0, 20.0), rel=1e-12)
+
+    def build3(f):
+        g = f.create_group("entry_1/instrument_1/source_1")
+        g["probe"] = p
+        g["x_pixel_size"] = np.array([2e-8, 5e-8])
+    assert load_probe(_write(tmp_path / "c.cxi", build3)).pixel_size_nm == pytest.approx((20.0, 20.0), rel=1e-12)
+
+    def build4(f):  # a pixel size stored as text in an attribute is parsed
+        f["field"] = p
+        f["field"].attrs["pixel_size_m"] = "9e-9"
+    assert load_probe(_write(tmp_path / "d.h5", build4)).pixel_size_nm == pytest.approx((9.0, 9.0), rel=1e-12)
+
+    with pytest.raises(InputFileError) as info:
+        load_probe(_write(tmp_path / "e.h5", lambda f: f.__setitem__("field", p)), dataset="nope")
+    assert info.value.path == str(tmp_path / "e.h5")
+
+    def build6(f):
+        f.create_group("content/probe/S00")
+    with pytest.raises(InputFileError) as info:
+        load_probe(_write(tmp_path / "f.ptyr", build6))
+    assert info.value.path == str(tmp_path / "f.ptyr")
+
+
+@pytest.mark.parametrize("width, height, expected", [
+    (0.5e-9, None, (0.5, 0.5)), (2e-8, 0.5e-9, (0.5, 20.0)), (0.0, 3e-8, None), (2e-8, 0.0, None),
+])
+def test_sibling_pixel_sizes_in_metres(tmp_path, width, height, expected):
+    def build(f):
+        f["r/field"] = _p()
+        f["r/probe_pixel_width_m"] = width
+        if height is not None:
+            f["r/probe_pixel_height_m"] = height
+    got = load_probe(_write(tmp_path / "s.h5", build)).pixel_size_nm
+    assert got == (None if expected is None else pytest.approx(expected, rel=1e-12))
