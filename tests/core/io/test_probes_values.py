@@ -888,3 +888,28 @@ def test_sibling_pixel_sizes_in_metres(tmp_path, width, height, expected):
             f["r/probe_pixel_height_m"] = height
     got = load_probe(_write(tmp_path / "s.h5", build)).pixel_size_nm
     assert got == (None if expected is None else pytest.approx(expected, rel=1e-12))
+
+
+def test_last_survivors_paths_pairs_and_npy_notes(tmp_path):
+    notes: list[str] = []
+    pairs = np.zeros((8, 9, 2))
+    pairs[..., 0], pairs[..., 1] = 1.0, 2.0
+    out = _as_complex(pairs, "w", notes)  # a 3-D (re, im) array
+    assert out.shape == (8, 9) and out[0, 0] == 1 + 2j and notes[0].startswith("w: real array with a last axis of 2")
+    np.save(tmp_path / "r.npy", np.ones((8, 8)))
+    assert load_probe(tmp_path / "r.npy").notes == [f"{tmp_path / 'r.npy'}: the probe is real; used as an amplitude with zero phase"]
+    cases = {
+        "several.h5": lambda f: (f.__setitem__("a", _p()), f.__setitem__("b", _p())),
+        "none.h5": lambda f: f.__setitem__("counts", np.ones((3, 8, 8))),
+    }
+    for name, build in cases.items():
+        with pytest.raises(InputFileError) as info:
+            load_probe(_write(tmp_path / name, build))
+        assert info.value.path == str(tmp_path / name)
+    (tmp_path / "x.txt").write_text("1")
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY")
+    (tmp_path / "bad.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    for name in ("x.txt", "cut.npy", "bad.h5"):
+        with pytest.raises(InputFileError) as info:
+            load_probe(tmp_path / name)
+        assert info.value.path == str(tmp_path / name), name
