@@ -842,3 +842,18 @@ def test_largest_window_search():
     assert crop_window((9.0, 9.0), (18, 18), None) == CropWindow(0, 0, 18, 1)
     assert crop_window((25.0, 30.0), (40, 60), None) == CropWindow(10, 15, 30, 1)
     assert crop_window((25.0, 30.0), (40, 60), None, 2) == CropWindow(11, 16, 14, 2)
+
+
+def test_prepare_movie_plans_the_crop_with_the_given_mask():
+    y, x = np.mgrid[0:33, 0:33]
+
+    def blob(cy, cx, s):
+        return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * s * s))
+
+    pattern = 10 * blob(16, 16, 6) + 200 * blob(10, 12, 1.5) + 200 * blob(22, 20, 1.5)
+    bad = np.zeros(pattern.shape, bool)
+    bad[19:26, 17:24] = True
+    movie = Movie(np.where(bad, 0.0, pattern)[None].astype(np.float32))
+    crop = prepare_movie(movie, size=8, mask=bad).metadata["crop"]
+    assert crop["centre_source"] == "estimated" and (crop["y0"], crop["x0"]) == (12, 12)
+    assert abs(crop["centre_y"] - 16) < 0.1 and abs(crop["centre_x"] - 16) < 0.1
