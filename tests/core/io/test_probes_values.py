@@ -698,17 +698,6 @@ def test_fit_probe_notes_name_rows_and_columns():
         assert notes[-1].startswith(f"P: probe {old[0]}x{old[1]} {action} about its centre"), (old, notes)
 
 
-def _emit_from_a_library(notes):
-    emit(notes)
-
-
-def test_emit_points_at_the_caller_of_the_library_function():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _emit_from_a_library(["note"]); line = __import__("inspect").currentframe().f_lineno  # noqa: E702
-    assert caught[0].filename == __file__ and caught[0].lineno == line
-
-
 def test_npz_details(tmp_path):
     p = _p()
     np.savez(tmp_path / "obj.npz", probe=np.array([1, None], dtype=object))
