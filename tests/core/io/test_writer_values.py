@@ -40,7 +40,7 @@ def test_full_layout_values(tmp_path):
     mask = np.zeros((8, 10), bool)
     mask[1, 2] = mask[4, 7] = True
     out = write_cxi(tmp_path / "a.cxi", counts=counts, probe=probe, reconstruction=recon, metadata=dict(META),
-                    config={"method": "mixed-state", "max_iter": 3}, metrics={"rf": 0.25, "per_frame": [1.0, 2.0],
+                    config={"method": "mixed-state", "max_iter": 3}, metrics={"rf": 0.25, "per_frame": [1.0, 2.0], "n_frames": 3,
                                                                               "label": "x"}, mask=mask)
     assert out == tmp_path / "a.cxi"
     with h5py.File(out, "r") as f:
@@ -100,12 +100,15 @@ def test_full_layout_values(tmp_path):
         pr = im["process_1"]
         assert pr.attrs["NX_class"] == "NXprocess" and _s(pr["program"]) == "napari-cxdi"
         assert json.loads(_s(pr["configuration"])) == {"method": "mixed-state", "max_iter": 3}
-        record = json.loads(_s(e["provenance"]))
+        text = _s(e["provenance"])
+        record = json.loads(text)
+        assert text == json.dumps(record, sort_keys=True)  # keys sorted: files diff cleanly
         assert record["config"] == {"method": "mixed-state", "max_iter": 3} and record["metrics"]["rf"] == 0.25
         assert record["metadata"]["energy_kev"] == 8.0 and record["software"] == "napari-cxdi"
         r = e["result_1"]
         assert r.attrs["NX_class"] == "NXcollection"
         assert r["rf"][()] == 0.25 and r["rf"].dtype == np.float64
+        assert r["n_frames"][()] == 3.0 and r["n_frames"].dtype == np.float64
         np.testing.assert_array_equal(r["per_frame"][()], [1.0, 2.0])
         assert json.loads(_s(r["label"])) == "x"
         ours = e["napari_cxdi"]
@@ -216,7 +219,7 @@ def test_write_frames_blocks(tmp_path):
         assert ds.dtype == np.float32 and ds.chunks == (1, 2, 3)
         np.testing.assert_array_equal(ds[()], data.astype(np.float32))
         two = _write_frames(f, "y", np.ones((4, 5)), np.float32)  # 2-D: not chunked per frame
-        assert two.shape == (4, 5) and two[()].sum() == 20 and two.compression == "gzip"
+        assert two.shape == (4, 5) and two[()].sum() == 20 and two.compression == "gzip" and two.chunks == (4, 5)
     assert calls == [(0, 16), (16, 32), (32, 48)]
 
 
