@@ -114,6 +114,7 @@ def test_full_layout_values(tmp_path):
         ours = e["napari_cxdi"]
         assert ours.attrs["NX_class"] == "NXcollection"
         assert json.loads(_s(ours["metadata_json"])) == META
+        assert _s(ours["metadata_json"]) == json.dumps(META, sort_keys=True)
     # the file reads back through our own reader and the probe loader
     pf = load_probe(out)
     np.testing.assert_array_equal(pf.modes, probe)
