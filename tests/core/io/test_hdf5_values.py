@@ -75,7 +75,7 @@ def test_cxi_metadata_units(tmp_path):
     with h5py.File(_h5(tmp_path / "m.cxi", build), "r") as f:
         md = _read_metadata(f, "cxi")
     assert md == pytest.approx({"energy_kev": 8.0, "distance_m": 5.0, "detector_pixel_um": 75.0, "exposure_s": 0.02,
-                                "pixel_size_nm": 12.5})
+                                "pixel_size_nm": 12.5}, rel=1e-12)
 
     def build2(f):
         f["entry_1/instrument_1/source_1/energy"] = 8000.0
@@ -108,7 +108,7 @@ def test_nexus_metadata_units(tmp_path):
         f["entry_1/sample_1/pixel_size"] = 1.0  # a CXI place: not read for NeXus
     with h5py.File(_h5(tmp_path / "n.nxs", build), "r") as f:
         md = _read_metadata(f, "nexus")
-    assert md == pytest.approx({"energy_kev": 8.0, "distance_m": 5.0, "detector_pixel_um": 75.0, "exposure_s": 1e-6})
+    assert md == pytest.approx({"energy_kev": 8.0, "distance_m": 5.0, "detector_pixel_um": 75.0, "exposure_s": 1e-6}, rel=1e-12)
 
     def build2(f):  # no energy: from the wavelength (default Angstrom)
         f["entry/instrument/beam/incident_wavelength"] = 1.5498
@@ -174,9 +174,9 @@ def test_nexus_signal_rules(tmp_path):
     def build(f):
         f.attrs["default"] = "scan"
         g = f.create_group("scan")
-        g.attrs["default"] = b"plot"
+        g.attrs["default"] = np.bytes_(b"plot")  # h5py returns numpy bytes for these
         d = g.create_group("plot")
-        d.attrs["signal"] = b"counts"
+        d.attrs["signal"] = np.bytes_(b"counts")
         d["counts"] = np.ones((2, 8, 8))
         other = f.create_group("other")
         nx = other.create_group("data")
@@ -191,7 +191,7 @@ def test_nexus_signal_rules(tmp_path):
         g = f.create_group("entry")
         g.create_group("junk").attrs["NX_class"] = "NXcollection"
         nx = g.create_group("data")
-        nx.attrs["NX_class"] = b"NXdata"
+        nx.attrs["NX_class"] = np.bytes_(b"NXdata")
         nx.attrs["signal"] = "frames"
         nx["frames"] = np.ones((2, 8, 8))
         f["loose"] = 1.0
@@ -435,3 +435,58 @@ def test_files_and_signature(tmp_path):
         os.chmod(locked, 0)
         with pytest.raises(InputFileError, match="permission denied"):
             inspect_hdf5(locked)
+
+
+def test_more_layout_details(tmp_path, monkeypatch):
+    def build(f):
+        f["f64"] = np.ones((8, 8))  # exactly 64 values: a candidate
+        f["f63"] = np.ones((7, 9))  # 63: not
+        f["i3"] = np.ones((2, 4, 8), np.int16)
+    with h5py.File(_h5(tmp_path / "c.h5", build), "r") as f:
+        assert _generic_candidates(f) == ["/f64", "/i3"]
+
+    def build2(f):  # a wavelength of 0 gives no energy
+        f["entry/instrument/beam/incident_wavelength"] = 0.0
+    with h5py.File(_h5(tmp_path / "w.nxs", build2), "r") as f:
+        assert _read_metadata(f, "nexus") == {}
+    # an EIGER data file linked by an absolute path
+    frames = _frames(2, 8, 9, np.uint32)
+    data = _h5(tmp_path / "abs_data.h5", lambda f: f.__setitem__("entry/data/data", frames))
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    master = _h5(sub / "m.h5", lambda f: f.__setitem__("entry/data/data_000001", h5py.ExternalLink(str(data), "entry/data/data")))
+    np.testing.assert_array_equal(np.asarray(read_hdf5_movie(master).data), frames)
+
+    def build3(f):  # the detector's mask, saturation and centre reach the movie
+        f["entry/data/data"] = _frames(2, 8, 9, np.uint32)
+        f["entry/data"].attrs["NX_class"] = "NXdata"
+        f["entry/data"].attrs["signal"] = "data"
+        d = f.create_group("entry/instrument/detector")
+        pm = np.zeros((8, 9), np.uint32)
+        pm[1, 2] = 1  # dead/gap bit
+        d["pixel_mask"] = pm
+        d["saturation_value"] = 1000
+    movie = read_hdf5_movie(_h5(tmp_path / "d.nxs", build3))
+    assert movie.mask.bad.sum() == 1 and movie.mask.bad[1, 2] and movie.mask.saturation == 1000.0
+    assert movie.mask.sentinel == 2.0**32 - 1
+    assert movie.mask.sources == ["d.nxs:/entry/instrument/detector/pixel_mask"] and sum(movie.mask.bit_counts.values()) >= 1
+
+    def build4(f):  # a pixel mask of the wrong dimensionality is a typed error
+        f["entry_1/data_1/data"] = _frames(2, 8, 9)
+        f["entry_1/instrument_1/detector_1/mask"] = np.zeros((2, 2, 8, 9), np.uint32)
+    import napari_cxdi.io.hdf5 as h5mod
+
+    def broken(f, kind):
+        raise KeyError("boom")
+    monkeypatch.setattr(h5mod, "read_hdf5_detector", broken)
+    with pytest.raises(InputFileError, match=r"cannot read the detector mask / beam centre: 'boom'") as info:
+        read_hdf5_movie(_h5(tmp_path / "k.cxi", build4))
+    assert info.value.path == str(tmp_path / "k.cxi")
+    monkeypatch.undo()
+    big = _h5(tmp_path / "p.h5", lambda f: f.__setitem__("probe", np.ones((2, 8, 8), np.complex64)))
+    monkeypatch.setattr(h5mod, "MAX_PROBE_BYTES", 2 * 8 * 8 * 8 - 1)
+    with pytest.raises(DataValidationError, match=r"p\.h5:probe: a probe is \[modes, H, W\] of at most 0 MB, got shape \(2, 8, 8\) complex64"):
+        read_hdf5_probe(big)
+    monkeypatch.setattr(h5mod, "MAX_PROBE_BYTES", 2 * 8 * 8 * 8)
+    assert read_hdf5_probe(big).shape == (2, 8, 8)
+    assert not is_hdf5(tmp_path)  # a folder
