@@ -170,9 +170,12 @@ def test_frame_shape_order_and_mask_check(tmp_path):
     with pytest.raises(DataValidationError, match=r"the mask is \(3, 8\) but the frames are \(6, 8\)"):
         write_cxi(tmp_path / "d.cxi", counts=counts, mask=np.zeros((3, 8), bool))
     assert not (tmp_path / "d.cxi").exists()
-    out = write_cxi(tmp_path / "e.cxi", counts=counts, mask=np.zeros((6, 8), np.uint8))
+    m8 = np.zeros((6, 8), np.uint8)
+    m8[2, 3] = 2  # any non-zero value is a bad pixel, written as the CXI bit 0x1
+    out = write_cxi(tmp_path / "e.cxi", counts=counts, mask=m8)
     with h5py.File(out, "r") as f:
-        assert not f["entry_1/instrument_1/detector_1/mask"][()].any()
+        written = f["entry_1/instrument_1/detector_1/mask"][()]
+        assert written[2, 3] == 1 and written.sum() == 1
 
 
 def test_ground_truth_tables_and_lazy_frames(tmp_path):
