@@ -278,3 +278,13 @@ def test_needed_bytes_are_counted(tmp_path, monkeypatch):
     write_cxi(tmp_path / "c.cxi", probe=np.ones((1, 8, 8), np.complex64))
     assert seen["needed_bytes"] is None
     assert JOULE_PER_KEV == 1.602176634e-16
+
+
+def test_single_frame_counts_and_double_probe(tmp_path):
+    counts = np.arange(8 * 9, dtype=np.float64).reshape(8, 9)
+    probe = np.ones((1, 8, 9), np.complex128)
+    out = write_cxi(tmp_path / "s.cxi", counts=counts, probe=probe)
+    with h5py.File(out, "r") as f:
+        assert f["entry_1/sample_1/geometry_1/translation"].shape == (1, 3)  # one frame, not one per row
+        assert f["entry_1/instrument_1/source_1/probe"].dtype == np.complex64
+        np.testing.assert_array_equal(f["entry_1/instrument_1/detector_1/data"][()], counts.astype(np.float32))
