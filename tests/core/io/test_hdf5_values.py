@@ -490,3 +490,65 @@ def test_more_layout_details(tmp_path, monkeypatch):
     monkeypatch.setattr(h5mod, "MAX_PROBE_BYTES", 2 * 8 * 8 * 8)
     assert read_hdf5_probe(big).shape == (2, 8, 8)
     assert not is_hdf5(tmp_path)  # a folder
+
+
+def test_error_paths_and_more_rules(tmp_path):
+    frames = _frames()
+
+    def build(f):  # only NXdata groups are searched without defaults
+        g = f.create_group("entry")
+        aaa = g.create_group("aaa")
+        aaa.attrs["NX_class"] = "NXcollection"
+        aaa.attrs["signal"] = "frames"
+        aaa["frames"] = frames
+        nx = g.create_group("data")
+        nx.attrs["NX_class"] = "NXdata"
+        nx.attrs["signal"] = "frames"
+        nx["frames"] = frames
+    with h5py.File(_h5(tmp_path / "a.nxs", build), "r") as f:
+        assert _nexus_signal(f) == "/entry/data/frames"
+
+    def build2(f):  # cxi_version alone marks a CXI file
+        f["cxi_version"] = 140
+        f["data"] = frames
+    layout = inspect_hdf5(_h5(tmp_path / "v.h5", build2))
+    assert layout.kind == "cxi" and layout.datasets == []
+    paths = {
+        "no_ds.h5": (lambda f: f.__setitem__("x", frames), dict(dataset="zz")),
+        "several.h5": (lambda f: (f.__setitem__("a", frames), f.__setitem__("b", frames)), {}),
+        "eiger.h5": (lambda f: f.__setitem__("entry/data/data_000001", h5py.ExternalLink("gone.h5", "/d")), {}),
+    }
+    for name, (build_fn, kwargs) in paths.items():
+        with pytest.raises(InputFileError) as info:
+            inspect_hdf5(_h5(tmp_path / name, build_fn), **kwargs)
+        assert info.value.path == str(tmp_path / name), name
+    probe_file = _h5(tmp_path / "p.h5", lambda f: (f.__setitem__("x", 1), f.create_group("grp")))
+    for kwargs in ({}, {"dataset": "grp"}, {"dataset": "nope"}):
+        with pytest.raises(InputFileError) as info:
+            read_hdf5_probe(probe_file, **kwargs)
+        assert info.value.path == str(probe_file)
+
+
+def test_dangling_link_walk_limits(tmp_path):
+    def root_link(f):
+        f["x"] = h5py.SoftLink("/missing")
+    with h5py.File(_h5(tmp_path / "a.h5", root_link), "r") as f:
+        assert dangling_links(f, limit=1) == ["/x -> /missing"]  # the first group is always listed whole
+
+    def nested(f):
+        f["g/soft"] = h5py.SoftLink("/missing")
+    with h5py.File(_h5(tmp_path / "b.h5", nested), "r") as f:
+        assert dangling_links(f, limit=1) == []  # one name seen: the walk stops before /g
+        assert dangling_links(f, limit=2) == ["/g/soft -> /missing"]
+
+    def three(f):
+        f["a"] = 1
+        f["b"] = 2
+        f["g/soft"] = h5py.SoftLink("/missing")
+    with h5py.File(_h5(tmp_path / "c.h5", three), "r") as f:
+        assert dangling_links(f, limit=2) == [] and dangling_links(f, limit=4) == ["/g/soft -> /missing"]
+
+    def x_name(f):
+        f["boX/soft"] = h5py.SoftLink("/missing")
+    with h5py.File(_h5(tmp_path / "d.h5", x_name), "r") as f:
+        assert dangling_links(f) == ["/boX/soft -> /missing"]
