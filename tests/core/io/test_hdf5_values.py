@@ -552,3 +552,49 @@ def test_dangling_link_walk_limits(tmp_path):
         f["boX/soft"] = h5py.SoftLink("/missing")
     with h5py.File(_h5(tmp_path / "d.h5", x_name), "r") as f:
         assert dangling_links(f) == ["/boX/soft -> /missing"]
+
+
+def test_unreadable_structures_and_messages(tmp_path, monkeypatch):
+    import napari_cxdi.io.hdf5 as h5mod
+
+    good = _h5(tmp_path / "g.h5", lambda f: f.__setitem__("d", _frames()))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    with monkeypatch.context() as m:
+        m.setattr(h5mod.h5py, "File", denied)
+        with pytest.raises(InputFileError) as info:
+            inspect_hdf5(good)
+    assert info.value.path == str(good) and info.value.problem == "permission denied: you may not read this file"
+
+    def boom(f, path, dataset):
+        raise KeyError("x")
+    with monkeypatch.context() as m:
+        m.setattr(h5mod, "_layout", boom)
+        with pytest.raises(InputFileError) as info:
+            inspect_hdf5(good)
+    assert info.value.path == str(good) and info.value.problem == "cannot read the file structure: KeyError: 'x'"
+
+    def links(f):
+        for i in range(6):
+            f[f"l{i}"] = h5py.SoftLink(f"/missing{i}")
+    path = _h5(tmp_path / "l.h5", links)
+    with pytest.raises(InputFileError) as info:
+        inspect_hdf5(path)
+    assert info.value.path == str(path)
+    shown = ", ".join(f"/l{i} -> /missing{i}" for i in range(5))
+    assert info.value.problem == (f"link(s) to missing data: {shown}; copy the linked files next to this one "
+                                  "(same relative paths) and open it again")
+    with pytest.raises(DataValidationError, match=r"x\.h5:d: expected a diffraction movie"):
+        inspect_hdf5(_h5(tmp_path / "x.h5", lambda f: f.__setitem__("d", np.ones((2, 2, 8, 8)))), "d")
+    with pytest.raises(InputFileError) as info:
+        read_hdf5_movie(_h5(tmp_path / "e.cxi", lambda f: f.__setitem__("cxi_version", 1)))
+    assert info.value.path == str(tmp_path / "e.cxi")
+
+    def cxi_mask(f):
+        f["entry_1/data_1/data"] = _frames(2, 8, 9)
+        m = np.zeros((8, 9), np.uint32)
+        m[3, 4] = 1
+        f["entry_1/instrument_1/detector_1/mask"] = m
+    movie = read_hdf5_movie(_h5(tmp_path / "m.cxi", cxi_mask))
+    assert movie.mask.bad.sum() == 1 and movie.mask.bad[3, 4]
