@@ -598,3 +598,32 @@ def test_unreadable_structures_and_messages(tmp_path, monkeypatch):
         f["entry_1/instrument_1/detector_1/mask"] = m
     movie = read_hdf5_movie(_h5(tmp_path / "m.cxi", cxi_mask))
     assert movie.mask.bad.sum() == 1 and movie.mask.bad[3, 4]
+
+
+def test_metadata_fallbacks_and_where(tmp_path):
+    def build(f):  # an unknown energy unit in a CXI file falls back to joules
+        f["entry_1/instrument_1/source_1/energy"] = np.float32(8.0 * JOULE_PER_KEV)
+        f["entry_1/instrument_1/source_1/energy"].attrs["units"] = "furlong"
+    with h5py.File(_h5(tmp_path / "j.cxi", build), "r") as f:
+        assert _read_metadata(f, "cxi")["energy_kev"] == pytest.approx(8.0, rel=1e-6)
+
+    def build2(f):  # the monochromator's energy is the last place looked at
+        f["entry/instrument/monochromator/energy"] = 9.0
+    with h5py.File(_h5(tmp_path / "m.nxs", build2), "r") as f:
+        assert _read_metadata(f, "nexus") == {"energy_kev": 9.0}
+
+    def build3(f):
+        f["entry_1/instrument_1/detector_1/distance"] = -1.0
+    path = _h5(tmp_path / "bad.cxi", build3)
+    with h5py.File(path, "r") as f:
+        with pytest.raises(InputFileError, match=r"distance_m = -1\.0 is not a finite positive number") as info:
+            _read_metadata(f, "cxi")
+    assert info.value.path == str(path)
+
+
+def test_unknown_wavelength_unit_falls_back_to_angstrom(tmp_path):
+    def build(f):
+        f["entry/instrument/beam/incident_wavelength"] = 1.5498
+        f["entry/instrument/beam/incident_wavelength"].attrs["units"] = "furlong"
+    with h5py.File(_h5(tmp_path / "w.nxs", build), "r") as f:
+        assert _read_metadata(f, "nexus")["energy_kev"] == pytest.approx(12.398419843320026 / 1.5498, rel=1e-12)
