@@ -627,3 +627,11 @@ def test_unknown_wavelength_unit_falls_back_to_angstrom(tmp_path):
         f["entry/instrument/beam/incident_wavelength"].attrs["units"] = "furlong"
     with h5py.File(_h5(tmp_path / "w.nxs", build), "r") as f:
         assert _read_metadata(f, "nexus")["energy_kev"] == pytest.approx(12.398419843320026 / 1.5498, rel=1e-12)
+
+
+def test_units_stored_as_numpy_bytes(tmp_path):
+    def build(f):
+        f["d"] = 5000.0
+        f["d"].attrs["units"] = np.bytes_(b"mm")  # h5py returns numpy bytes here
+    with h5py.File(_h5(tmp_path / "b.h5", build), "r") as f:
+        assert _scalar(f, ("d",), _LENGTH, "m") == pytest.approx(5.0, rel=1e-12)
