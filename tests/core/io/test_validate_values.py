@@ -253,3 +253,65 @@ def test_results_are_cached_per_file(tmp_path, monkeypatch):
     assert len(validate._CHECKED) == 2 and key not in validate._CHECKED  # the oldest dropped
     check_movie(Movie(data))  # no path: never cached
     assert len(validate._CHECKED) == 2
+
+
+def test_validate_survivors_of_the_first_run(tmp_path):
+    with pytest.raises(InputFileError) as info:
+        check_readable(tmp_path / "none")
+    assert info.value.path == str(tmp_path / "none")
+    bad = np.array([[False, True]])
+    with pytest.raises(DataValidationError, match=r"frame 0 has no measured pixel \(1 NaN or infinite, 0 negative counts"):
+        check_measured(np.array([[[np.nan, 0.0]]]), DetectorMask(bad=bad), "w")  # a zero under the mask is not negative
+    f = np.ones((1, 2, 2), np.float32)
+    f[0, 0, 0] = np.nan
+    check_counts(f, "w", mask=np.array([[1, 0], [0, 0]], np.uint8))  # an integer mask works like a bool one
+    g = np.ones((1, 2, 2), np.float32)
+    g[0, 1, 0] = -2.0
+    with pytest.raises(DataValidationError, match=r"y=1, x=0: -2\.0"):
+        check_counts(g, "w")  # float32 negatives too
+    data = np.ones((40, 2, 2), np.float32) * 0.25
+    events = []
+    s = check_movie(data, "w", progress=events.append)
+    assert [e["done"] for e in events] == [0, 16, 32, 40] and s["max_count"] == 0.25  # default blocks of 16
+    one = np.zeros((3, 2, 2))
+    one[1, 0, 0] = 1.0
+    assert check_movie(one, "w")["total_counts"] == 1.0  # one count is enough
+    big = np.zeros((1, 2, 2), np.float32)
+    big[0] = [[2.0**24, 1.0], [1.0, 1.0]]
+    assert check_movie(big, "w")["total_counts"] == 2.0**24 + 3  # summed in float64
+    with pytest.raises(DataValidationError, match=r"^w: diffraction counts must be numeric"):
+        check_movie(np.array([[["a", "b"], ["c", "d"]]]), "w")
+    with pytest.raises(DataValidationError, match=r"^w: diffraction counts must be real"):
+        check_movie(np.ones((1, 2, 2), complex), "w")
+    m8 = np.zeros((2, 2), np.uint8)
+    m8[0, 0] = 1
+    nan = np.ones((2, 2, 2), np.float32)
+    nan[1, 0, 0] = np.nan
+    assert check_movie(nan, "w", mask=m8)["total_counts"] == 6.0
+    # blocks: frame numbers, masks and invalid counts carry across blocks
+    dead = np.ones((4, 2, 2), np.float32)
+    dead[3] = np.nan
+    with pytest.raises(DataValidationError, match="w: frame 3 has no measured pixel"):
+        _drain(iter_check_movie(dead, "w", mask=DetectorMask(), block=2))
+    with pytest.raises(DataValidationError, match="w: frame 3 contains NaN"):
+        _drain(iter_check_movie(dead, "w", block=2))
+    masked = np.ones((4, 2, 2), np.float32)
+    masked[3, 0, 0] = np.nan
+    _, s = _drain(iter_check_movie(masked, "w", mask=m8.astype(bool), block=2))
+    assert s["total_counts"] == 12.0
+    inv = np.ones((4, 2, 2), np.float32)
+    inv[0, 0, 1] = inv[3, 1, 1] = inv[3, 1, 0] = np.nan
+    _, s = _drain(iter_check_movie(inv, "w", mask=DetectorMask(), block=2))
+    assert (s["invalid_pixels"], s["invalid_frames"]) == (3, 2)
+
+
+def test_cache_keys_tell_masks_apart(tmp_path):
+    path = tmp_path / "m.npy"
+    data = np.ones((1, 2, 2), np.float32)
+    np.save(path, data)
+    movie = Movie(data, path=path)
+    a, b = np.zeros((2, 2), bool), np.zeros((2, 2), bool)
+    a[0, 0], b[1, 1] = True, True
+    b[0, 1] = True
+    assert check_movie(movie, mask=a)["total_counts"] == 3.0
+    assert check_movie(movie, mask=b)["total_counts"] == 2.0
