@@ -315,3 +315,32 @@ def test_cache_keys_tell_masks_apart(tmp_path):
     b[0, 1] = True
     assert check_movie(movie, mask=a)["total_counts"] == 3.0
     assert check_movie(movie, mask=b)["total_counts"] == 2.0
+
+
+def test_check_readable_paths_and_exact_problems(tmp_path, monkeypatch):
+    os.symlink(tmp_path / "gone", tmp_path / "link")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "ok").write_bytes(b"x")
+    cases = [
+        (tmp_path / "link", f"is a symbolic link to a missing file ({tmp_path / 'gone'})"),
+        (tmp_path, "is a folder, not a file; choose the movie file inside it"),
+        (tmp_path / "empty", "the file is empty (0 bytes)"),
+    ]
+    for path, problem in cases:
+        with pytest.raises(InputFileError) as info:
+            check_readable(path)
+        assert (info.value.path, info.value.problem) == (str(path), problem)
+    with monkeypatch.context() as m:
+        m.setattr(validate.os, "access", lambda p, mode: False)
+        with pytest.raises(InputFileError) as info:
+            check_readable(tmp_path / "ok")
+    assert (info.value.path, info.value.problem) == (
+        str(tmp_path / "ok"), "permission denied: you may not read this file (check its permissions)")
+
+    def fail(p):
+        raise OSError("I/O error")
+    with monkeypatch.context() as m:
+        m.setattr(validate.os.path, "getsize", fail)
+        with pytest.raises(InputFileError) as info:
+            check_readable(tmp_path / "ok")
+    assert (info.value.path, info.value.problem) == (str(tmp_path / "ok"), "cannot be read: I/O error")
