@@ -345,10 +345,3 @@ def test_check_readable_paths_and_exact_problems(tmp_path, monkeypatch):
             check_readable(tmp_path / "ok")
     assert (info.value.path, info.value.problem) == (str(tmp_path / "ok"), "cannot be read: I/O error")
 
-
-def test_detector_mask_with_an_integer_bad_image():
-    data = np.ones((2, 2, 2), np.float32)
-    data[1, 0, 1] = np.nan  # an invalid value in a good pixel
-    bad = np.array([[1, 0], [0, 0]], np.uint8)
-    s = check_movie(data, "w", mask=DetectorMask(bad=bad))
-    assert (s["invalid_pixels"], s["invalid_frames"], s["total_counts"]) == (1, 1, 5.0)
