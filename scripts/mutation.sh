@@ -4,6 +4,9 @@
 #   bash scripts/mutation.sh                 # every core package
 #   bash scripts/mutation.sh metrics physics # some of them
 #   bash scripts/mutation.sh io/mask.py      # one module of a package (against that package's tests)
+#   SURVIVORS_ONLY=1 bash scripts/mutation.sh io/mask.py
+#                                            # re-run only the survivors recorded in mutation.json (after adding
+#                                            # tests; the module itself unchanged): the record is updated in place
 #
 # A score counts every mutant of what it names (a package, or a module given as <package>/<file>.py).
 # JOBS (default 2) mutants run at once; property tests run derandomized (CI=1) so that runs repeat.
@@ -23,7 +26,7 @@ JOBS=${JOBS:-2}
 declare -A TESTS=(
   [physics]="tests/core/physics"
   [metrics]="tests/core/metrics"
-  [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py"
+  [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py tests/core/io/test_detector_values.py tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_writer_values.py tests/core/io/test_hdf5_values.py tests/core/io/test_validate_values.py tests/core/io/test_arrays_values.py tests/core/io/test_lazy_values.py tests/core/io/test_experiment_values.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   [recon]="tests/core/api/test_baselines_and_api.py"
@@ -60,9 +63,18 @@ pytest_add_cli_args_test_selection = [${sel%,}]
 pytest_add_cli_args = ["-p", "no:xvfb", "-p", "no:cacheprovider", "-x", "-q"]
 timeout_multiplier = 10.0
 TOML
-  echo "[mutation] $key: mutating $pattern against:$tests"
+  rerun=""
+  if [ -n "${SURVIVORS_ONLY:-}" ]; then
+    rerun=$("$PYTHON" -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1])).get(sys.argv[2], {}).get("survivors", [])))' \
+      benchmarks/results/mutation.json "$key" 2>/dev/null || true)
+    [ -n "$rerun" ] || { echo "[mutation] $key: no recorded survivors to re-run" >&2; rm -rf "$work"; trap - EXIT; continue; }
+  fi
+  echo "[mutation] $key: mutating $pattern against:$tests${rerun:+ (only the $(wc -w <<<"$rerun") recorded survivors)}"
   start=$(date +%s)
-  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
+  # DASK_SCHEDULER=synchronous: mutmut forks each mutant's run from a process whose dask thread pool already
+  # exists; in the fork that pool has no threads, so any dask compute would hang until the timeout and count
+  # as a (false) kill
+  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 DASK_SCHEDULER=synchronous "$PYTHON" -m mutmut run --max-children "$JOBS" $rerun >"$work/run.log" 2>&1) || true
   tail -n 3 "$work/run.log" | tr '\r' '\n' | tail -n 2
   (cd "$work" && "$PYTHON" -m mutmut results --all true >"$work/results.txt" 2>&1) || true
   if ! grep -qE ": (killed|survived|no tests|timeout|suspicious|segfault)$" "$work/results.txt"; then
@@ -84,10 +96,11 @@ for name in open(sys.argv[1]).read().split():
     print(buf.getvalue())
 PY
   ) || true
-  "$PYTHON" - "$key" "$work" "$(( $(date +%s) - start ))" "$JOBS" <<'PY'
+  "$PYTHON" - "$key" "$work" "$(( $(date +%s) - start ))" "$JOBS" "$rerun" <<'PY'
 import datetime, json, re, sys
 from pathlib import Path
 pkg, work, seconds, jobs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rerun = sys.argv[5].split() if len(sys.argv) > 5 else []
 status = {}
 for line in (work / "results.txt").read_text().splitlines():
     m = re.match(r"\s*(\S+): (.+)$", line)
@@ -110,10 +123,28 @@ total = sum(v for k, v in counts.items() if k not in ("skipped", "not checked"))
 score = (killed + eq) / total if total else float("nan")
 out_path = Path("benchmarks/results/mutation.json")
 data = json.loads(out_path.read_text()) if out_path.exists() else {}
+if rerun:  # only the recorded survivors ran: update the previous full record with their new status
+    old = data[pkg]
+    counts = dict(old["by_status"])
+    for name in rerun:
+        st = status.get(name)
+        if st in (None, "not checked", "survived", "no tests"):
+            continue
+        src = "survived" if counts.get("survived", 0) > 0 else "no tests"
+        counts[src] -= 1
+        counts[st] = counts.get(st, 0) + 1
+    counts = {k: v for k, v in counts.items() if v}
+    survived = sorted(n for n in rerun if status.get(n) in ("survived", "no tests", None, "not checked") and n not in equivalent)
+    killed = sum(v for k, v in counts.items() if k in ("killed", "timeout", "segfault", "suspicious"))
+    total = old["mutants"]
+    eq = total - killed - len(survived)
+    score = (killed + eq) / total
+    seconds += old.get("seconds", 0)
 data[pkg] = {"mutants": total, "by_status": counts, "killed": killed, "equivalent": eq, "survived": len(survived),
              "killed_or_equivalent": killed + eq, "score": round(score, 4), "survivors": survived,
              "seconds": seconds, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-             "command": f"JOBS={jobs} bash scripts/mutation.sh {pkg}"}
+             "command": f"JOBS={jobs} bash scripts/mutation.sh {pkg}" + (
+                 f", then JOBS={jobs} SURVIVORS_ONLY=1 bash scripts/mutation.sh {pkg}" if rerun else "")}
 out_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 print(f"[mutation] {pkg}: {total} mutants, killed {killed}, equivalent {eq}, survived {len(survived)} -> score {score:.1%} ({seconds} s)")
 PY
