@@ -28,6 +28,8 @@ declare -A TESTS=(
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   [recon]="tests/core/api/test_baselines_and_api.py"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
+  # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
+  [scann/voronoi.py]="tests/core/scann/test_voronoi_values.py tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_invariance.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
@@ -36,7 +38,7 @@ mkdir -p benchmarks/results
 for target in "${PACKAGES[@]}"; do
   pkg=${target%%/*}                       # io/mask.py -> package io, module mask.py
   module=${target#"$pkg"}; module=${module#/}
-  tests=${TESTS[$pkg]:-}
+  tests=${TESTS[$target]:-${TESTS[$pkg]:-}}
   [ -n "$tests" ] || { echo "unknown package $pkg (choose from ${!TESTS[*]})" >&2; exit 2; }
   if [ -n "$module" ]; then
     [ -f "src/napari_cxdi/$pkg/$module" ] || { echo "no module src/napari_cxdi/$pkg/$module" >&2; exit 2; }
