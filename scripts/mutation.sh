@@ -30,6 +30,8 @@ declare -A TESTS=(
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
   [scann/voronoi.py]="tests/core/scann/test_voronoi_values.py tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_invariance.py"
+  [scann/environments.py]="tests/core/scann/test_environments_values.py tests/core/scann/test_scann_invariance.py"
+  [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py tests/core/scann/test_scann_sigma_model.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
@@ -50,6 +52,9 @@ for target in "${PACKAGES[@]}"; do
   sel=""; for t in $tests; do [ -e "$t" ] && sel="$sel \"$t\","; done
   work=$(mktemp -d "${TMPDIR:-/tmp}/cxdi-mutation-$slug.XXXXXX")
   trap 'rm -rf "$work"' EXIT
+  # derived-data caches (e.g. SCANN features, keyed by input and config but not by code) go to this run's
+  # scratch folder: a mutant must neither read the user's cache nor write wrong features into it
+  export NAPARI_CXDI_CACHE="$work/cache"
   git ls-files -z --cached --others --exclude-standard | grep -z -v -E '^(sample_data/models|docs/.*\.png)' \
     | xargs -0 cp --parents -t "$work" 2>/dev/null || true
   cp -r sample_data "$work/" 2>/dev/null || true
