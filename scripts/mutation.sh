@@ -34,6 +34,7 @@ declare -A TESTS=(
   [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py tests/core/scann/test_scann_sigma_model.py"
   [scann/domain.py]="tests/core/scann/test_domain_values.py"
   [scann/batching.py]="tests/core/scann/test_batching_values.py"
+  [scann/model.py]="tests/core/scann/test_model_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
