@@ -30,8 +30,8 @@ declare -A TESTS=(
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
   [scann/voronoi.py]="tests/core/scann/test_voronoi_values.py tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_invariance.py"
-  [scann/environments.py]="tests/core/scann/test_environments_values.py tests/core/scann/test_scann_invariance.py"
-  [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py tests/core/scann/test_scann_sigma_model.py"
+  [scann/environments.py]="tests/core/scann/test_environments_values.py"
+  [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py"
   [scann/domain.py]="tests/core/scann/test_domain_values.py"
   [scann/batching.py]="tests/core/scann/test_batching_values.py"
   [scann/model.py]="tests/core/scann/test_model_values.py"
