@@ -36,6 +36,7 @@ declare -A TESTS=(
   [scann/batching.py]="tests/core/scann/test_batching_values.py"
   [scann/model.py]="tests/core/scann/test_model_values.py"
   [scann/predict.py]="tests/core/scann/test_predict_values.py"
+  [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
