@@ -11,6 +11,7 @@ Every expected number below is worked out on paper from the cell's bisector plan
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import molecule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -365,3 +366,115 @@ def test_right_triangle_scales(scale, b):
     assert pairs(env)[(0, 2)] == pytest.approx(PI + 2 * np.arctan(1 / b), rel=1e-9)
     assert pairs(env)[(1, 2)] == pytest.approx(PI, rel=1e-9)
     np.testing.assert_allclose(env.distance[:2], [scale, scale * b], rtol=1e-12)
+
+
+# -- reviewed survivors of the first mutation run ------------------------------------------------------
+
+def rectangle_solid_angle(a, b, d):
+    """Solid angle of a rectangle of half sides a, b seen from distance d on its axis."""
+    return 4 * np.arctan(a * b / (d * np.sqrt(a * a + b * b + d * d)))
+
+
+@pytest.mark.parametrize("c", [9.0, 25.0])
+def test_long_lattice_vector_closes_the_cell(c):
+    """A lattice vector longer than the 8 Å reach (slab with vacuum, molecular crystal): its image is a
+    face neighbour; before the fix the cell was left open or flat (DataValidationError)."""
+    x = Atoms("H", positions=[[0.3, 0.2, 1.0]], cell=[3.0, 3.0, c], pbc=True)
+    full = all_faces(x)
+    assert len(full.center) == 6
+    np.testing.assert_allclose(np.sort(full.distance), [3, 3, 3, 3, c, c], rtol=1e-12)
+    side = rectangle_solid_angle(1.5, c / 2, 1.5)
+    top = rectangle_solid_angle(1.5, 1.5, c / 2)
+    np.testing.assert_allclose(np.sort(full.solid_angle), np.sort([side] * 4 + [top] * 2), rtol=1e-9)
+    assert {tuple(o) for o in full.offset[full.distance > 5].tolist()} == {(0, 0, 1), (0, 0, -1)}
+    env = local_environment(x)  # the far faces are beyond the 4 Å cutoff
+    assert len(env.center) == 4
+
+
+def test_slab_with_vacuum_has_surface_coordination():
+    from ase.build import fcc111
+
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=8.0)
+    slab.pbc = True
+    env = local_environment(slab)
+    layer = np.round(slab.positions[:, 2], 3)
+    counts = np.bincount(env.center, minlength=len(slab))
+    middle = layer == np.unique(layer)[1]
+    assert np.all(counts[middle] == 12) and np.all(counts[~middle] == 9)  # fcc(111) surface atoms: 9
+    full = all_faces(slab)
+    np.testing.assert_allclose(np.bincount(full.center, weights=full.solid_angle), 4 * PI, rtol=1e-9)
+
+
+def test_skewed_basis_needs_many_images():
+    """Simple cubic (a = 2 Å) written with a skewed third vector (6, 0, 2) = 3 a1 + 2 z: its +-z face
+    neighbours are the images at offset (-3, 0, 1) / (3, 0, -1); the lattice reach must count widths."""
+    cell = np.array([[2.0, 0, 0], [0, 2.0, 0], [6.0, 0, 2.0]])
+    x = Atoms("Po", positions=[[0.1, 0.2, 0.3]], cell=cell, pbc=True)
+    env = all_faces(x)
+    assert len(env.center) == 6
+    np.testing.assert_allclose(env.distance, 2.0, rtol=1e-12)
+    np.testing.assert_allclose(env.solid_angle, 4 * PI / 6, rtol=1e-9)
+    vec = env.offset @ cell
+    assert {tuple(np.round(v, 9)) for v in vec.tolist()} == {(2, 0, 0), (-2, 0, 0), (0, 2, 0), (0, -2, 0),
+                                                             (0, 0, 2), (0, 0, -2)}
+    assert {(-3, 0, 1), (3, 0, -1)} <= {tuple(o) for o in env.offset.tolist()}
+
+
+def test_tiny_cell_is_still_a_crystal():
+    x = Atoms("H", positions=[[0, 0, 0]], cell=np.eye(3) * 0.9, pbc=True)  # volume 0.729 Å^3
+    env = local_environment(x)
+    assert len(env.center) == 6 and env.open_solid_angle is None
+
+
+def test_cage_with_a_centre_small_faces_keep_their_ratio():
+    """An atom inside C60: 60 nearly equal faces of about 4 pi / 60 sr (< 1 sr); ratios near 1."""
+    cage = molecule("C60")
+    cage.positions -= cage.positions.mean(axis=0)
+    m = cage + Atoms("He", positions=[[0, 0, 0]])
+    env = local_environment(m, VoronoiConfig(min_solid_angle=0.1, min_solid_angle_ratio=0.9))
+    mine = env.center == 60
+    assert mine.sum() == 60
+    assert env.solid_angle[mine].sum() == pytest.approx(4 * PI, rel=1e-9)  # a closed cell of 60 faces
+    np.testing.assert_allclose(env.solid_angle[mine], 4 * PI / 60, rtol=0.03)  # ase's C60 is nearly regular
+    ratio = env.solid_angle_ratio()[mine]
+    np.testing.assert_allclose(ratio, env.solid_angle[mine] / env.solid_angle[mine].max(), rtol=1e-12)
+    assert ratio.min() > 0.9
+    hand = LocalEnvironment(numbers=np.array([1, 1, 1]), positions=np.zeros((3, 3)), center=np.array([0, 0, 1]),
+                            neighbor=np.array([1, 2, 0]), distance=np.ones(3), solid_angle=np.array([0.5, 0.25, 0.4]),
+                            offset=np.zeros((3, 3), int))
+    np.testing.assert_allclose(hand.solid_angle_ratio(), [1.0, 0.5, 1.0])
+
+
+def test_three_tuple_input_is_a_molecule():
+    env = local_environment(([6, 8], [[0, 0, 0], [1.2, 0, 0]], np.eye(3) * 5))
+    assert env.open_solid_angle is not None
+    np.testing.assert_allclose(env.solid_angle, 2 * PI)
+
+
+def test_full_messages():
+    with pytest.raises(ConfigError, match=r"^Voronoi config: cutoff must be in \(0, inf\), got -1.0$"):
+        VoronoiConfig(cutoff=-1.0)
+    with pytest.raises(ConfigError, match=r"^Voronoi config: box_padding must be in \[0, inf\), got -1.0$"):
+        VoronoiConfig(box_padding=-1.0)
+    with pytest.raises(ConfigError, match=r"^box_padding \(4.0 Å\) must exceed the cutoff \(4.0 Å\), otherwise "
+                                          r"periodic images of a molecule can become false neighbours$"):
+        VoronoiConfig(molecule_cells="box", box_padding=4.0)
+    with pytest.raises(DataValidationError, match=r"^a crystal needs at least 1 atom$"):
+        validate_structure(np.zeros(0, int), np.zeros((0, 3)), periodic=True)
+    with pytest.raises(DataValidationError, match=r"^atomic positions must be a finite \(N, 3\) array$"):
+        validate_structure([6, 6], [[0, 0], [1, 0]])
+    with pytest.raises(DataValidationError, match=r"^atoms 1 and 2 overlap \(closer than 0.1 Å\); Voronoi neighbours "
+                                                  r"are undefined for overlapping atoms$"):
+        local_environment(Atoms("CHH", positions=[[0, 0, 0], [1, 0, 0], [1, 0.099, 0]]))
+
+
+def test_large_molecule_is_processed_in_blocks():
+    """More than 816 atoms: the dual points are built in blocks of atoms; every cell still closes."""
+    g = np.arange(10) * 1.1
+    pos = np.array(np.meshgrid(g, g, g[:9], indexing="ij")).reshape(3, -1).T  # 900 atoms on a cubic grid
+    pos = pos + np.random.default_rng(0).normal(scale=0.05, size=pos.shape)
+    full = all_faces(Atoms(numbers=np.ones(len(pos), int), positions=pos))
+    faces = np.bincount(full.center, weights=full.solid_angle, minlength=len(pos))
+    np.testing.assert_allclose(faces + full.open_solid_angle, 4 * PI, rtol=1e-9)
+    pairs_ = set(zip(full.center.tolist(), full.neighbor.tolist()))
+    assert all((j, i) in pairs_ for i, j in pairs_)  # a shared face is seen from both sides
