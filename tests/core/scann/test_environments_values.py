@@ -214,3 +214,46 @@ def test_featurize_crystal_uses_its_cell():
     es = featurize(s, cache=False)
     assert es.edge_ptr[1] == 12
     np.testing.assert_allclose(es.solid_angle[:12], np.pi / 3, rtol=1e-6)
+
+
+# -- reviewed survivors of the first mutation run ------------------------------------------------------
+
+def test_edge_cases_of_the_flat_arrays():
+    empty = EnvironmentSet.from_environments([])
+    assert empty.numbers.size == 0 and empty.distance.size == 0 and empty.center.size == 0
+    envs, _ = envset()
+    es = EnvironmentSet.from_environments(envs, [[1], [2], [3]])  # integer targets are stored as float64
+    assert es.targets.dtype == np.float64
+    np.testing.assert_array_equal(_ranges(np.array([5]), np.array([1])), [5])
+    np.testing.assert_array_equal(_ranges(np.array([2, 9]), np.array([1, 0])), [2])
+
+
+def test_featurize_one_keeps_the_config_for_crystals():
+    cu = bulk("Cu", "fcc", a=3.6)  # nearest neighbours at 2.55 Å
+    env = _featurize_one((cu.numbers, cu.positions, cu.cell[:], VoronoiConfig(cutoff=2.0)))
+    assert len(env.center) == 0
+
+
+def test_cache_key_is_stable():
+    """The cache key of a fixed set (a molecule and a crystal) does not change between versions unless
+    the features change (then the tag inside the key is bumped on purpose)."""
+    s = structures_from_atoms([molecule("H2O"), bulk("Cu", "fcc", a=3.6)])
+    assert _hash_structures(s, VoronoiConfig()) == KEY
+
+
+KEY = "4dfd0f0acdda532c3019"  # ase.build H2O + fcc Cu, default config (computed when the key was last changed)
+
+
+def test_cached_integer_targets_are_float(tmp_path):
+    s = structures_from_atoms(mols(), ["gap"])
+    featurize(s, cache=tmp_path)
+    s.targets = np.array([[1], [2], [3]])
+    assert featurize(s, cache=tmp_path).targets.dtype == np.float64
+
+
+def test_featurize_worker_count_is_limited_by_the_set_size():
+    frames = [mols()[k % 3] for k in range(70)]
+    calls = []
+    featurize(structures_from_atoms(frames), n_jobs=3, cache=False, progress=lambda d, n: calls.append(d))
+    # 70 structures: at most 70 // 32 = 2 workers, chunks of 70 // 8 = 8 structures
+    assert sorted(np.diff([0] + calls).tolist()) == [6] + [8] * 8 and calls[-1] == 70
