@@ -107,6 +107,8 @@ def main(target: str) -> None:
                             "killed_by_new_tests": sorted(set(killed) | set(rec.get("recheck", {}).get("killed_by_new_tests", []))),
                             "newly_equivalent": eq + rec.get("recheck", {}).get("newly_equivalent", 0),
                             "command": f"python scripts/mutation_recheck.py {target}"}})
+    data = json.loads(record_path.read_text())  # re-read: another target's run may have written meanwhile
+    data[target] = rec
     record_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"[recheck] {target}: killed {k}, equivalent {e}, survived {len(still)} -> score {(k + e) / total:.1%}")
 

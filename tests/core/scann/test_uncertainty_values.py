@@ -309,3 +309,56 @@ def test_save_and_load_ensemble(tmp_path, envs):
                       domain=None, provenance={})
     with pytest.raises(InputFileError, match="not a SCANN ensemble"):
         load_ensemble_file({"format": "napari-cxdi-scann-ensemble/0"}, path, "cpu")
+
+
+# -- reviewed survivors of the first mutation run ------------------------------------------------------
+
+def test_sigma_distance_is_squared():
+    m = sm()
+    np.testing.assert_allclose(m.sigma(np.zeros(2), 3.0), np.sqrt([0.25 * 9 + 0.01, 1.0]), rtol=1e-12)
+
+
+def test_errors_are_measured_from_nonzero_targets():
+    target = np.array([[10.0], [10.0], [10.0], [10.0]])
+    mean = target + np.array([[0.5], [1.5], [-0.5], [3.0]])
+    np.testing.assert_allclose(coverage(mean, np.ones((4, 1)), target, 1), [0.5])
+    s = fit_scale(mean, np.ones((4, 1)), target)
+    z = np.array([0.5, 1.5, 0.5, 3.0])
+    np.testing.assert_allclose(s, [max(np.quantile(z, NORMAL_COVERAGE[1]), np.quantile(z, NORMAL_COVERAGE[2]) / 2)])
+    rep = calibration_report(mean, np.ones((4, 1)), target, ["y"], bins=2)["y"]
+    assert rep["mae"] == pytest.approx(1.375) and rep["within_1_sigma"] == 0.5 and rep["within_2_sigma"] == 0.75
+    # a column without any target is skipped (factor 1), the next one still fitted
+    both = fit_scale(np.c_[np.full(4, np.nan), mean[:, 0]], np.ones((4, 2)), np.c_[target, target])
+    np.testing.assert_allclose(both, [1.0, s[0]])
+
+
+def test_report_two_sigma_is_two():
+    e = np.arange(1, 21, dtype=float)
+    sigma = (e * 1.5)[:, None]
+    sigma[0, 0] = 0.4  # |e| = 1 is 2.5 sigma: outside 2 sigma, inside 3
+    rep = calibration_report(e[:, None], sigma, np.zeros((20, 1)), ["y"])["y"]
+    assert rep["within_2_sigma"] == pytest.approx(19 / 20)
+
+
+def test_fit_default_label_and_single_member_files(tmp_path, envs):
+    rng = np.random.default_rng(1)
+    m = fit_sigma_model(rng.uniform(size=(20, 1)), rng.uniform(size=20), rng.normal(size=(20, 1)), ["y"])
+    assert m.fitted_on == ""
+    one = [tiny(0)]
+    path = save_ensemble(tmp_path / "one.pt", one, voronoi={}, scale=[1, 1], target_units=["eV", "eV"], domain=None,
+                         provenance={})
+    obj = torch.load(path, weights_only=True)
+    assert len(obj["members"]) == 1 and obj["model_config"]["width"] == 8 and obj["target_names"] == ["homo", "lumo"]
+    with pytest.raises(ConfigError, match=r"^a sigma model needs the applicability domain \(its latent distance\) in the same file$"):
+        save_ensemble(tmp_path / "x.pt", one, voronoi={}, scale=[1, 1], target_units=["", ""], domain=None,
+                      provenance={}, sigma_model=sm())
+    other = build_model(ScannConfig(width=16, n_layers=1, n_heads=2, z_embedding=4, n_gaussians=6, readout=8,
+                                    n_targets=2, target_names=["homo", "lumo"]))
+    with pytest.raises(ConfigError, match=r"^ensemble members must share one architecture$"):
+        save_ensemble(tmp_path / "x.pt", [one[0], other], voronoi={}, scale=[1, 1], target_units=["", ""],
+                      domain=None, provenance={})
+    with pytest.raises(Exception):  # never written onto a protected file (e.g. the model it started from)
+        save_ensemble(path, one, voronoi={}, scale=[1, 1], target_units=["", ""], domain=None, provenance={},
+                      protected=[path])
+    with pytest.raises(InputFileError, match="one.pt"):
+        load_ensemble_file({"format": "other"}, path, "cpu")
