@@ -152,3 +152,57 @@ def test_report_dict_and_message():
     assert DomainReport(True).message() == "in the training domain"
     assert DomainReport(True).to_dict()["atom_distance"] is None
     assert _heavy(A([1, 1, 6, 8])) == 2
+
+
+# -- reviewed survivors of the first mutation run ------------------------------------------------------
+
+def test_small_cases_and_defaults():
+    assert structure_distance(A([0.5])) == 0.5
+    assert _heavy(A([1, 2, 2, 6])) == 3  # helium is heavy (not hydrogen)
+    empty = environment_signatures(A([], int), A([], int), A([], int), [1, 6])
+    assert empty.shape == (0, 4)
+    d = fit_domain(TRAIN, [A([6, 1, 1])], [A([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])], [A([6, 1])],
+                   [A([[0.0, 2.0], [1.0, 1.0]])], train_signatures=np.zeros((2, 5), int))
+    assert d["quantile"] == 0.999 and d["signatures"]["min_count"] == 3
+    assert all(type(c) is int for c in d["signatures"]["counts"])
+    assert d["embedding"] == "member 0, atom vector after the last local attention layer"
+    many = np.c_[np.arange(2001.0), np.zeros(2001)]
+    big = fit_domain([A([1, 1])], [A([1] * 2001)], [many], [A([1])], [A([[0.0, 1.0]])])
+    assert big["reference"]["1"].shape == (2000, 2)
+
+
+def test_element_without_reference_in_the_middle():
+    d = domain(ref_numbers=[A([1, 8])], ref_features=[A([[1.0, 0.0], [7.0, 0.0]])],
+               val_numbers=[A([1, 8])], val_features=[A([[1.0, 0.5], [7.0, 2.0]])])
+    assert d["threshold"] == {"1": 0.5, "8": 2.0}  # C (6) has no reference atoms; O after it is kept
+
+
+def test_threshold_uses_the_float16_reference():
+    d = domain(ref_numbers=[A([1])], ref_features=[A([[1.0004, 0.0]])], val_numbers=[A([1])],
+               val_features=[A([[1.0004, 0.0]])])
+    assert d["threshold"]["1"] == pytest.approx(0.0004, abs=2e-6)  # float16(1.0004) == 1.0
+
+
+def test_domain_model_minimal_dict_and_unknown_in_the_middle():
+    bare = {"elements": [1, 6], "n_atoms": [1, 5], "n_heavy_atoms": [0, 2]}
+    dm = DomainModel(bare)
+    assert dm.d is bare and dm.periodic is False and dm.threshold == {} and dm._ref == {}
+    assert not dm.check([1, 6], True).in_domain  # a crystal for a molecule-only domain
+    full = DomainModel(domain())
+    dist = full.atom_distance(A([1, 2, 6]), A([[3.0, 2.0], [0.0, 0.0], [0.0, 1.0]]))
+    np.testing.assert_allclose(dist[[0, 2]], [2.0, 0.5])  # He (2) unknown, C after it still measured
+    assert np.isnan(dist[1])
+
+
+def test_rare_lists_four_and_one_environment_code():
+    numbers = A([6, 1, 1, 8])
+    center, neighbor = A([0, 0, 0, 1, 2, 3]), A([1, 2, 0, 0, 0, 0])
+    sig = environment_signatures(numbers, center, neighbor, [1, 6, 8])
+    dm = DomainModel(domain(train_signatures=np.concatenate([sig] * 5)[:1], min_signature_count=2))
+    four = dm.check(A([8, 8, 8, 8]), False, edges=(A([], int), A([], int)))
+    assert four.reasons[-1].count("seen 0x") == 4 and "more" not in four.reasons[-1]
+    five = dm.check(A([8, 8, 8, 8, 8]), False, edges=(A([], int), A([], int)))
+    assert five.reasons[-1].count("seen 0x") == 4 and five.reasons[-1].endswith(" and 1 more")
+    far = np.array([[9.0, 9.0]] * 4)
+    both = dm.check(numbers, False, features=far, edges=(center, neighbor))
+    assert both.codes == ["environment"] and len(both.reasons) == 2
