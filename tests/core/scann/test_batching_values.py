@@ -86,3 +86,18 @@ def test_batches_order_and_shuffle():
     assert list(batches(e, 2, indices=A([], int))) == []
     with pytest.raises(ValueError):
         list(batches(e, 0))
+
+
+# -- reviewed survivors of the first mutation run ------------------------------------------------------
+
+def test_dtypes_small_angles_device_and_default_order():
+    b = collate(envset(), [0, 1])
+    assert b["neighbors"].dtype == torch.int64 and b["edge_neighbor"].dtype == torch.int64
+    e = envset()
+    e.solid_angle = np.array([0.5, 0.25, 0.5, 0.25, 0.3, 0.3])  # every solid angle below 1 sr
+    np.testing.assert_allclose(collate(e, [0])["solid_angle_ratio"], [1.0, 0.5, 1.0, 1.0])
+    meta = collate(envset(), [0], device="meta")  # tensors go to the device asked for
+    assert all(v.device.type == "meta" for v in meta.values())
+    assert all(b["z"].device.type == "meta" for _, b in batches(envset(), 2, device="meta"))
+    many = envset().subset([0, 1, 2] * 7)
+    assert np.concatenate([s for s, _ in batches(many, 1)]).tolist() == list(range(21))  # no shuffle by default
