@@ -31,6 +31,16 @@ declare -A TESTS=(
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   [recon]="tests/core/api/test_baselines_and_api.py"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
+  # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
+  [scann/voronoi.py]="tests/core/scann/test_voronoi_values.py tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_invariance.py"
+  [scann/environments.py]="tests/core/scann/test_environments_values.py"
+  [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py"
+  [scann/domain.py]="tests/core/scann/test_domain_values.py"
+  [scann/batching.py]="tests/core/scann/test_batching_values.py"
+  [scann/model.py]="tests/core/scann/test_model_values.py"
+  [scann/predict.py]="tests/core/scann/test_predict_values.py"
+  [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
+  [scann/train.py]="tests/core/scann/test_train_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
@@ -39,7 +49,7 @@ mkdir -p benchmarks/results
 for target in "${PACKAGES[@]}"; do
   pkg=${target%%/*}                       # io/mask.py -> package io, module mask.py
   module=${target#"$pkg"}; module=${module#/}
-  tests=${TESTS[$pkg]:-}
+  tests=${TESTS[$target]:-${TESTS[$pkg]:-}}
   [ -n "$tests" ] || { echo "unknown package $pkg (choose from ${!TESTS[*]})" >&2; exit 2; }
   if [ -n "$module" ]; then
     [ -f "src/napari_cxdi/$pkg/$module" ] || { echo "no module src/napari_cxdi/$pkg/$module" >&2; exit 2; }
@@ -51,6 +61,9 @@ for target in "${PACKAGES[@]}"; do
   sel=""; for t in $tests; do [ -e "$t" ] && sel="$sel \"$t\","; done
   work=$(mktemp -d "${TMPDIR:-/tmp}/cxdi-mutation-$slug.XXXXXX")
   trap 'rm -rf "$work"' EXIT
+  # derived-data caches (e.g. SCANN features, keyed by input and config but not by code) go to this run's
+  # scratch folder: a mutant must neither read the user's cache nor write wrong features into it
+  export NAPARI_CXDI_CACHE="$work/cache"
   git ls-files -z --cached --others --exclude-standard | grep -z -v -E '^(sample_data/models|docs/.*\.png)' \
     | xargs -0 cp --parents -t "$work" 2>/dev/null || true
   cp -r sample_data "$work/" 2>/dev/null || true

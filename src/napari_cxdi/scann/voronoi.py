@@ -199,7 +199,7 @@ def _dual_points(positions: np.ndarray, atoms: np.ndarray) -> tuple[np.ndarray, 
     rel = positions[None, :, :] - positions[atoms, None, :]
     rel = rel[np.arange(n)[None, :] != atoms[:, None]].reshape(len(atoms), n - 1, 3)
     d2 = np.einsum("nkj,nkj->nk", rel, rel)
-    w = np.concatenate([np.zeros((n, 1, 3)), 2.0 * rel / d2[..., None]], axis=1)  # point 0: the origin
+    w = np.concatenate([np.zeros((len(atoms), 1, 3)), 2.0 * rel / d2[..., None]], axis=1)  # point 0: the origin
     centred = w - w.mean(axis=1, keepdims=True)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)
     scale = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
@@ -341,7 +341,11 @@ def _periodic_faces(positions: np.ndarray, cell: np.ndarray, periodic: bool, cfg
     if periodic:
         frame = positions
         lattice = cell
-        reach = max(2.0 * cfg.cutoff, 8.0)
+        # a face neighbour is at most the cell's longest body diagonal away (every point of space is within
+        # half of it from a lattice image of each atom), so long lattice vectors (slabs with vacuum,
+        # molecular crystals) need that reach; a fixed 8 Å left such cells open or flat
+        diagonal = max(float(np.linalg.norm(np.array(signs) @ cell)) for signs in itertools.product((-1, 1), repeat=3))
+        reach = max(2.0 * cfg.cutoff, 8.0, diagonal + TOLERANCE)
     elif cfg.legacy_box:
         frame = positions - positions.mean(axis=0)  # large molecules meet their images: the flaw kept for comparison
         lattice = np.eye(3) * cfg.legacy_box_size

@@ -1,0 +1,193 @@
+"""SCANN training: config checks and the learning-rate schedules by hand, target statistics, MAE, the
+first step's loss against a recomputation, event counts, early stopping, checkpoints and transfer.
+Tiny model (width 8), four small molecules, a few epochs: seconds."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from napari_cxdi.errors import CancelledError, ConfigError, DataValidationError, InputFileError
+from napari_cxdi.scann import ScannConfig, VoronoiConfig, build_model, featurize, structures_from_atoms
+from napari_cxdi.scann.batching import collate
+from napari_cxdi.scann.train import (CHECKPOINT_FORMAT, TrainConfig, _target_stats, _transfer, evaluate, fit,
+                                     load_checkpoint, mae, save_checkpoint, set_seed, train_iter)
+
+MC = dict(width=8, n_layers=1, n_heads=2, z_embedding=4, n_gaussians=5, readout=6, dropout=0.0)
+
+
+def test_config_checks():
+    TrainConfig()
+    for kw, msg in [(dict(lr=1e-4, lr_min=2e-4), r"need 0 < lr_min <= lr, got lr=0.0001, lr_min=0.0002"),
+                    (dict(lr_schedule="step"), r"lr_schedule must be 'restarts' or 'time_cosine', got 'step'"),
+                    (dict(lr_schedule="time_cosine"), "'time_cosine' needs time_limit_s"),
+                    (dict(loss="huber"), r"loss must be 'mse' or 'l1', got 'huber'"),
+                    (dict(snapshots=-1), r"need snapshots >= 0 and 0 < snapshot_fraction < 1, got -1, 0.3"),
+                    (dict(snapshot_fraction=1.0), "snapshot_fraction"),
+                    (dict(snapshot_fraction=0.0), "snapshot_fraction"),
+                    (dict(snapshots=2), "snapshots need lr_schedule 'time_cosine'"),
+                    (dict(snapshot_lr=1e-3), r"need lr_min <= snapshot_lr <= lr, got 0.001"),
+                    (dict(snapshot_lr=1e-5), "snapshot_lr"),
+                    (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch_size"), (dict(lr=0.0), "lr")]:
+        with pytest.raises(ConfigError, match=msg):
+            TrainConfig(**kw)
+    TrainConfig(lr=1e-4, lr_min=1e-4, snapshot_lr=1e-4)
+    TrainConfig(lr_schedule="time_cosine", time_limit_s=1.0, snapshots=2, snapshot_lr=5e-4)
+
+
+def test_time_lr_by_hand():
+    c = TrainConfig(lr=1.0, lr_min=0.1, lr_schedule="time_cosine", time_limit_s=10.0)
+    assert c.time_lr(0.0) == (1.0, 0) and c.time_lr(1.0) == (pytest.approx(0.1), 0)
+    assert c.time_lr(0.5)[0] == pytest.approx(0.55) and c.time_lr(-1)[0] == 1.0 and c.time_lr(2)[0] == pytest.approx(0.1)
+    s = TrainConfig(lr=1.0, lr_min=0.1, lr_schedule="time_cosine", time_limit_s=10.0, snapshots=2,
+                    snapshot_fraction=0.4)
+    assert s.time_lr(0.0) == (1.0, 0)
+    assert s.time_lr(0.3) == (pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5))), 0)
+    assert s.time_lr(0.6) == (pytest.approx(0.2), 1)     # cycle 1 starts at lr / 5
+    assert s.time_lr(0.7) == (pytest.approx(0.15), 1)    # its middle
+    assert s.time_lr(0.8) == (pytest.approx(0.2), 2)
+    assert s.time_lr(1.0) == (pytest.approx(0.1), 2)     # the end of the last cycle, not a third one
+    top = s.__class__(**{**s.__dict__, "snapshot_lr": 0.5})
+    assert top.time_lr(0.6) == (pytest.approx(0.5), 1)
+    low = TrainConfig(lr=0.3, lr_min=0.1, lr_schedule="time_cosine", time_limit_s=1.0, snapshots=1)
+    assert low.time_lr(0.7) == (pytest.approx(0.1), 1)   # lr / 5 below lr_min: lr_min
+
+
+def test_stats_mae_seed():
+    y = np.array([[1.0, 5.0], [3.0, 5.0], [np.nan, 5.0]])
+    mean, std = _target_stats(y)
+    np.testing.assert_allclose(mean, [2.0, 5.0])
+    np.testing.assert_allclose(std, [1.0, 1.0])  # constant column: 1, not 0
+    assert mae(np.array([[0.0, 1.0], [2.0, 1.0], [9.0, 9.0]]), y) == [pytest.approx(1.0), pytest.approx(4.0)]
+    set_seed(5)
+    a = (np.random.rand(), torch.rand(1).item())
+    set_seed(5)
+    assert (np.random.rand(), torch.rand(1).item()) == a
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    frames = [molecule(n) for n in ("H2O", "CH4", "NH3", "CH3OH", "C2H6", "HCN")]
+    for k, f in enumerate(frames):
+        f.info["y"] = [1.0, 2.0, 4.0, np.nan, 3.0, 5.0][k]
+    envs = featurize(structures_from_atoms(frames, ["y"], units=["eV"]), VoronoiConfig(), n_jobs=1, cache=False)
+    return envs.subset([0, 1, 2, 3]), envs.subset([4, 5])
+
+
+def test_first_step_loss_and_events(data):
+    train, val = data
+    cfg = TrainConfig(epochs=3, batch_size=3, lr=1e-3, lr_min=1e-4, restart_epochs=1, log_every=1, patience=10,
+                      device="cpu", seed=2)
+    mconf = ScannConfig(**MC, target_names=["y"])
+    events = list(train_iter(mconf, train, val, cfg))
+    kinds = [e["event"] for e in events]
+    assert kinds == ["step", "step", "epoch"] * 3 + ["done"]  # ceil(4 / 3) = 2 steps per epoch
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4, 5, 6]
+    # the first loss: MSE of the standardised initial predictions on the first shuffled batch (NaN left out)
+    set_seed(2)
+    ref = build_model(mconf)
+    ref.target_mean.fill_(7 / 3)
+    ref.target_std.fill_(float(np.std([1.0, 2.0, 4.0])))
+    sel = np.random.default_rng(2 * 100003).permutation(4)[:3]
+    b = collate(train, sel)
+    with torch.no_grad():
+        out = ref(b).prediction
+    y = b["y"]
+    ok = ~torch.isnan(y)
+    expect = float(((ref.standardized(out) - ref.standardized(torch.nan_to_num(y)))[ok] ** 2).mean())
+    assert events[0]["loss"] == pytest.approx(expect, rel=1e-4)
+    # cosine warm restarts per epoch (2 steps): lr after step 1 is the middle of the cosine, then a restart
+    assert events[0]["lr"] == pytest.approx(1e-4 + 0.5 * 9e-4 * (1 + math.cos(math.pi / 2)))
+    assert events[1]["lr"] == pytest.approx(1e-3)
+    ep = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in ep] == [0, 1, 2]
+    assert ep[0]["train_loss"] == pytest.approx(np.mean([events[0]["loss"], events[1]["loss"]]))
+    done = events[-1]
+    res = done["result"]
+    assert done["reason"] == "epochs" and not res.model.training
+    best = min(ep, key=lambda e: np.mean(e["val_mae"]))
+    assert done["best_epoch"] == best["epoch"] == res.best_epoch and res.best_val_mae == best["val_mae"]
+    assert ep[0]["improved"] and ep[0]["best_val_mae"] == ep[0]["val_mae"]
+    pred = evaluate(res.model, val)
+    assert mae(pred, val.targets) == pytest.approx(best["val_mae"], rel=1e-5)  # the best weights are restored
+    assert res.history == ep
+    np.testing.assert_allclose(res.model.target_mean.numpy(), [7 / 3], rtol=1e-6)
+    l1 = list(train_iter(mconf, train, val, cfg.__class__(**{**cfg.__dict__, "loss": "l1", "epochs": 1})))
+    assert l1[0]["loss"] == pytest.approx(
+        float((ref.standardized(out) - ref.standardized(torch.nan_to_num(y)))[ok].abs().mean()), rel=1e-4)
+
+
+def test_early_stopping_stop_and_errors(data):
+    train, val = data
+    mconf = ScannConfig(**MC, target_names=["y"])
+    cfg = TrainConfig(epochs=50, batch_size=8, lr=1e-9, lr_min=1e-9, patience=0, log_every=0, device="cpu")
+    events = list(train_iter(mconf, train, val, cfg))
+    assert events[-1]["reason"] == "early_stopping" and sum(e["event"] == "epoch" for e in events) == 1
+    cfg2 = TrainConfig(epochs=50, batch_size=8, lr=1e-9, lr_min=1e-9, patience=2, log_every=0, device="cpu")
+    n = sum(e["event"] == "epoch" for e in train_iter(mconf, train, val, cfg2))
+    assert 3 <= n <= 50
+    calls = []
+    events = list(train_iter(mconf, train, val, TrainConfig(epochs=5, batch_size=1, log_every=0, device="cpu"),
+                             stop=lambda: len(calls) > 2 or calls.append(1)))
+    assert events[-1]["reason"] == "stopped" and [e["event"] for e in events] == ["epoch", "done"]
+    assert len(events[0]["val_mae"]) == 1
+    with pytest.raises(DataValidationError, match="must not be empty"):
+        list(train_iter(mconf, train.subset([]), val))
+    with pytest.raises(DataValidationError, match="must not be empty"):
+        list(train_iter(mconf, train, val.subset([])))
+    with pytest.raises(ConfigError, match="model predicts 2 targets but the data has 1"):
+        list(train_iter(ScannConfig(**MC, n_targets=2, target_names=["a", "b"]), train, val))
+    nan = train.subset([3])
+    with pytest.raises(DataValidationError, match="no target values"):
+        list(train_iter(mconf, nan, val))
+    res = fit(mconf, train, val, TrainConfig(epochs=1, batch_size=8, device="cpu"), callback=calls.append)
+    assert calls[-1]["event"] == "done" and calls[-1]["result"] is res
+
+
+def test_checkpoints_and_transfer(data, tmp_path):
+    train, val = data
+    mconf = ScannConfig(**MC, target_names=["y"])
+    ck = tmp_path / "best.pt"
+    res = fit(mconf, train, val, TrainConfig(epochs=2, batch_size=8, device="cpu", checkpoint=str(ck)))
+    model, meta = load_checkpoint(ck)
+    assert meta["format"] == CHECKPOINT_FORMAT and meta["target_units"] == ["eV"] and "state_dict" not in meta
+    np.testing.assert_allclose(evaluate(model, val), evaluate(res.model, val), atol=1e-6)
+    assert meta["target_mean"] == pytest.approx([7 / 3])
+    p = save_checkpoint(tmp_path / "m.pt", res.model, voronoi=VoronoiConfig(cutoff=3.5), metrics={"x": 1})
+    _, meta = load_checkpoint(p)
+    assert meta["voronoi_config"]["cutoff"] == 3.5 and meta["target_units"] == [""]
+    assert meta["target_names"] == ["y"] and meta["model_config"]["width"] == 8
+    with pytest.raises(Exception, match="exists"):
+        save_checkpoint(p, res.model, overwrite=False)
+    with pytest.raises(InputFileError, match="checkpoint does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "bad.pt").write_text("x")
+    with pytest.raises(InputFileError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(InputFileError, match="not a SCANN checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    two = build_model(ScannConfig(**{**MC, "readout": 7}, target_names=["y"]))
+    info = _transfer(two, str(p))
+    src = res.model.state_dict()
+    for k, v in two.state_dict().items():
+        if k.startswith("F_S") or k.startswith("target_"):
+            continue
+        torch.testing.assert_close(v, src[k])
+    assert "F_S.0.weight" in info["skipped"] and "target_mean" in info["skipped"]
+    assert info["copied"] == len(src) - len(info["skipped"])
+    ev = list(train_iter(mconf, train, val, TrainConfig(epochs=1, batch_size=8, device="cpu", init_from=str(p))))
+    assert ev[0]["event"] == "transfer" and ev[0]["init_from"] == str(p) and ev[0]["skipped"] == ["target_mean", "target_std"]
+    with pytest.raises(Exception):
+        list(train_iter(mconf, train, val, TrainConfig(epochs=1, device="cpu", init_from=str(p), checkpoint=str(p))))
+
+
+def test_fit_without_result_is_cancelled(monkeypatch, data):
+    import napari_cxdi.scann.train as tr
+
+    monkeypatch.setattr(tr, "train_iter", lambda *a, **k: iter([{"event": "epoch"}]))
+    with pytest.raises(CancelledError, match="without a result"):
+        fit(ScannConfig(**MC), *data)
