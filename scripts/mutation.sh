@@ -26,7 +26,7 @@ declare -A TESTS=(
   [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
-  [recon]="tests/core/api/test_baselines_and_api.py"
+  [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
