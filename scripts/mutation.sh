@@ -26,6 +26,13 @@ declare -A TESTS=(
   [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
+  # a module of a package may name its own (fast) tests; otherwise the package's tests run
+  [pid3net/losses.py]="tests/core/pid3net/test_losses_values.py"
+  [pid3net/blocks.py]="tests/core/pid3net/test_blocks_values.py"
+  [pid3net/data.py]="tests/core/pid3net/test_data_values.py"
+  [pid3net/config.py]="tests/core/pid3net/test_config_values.py"
+  [pid3net/checkpoint.py]="tests/core/pid3net/test_checkpoint_values.py"
+  [pid3net/inference.py]="tests/core/pid3net/test_inference_values.py"
   [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
@@ -36,7 +43,7 @@ mkdir -p benchmarks/results
 for target in "${PACKAGES[@]}"; do
   pkg=${target%%/*}                       # io/mask.py -> package io, module mask.py
   module=${target#"$pkg"}; module=${module#/}
-  tests=${TESTS[$pkg]:-}
+  tests=${TESTS[$target]:-${TESTS[$pkg]:-}}
   [ -n "$tests" ] || { echo "unknown package $pkg (choose from ${!TESTS[*]})" >&2; exit 2; }
   if [ -n "$module" ]; then
     [ -f "src/napari_cxdi/$pkg/$module" ] || { echo "no module src/napari_cxdi/$pkg/$module" >&2; exit 2; }
