@@ -6,7 +6,8 @@
 #   bash scripts/mutation.sh io/mask.py      # one module of a package (against that package's tests)
 #
 # A score counts every mutant of what it names (a package, or a module given as <package>/<file>.py).
-# JOBS (default 2) mutants run at once; property tests run derandomized (CI=1) so that runs repeat.
+# JOBS (default 2) mutants run at once; property tests run derandomized (CI=1) so that runs repeat; dask
+# computes synchronously (its thread pool does not survive mutmut's fork: threaded computes would hang).
 #
 # Each package is mutated in a scratch copy of the checkout (the work tree is never touched) and only the
 # tests of that package run against its mutants (TESTS below). Results: benchmarks/results/mutation.json
@@ -70,7 +71,9 @@ timeout_multiplier = 10.0
 TOML
   echo "[mutation] $key: mutating $pattern against:$tests"
   start=$(date +%s)
-  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
+  # DASK_SCHEDULER=synchronous: mutmut forks each mutant's test run from a process whose dask thread pool
+  # threads do not survive the fork; a threaded compute in the child then waits forever (a false "timeout")
+  (cd "$work" && env -u PYTHONPATH CI=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 DASK_SCHEDULER=synchronous "$PYTHON" -m mutmut run --max-children "$JOBS" >"$work/run.log" 2>&1) || true
   tail -n 3 "$work/run.log" | tr '\r' '\n' | tail -n 2
   (cd "$work" && "$PYTHON" -m mutmut results --all true >"$work/results.txt" 2>&1) || true
   if ! grep -qE ": (killed|survived|no tests|timeout|suspicious|segfault)$" "$work/results.txt"; then
