@@ -35,6 +35,7 @@ declare -A TESTS=(
   [pid3net/checkpoint.py]="tests/core/pid3net/test_checkpoint_values.py"
   [pid3net/inference.py]="tests/core/pid3net/test_inference_values.py"
   [pid3net/model.py]="tests/core/pid3net/test_model_values.py"
+  [pid3net/train.py]="tests/core/pid3net/test_train_values.py"
   [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
