@@ -159,3 +159,30 @@ def test_atomic_helper_replaces_by_default(tmp_path):
     with pytest.raises(Exception, match="exists"):
         export._atomic(target, lambda tmp: tmp.write_text("newer"), overwrite=False)
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_a_protected_target_stops_the_export_before_any_file(tmp_path):
+    t = pd.DataFrame({"a": [1]})
+    second = tmp_path / "out_second.csv"
+    second.write_text("input\n")
+    with pytest.raises(Exception):
+        export.write_tables(tmp_path / "out.csv", {"first": t, "second": t}, overwrite=True, protected=[second])
+    assert not (tmp_path / "out_first.csv").exists() and second.read_text() == "input\n"
+    target = tmp_path / "f.txt"
+    target.write_text("input")
+    with pytest.raises(Exception):
+        export._atomic(target, lambda tmp: tmp.write_text("new"), overwrite=True, protected=[target])
+    assert target.read_text() == "input"
+
+
+def test_provenance_json_has_sorted_keys(tmp_path):
+    [p] = export.write_tables(tmp_path / "s.csv", {"t": pd.DataFrame({"a": [1]})}, config={"zeta": 1, "alpha": 2},
+                              metrics={"z": 1.0, "a": 2.0})
+    line = p.read_text().splitlines()[1][len("# provenance: "):]
+    assert line == json.dumps(json.loads(line), sort_keys=True)
+    [h] = export.write_tables(tmp_path / "s.h5", {"t": pd.DataFrame({"a": [1]})}, config={"zeta": 1, "alpha": 2})
+    import h5py
+
+    with h5py.File(h, "r") as f:
+        text = f.attrs["provenance"]
+    assert text == json.dumps(json.loads(text), sort_keys=True)
