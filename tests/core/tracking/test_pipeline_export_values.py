@@ -186,3 +186,59 @@ def test_provenance_json_has_sorted_keys(tmp_path):
     with h5py.File(h, "r") as f:
         text = f.attrs["provenance"]
     assert text == json.dumps(json.loads(text), sort_keys=True)
+
+
+def test_iter_track_defaults_events_and_dtypes():
+    from napari_cxdi.progress import drain
+
+    frames = _movie()
+    det = DetectionConfig(block_nm=40.0, min_diameter_nm=2.0, max_diameter_nm=30.0, smooth_px=0.0)
+    cfg = TrackingConfig(detection=det, max_displacement_nm=3.0)
+    events = []
+    res = drain(iter_track(frames, cfg), events.append)  # defaults: 1 nm per pixel, 1 s per frame
+    assert (res.pixel_size_nm, res.frame_interval_s) == (1.0, 1.0)
+    assert res.tracks["speed_nm_s"].to_numpy() == pytest.approx(1.0, abs=0.05)
+    assert res.tracks["lifetime_s"].tolist() == [5.0] * 10 and res.tracks["lifetime_s"].dtype == np.float64
+    assert [e["event"] for e in events] == ["progress"] * 7
+    # an integer frame interval still gives float lifetimes
+    res = track(frames, cfg, 1.0, 2)
+    assert res.tracks["lifetime_s"].dtype == np.float64 and res.tracks["lifetime_s"].tolist() == [10.0] * 10
+    # no tracks: the statistics event says 0, the lifetime column is float
+    events = []
+    none = track(frames, cfg.with_(min_length=9), progress=events.append)
+    assert events[-1] == {"stage": "statistics", "event": "progress", "n_tracks": 0}
+    assert none.tracks["lifetime_s"].dtype == np.float64
+    # an empty movie: zero counts, not NaN
+    empty = track(np.zeros((0, 16, 16)), cfg)
+    s = empty.summary()
+    assert (s["n_frames"], s["n_detections"], s["mean_count_per_frame"], s["n_tracks"]) == (0, 0, 0.0, 0)
+
+
+def test_summary_maps_every_statistic():
+    stats = {"count_per_frame": np.array([1, 3]), "lifetime": {"mean_s": 2.5}, "diameter": {"mean_nm": 80.0, "std_nm": 4.0},
+             "msd": {"diffusion_nm2_s": 7.0, "diffusion_err": 0.5, "drift_nm_s": np.array([1.0, 2.0]),
+                     "drift_err": np.array([0.1, 0.2])}}
+    per = pd.DataFrame({"n_detections": [2, 4, 6]})
+    res = TrackingResult(pd.DataFrame({"frame": [0, 1, 1, 1]}), pd.DataFrame(), per, stats, TrackingConfig(), 5.0, 0.5, 2)
+    assert res.summary() == {
+        "n_frames": 2, "n_detections": 4, "mean_count_per_frame": 2.0, "n_tracks": 3, "mean_track_length": 4.0,
+        "mean_lifetime_s": 2.5, "diameter_mean_nm": 80.0, "diameter_std_nm": 4.0, "diffusion_nm2_s": 7.0,
+        "diffusion_err_nm2_s": 0.5, "drift_vy_nm_s": 1.0, "drift_vx_nm_s": 2.0, "drift_vy_err_nm_s": 0.1,
+        "drift_vx_err_nm_s": 0.2}
+
+
+def test_track_statistics_use_the_configured_fit():
+    from napari_cxdi.tracking.statistics import msd_analysis
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for p in range(5):
+        pos = np.cumsum(rng.normal(size=(12, 2)), axis=0)
+        rows += [(p, t, y, x) for t, (y, x) in enumerate(pos)]
+    tracks = pd.DataFrame(rows, columns=["particle", "frame", "y", "x"])
+    cfg = TrackingConfig(max_lag=6, fit_lags=2)
+    st = track_statistics(tracks, tracks, 12, 3.0, 0.5, cfg)
+    ref = msd_analysis(tracks, 3.0, 0.5, 6, 2)
+    assert st["msd"]["diffusion_nm2_s"] == ref["diffusion_nm2_s"]
+    assert st["msd"]["diffusion_nm2_s"] != msd_analysis(tracks, 3.0, 0.5, 6, 4)["diffusion_nm2_s"]
+    assert len(st["msd"]["lag_s"]) == 6
