@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -89,3 +90,33 @@ def test_total_variation_3d_by_hand():
     assert float(losses.total_variation_3d(single)) == pytest.approx((0.0 + 1.5) / 3)  # no time term, still / 3
     batch = torch.cat([obj, 2 * obj])
     assert float(losses.total_variation_3d(batch)) == pytest.approx(1.5 * (0.5 + 1.5 + 0.5) / 3)
+
+
+def test_weighted_mean_with_small_weights_and_default_threshold():
+    # weights summing to less than 1 are a proper weighted mean (the clamp only guards against 0)
+    assert float(losses._mean(torch.tensor([2.0, 4.0]), torch.tensor([0.25, 0.25]))) == pytest.approx(3.0)
+    assert float(losses.mae(torch.tensor([2.0, 4.0]), torch.zeros(2), torch.tensor([0.1, 0.3]))) == pytest.approx(3.5)
+    # the default threshold of diffraction_loss is 1 count: 1.5 counts stay, 0.5 are zeroed
+    pred, meas = torch.tensor([2.0, 1.0]), torch.tensor([1.5, 0.5])
+    assert float(losses.diffraction_loss("poisson", pred, meas)) == pytest.approx(
+        float(losses.poisson_deviance(pred, meas, 1.0)), rel=1e-7)
+    assert float(losses.diffraction_loss("poisson", pred, meas)) != pytest.approx(
+        float(losses.poisson_deviance(pred, meas, 2.0)), rel=1e-3)
+
+
+def test_total_variation_uses_every_neighbour_pair():
+    # 3 frames of 3 x 3: steps differ between neighbour pairs, so dropping any pair changes the value
+    obj = torch.zeros(1, 3, 3, 3, dtype=torch.complex64)
+    obj[0, :, 1, :] = 1.0  # rows 0 -> 1: +1, rows 1 -> 2: -1
+    obj[0, :, 2, :] = 3.0  # rows 1 -> 2: +2
+    obj[0, 2] *= 2.0  # frame 2 doubles
+    a = obj.numpy()
+    dy = np.abs(np.diff(a, axis=-2)).mean()
+    dx = np.abs(np.diff(a, axis=-1)).mean()
+    dt = np.abs(np.diff(a, axis=-3)).mean()
+    assert dy > 0 and dt > 0 and dx == 0
+    assert float(losses.total_variation_3d(obj)) == pytest.approx((dy + dx + dt) / 3, rel=1e-6)
+    # by hand: dy per frame = (1 + 2) x 3 / 6 = 1.5 (frames 0, 1) and 3.0 (frame 2) -> 2.0
+    assert dy == pytest.approx(2.0)
+    # dt: frame 1 - 0 = 0; frame 2 - 1 = the frame's values (0, 1, 3 per row) -> mean 4 / 3 / 2
+    assert dt == pytest.approx((0 + (0 + 1 + 3) / 3) / 2)
