@@ -80,6 +80,7 @@ def test_validate_accepts_the_edges():
                   holdout_fraction=0.0, noise_floor_margin=None, relaxation_sigma=0.0, refine_relaxation="none",
                   temporal_padding="zeros", refine_mode="additive", loss="sqrt_mse").validate()
     PID3NetConfig(loss="mae", image_size=32).validate(frame_shape=(32, 32), n_frames=5)
+    PID3NetConfig(epochs=1, batch_size=1, lr=1e-12, noise_floor_margin=0.0).validate()
     PID3NetConfig(frames=5).validate(n_frames=5)
 
 
