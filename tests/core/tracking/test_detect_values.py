@@ -225,3 +225,160 @@ def test_label_particles_keeps_only_accepted_particles():
     mask[5:35, 5:35] = True
     masked = detect.label_particles(frame, cfg, 10.0, mask=mask)
     assert len(np.unique(masked)) == 2 and masked[20, 20] > 0 and masked[40, 44] == 0
+
+
+ADAPT = detect.DetectionConfig(block_nm=400.0, min_diameter_nm=20.0, max_diameter_nm=300.0, smooth_px=0.0)
+
+
+def test_trackpy_minmass_and_separation_matter():
+    frame = _discs()
+    base = dict(method="trackpy", diameter_nm=130.0, min_diameter_nm=20.0, max_diameter_nm=300.0)
+    s = -frame - (-frame).min()
+    for threshold in (0.5, 0.7, 1.0):  # the default minmass against masses of ~35 per disc
+        got = detect.detect_frame(frame, detect.DetectionConfig(threshold=threshold, **base), 10.0)
+        ref = _locate(s, 13, threshold * np.pi * 6.5**2 / 2, 13, 1.0)
+        assert len(got) == len(ref)
+    assert len(detect.detect_frame(frame, detect.DetectionConfig(threshold=0.5, **base), 10.0)) == 2
+    assert len(detect.detect_frame(frame, detect.DetectionConfig(threshold=0.7, **base), 10.0)) == 0
+    # a given minmass replaces the default
+    assert len(detect.detect_frame(frame, detect.DetectionConfig(threshold=0.01, minmass=60.0, **base), 10.0)) == 0
+    # two discs 12 px apart: one feature with the default separation (13 px), two with 100 nm
+    close = _discs(centres=((30, 20), (30, 32)), depths=(1.0, 1.0))
+    cfg = detect.DetectionConfig(minmass=3.0, **base)
+    n_default = len(detect.detect_frame(close, cfg, 10.0))
+    n_close = len(detect.detect_frame(close, cfg.with_(separation_nm=100.0), 10.0))
+    sc = -close - (-close).min()
+    assert n_default == len(_locate(sc, 13, 3.0, 13, 1.0)) and n_close == len(_locate(sc, 13, 3.0, 10.0, 1.0))
+    assert n_default < n_close
+
+
+def test_integer_masks_and_mask_edges():
+    frame = _discs()
+    mask = np.zeros((64, 64), np.uint8)  # a 0/1 label image
+    mask[5:35, 5:35] = 1
+    assert detect.detect_frame(frame, ADAPT, 10.0, mask=mask)["y"].round().tolist() == [20.0]
+    tp_cfg = detect.DetectionConfig(method="trackpy", diameter_nm=130.0, min_diameter_nm=20.0, max_diameter_nm=300.0)
+    assert detect.detect_frame(frame, tp_cfg, 10.0, mask=mask)["y"].round().tolist() == [20.0]
+    # a mask edge through a particle: it touches the mask border and is excluded (unless exclude_border=False)
+    cut = np.zeros((64, 64), bool)
+    cut[:22, :] = True
+    assert len(detect.detect_frame(frame, ADAPT, 10.0, mask=cut)) == 1  # only (14, 48) lies inside
+    assert len(detect.detect_frame(frame, ADAPT.with_(exclude_border=False), 10.0, mask=cut)) == 2
+    # trackpy with a mask narrower than the frame: columns beyond it map to its last column
+    narrow = np.zeros((30, 40), bool)
+    narrow[20, 20] = narrow[29, 39] = True
+    got = detect.detect_frame(frame, tp_cfg.with_(minmass=3.0, smooth_px=1.5, separation_nm=95.0),
+                              10.0, mask=narrow)
+    assert sorted(np.round(got["y"]).tolist()) == [20.0, 40.0]
+
+
+def test_image_border_rows_and_columns():
+    n = 40
+    yy, xx = np.mgrid[0:n, 0:n]
+
+    def disc(cy, cx):
+        f = np.zeros((n, n))
+        f[(yy - cy) ** 2 + (xx - cx) ** 2 <= 9] = -1.0
+        return f
+
+    cfg = ADAPT.with_(block_nm=200.0)
+    # touching row 0 / row n-1 / column 0 / column n-1: excluded; one pixel further in: kept
+    for cy, cx, kept in ((4, 20, 1), (n - 5, 20, 1), (20, 4, 1), (20, n - 5, 1),
+                         (3, 20, 0), (n - 4, 20, 0), (20, 3, 0), (20, n - 4, 0)):
+        assert len(detect.detect_frame(disc(cy, cx), cfg, 10.0)) == kept, (cy, cx)
+
+
+def test_size_limits_are_inclusive_and_complex_frames_use_the_phase():
+    frame = _discs()
+    d = float(detect.detect_frame(frame, ADAPT, 10.0)["diameter_nm"].iloc[0])  # all three discs alike
+    assert len(detect.detect_frame(frame, ADAPT.with_(min_diameter_nm=d, max_diameter_nm=300.0), 10.0)) == 3
+    assert len(detect.detect_frame(frame, ADAPT.with_(min_diameter_nm=20.0, max_diameter_nm=d), 10.0)) == 3
+    phase = np.exp(1j * frame)
+    np.testing.assert_allclose(detect.detect_frame(phase, ADAPT, 10.0)["y"], detect.detect_frame(frame, ADAPT, 10.0)["y"])
+    # defaults: pixel size 1 nm (positions in nm equal pixels), frame index 0
+    f = detect.detect_frame(frame, detect.DetectionConfig(block_nm=40.0, min_diameter_nm=2.0, max_diameter_nm=30.0,
+                                                          smooth_px=0.0))
+    assert f["frame"].tolist() == [0, 0, 0] and f["y_nm"].tolist() == f["y"].tolist()
+    assert f["x_nm"].tolist() == pytest.approx(f["x"].tolist())
+    f10 = detect.detect_frame(frame, ADAPT, 10.0)
+    assert f10["x_nm"].tolist() == pytest.approx((f10["x"] * 10).tolist())
+    small = detect.DetectionConfig(block_nm=40.0, min_diameter_nm=2.0, max_diameter_nm=30.0, smooth_px=0.0)
+    g = detect.detect(np.stack([frame]), small)
+    assert g["y_nm"].tolist() == g["y"].tolist()
+    gen = detect.iter_detect(np.stack([frame]), small)
+    assert drain_table(gen)["x_nm"].tolist() == pytest.approx(g["x"].tolist())
+    # detect() passes the configuration on
+    assert len(detect.detect(np.stack([frame]), ADAPT.with_(min_contrast=5.0), 10.0)) == 0
+    # edges of the configuration: 1 nm blocks and diameters, sub-nm minimum diameter are valid
+    detect.DetectionConfig(block_nm=1.0, diameter_nm=1.0, min_diameter_nm=0.5).validate()
+
+
+def drain_table(gen):
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_threshold_contrast_smoothing_and_mass():
+    frame = _discs()
+    # default min_contrast = threshold / 2: at threshold 0.5 the 0.7 disc passes (not at 2 x threshold)
+    assert len(detect.detect_frame(frame, ADAPT.with_(threshold=0.5), 10.0)) == 3
+    # threshold 0 on a flat frame: no particle pixel (strictly above the threshold)
+    assert not detect.particle_mask(np.zeros((32, 32)), ADAPT.with_(threshold=0.0), 10.0).any()
+    from scipy import ndimage
+
+    sm, _ = detect.signal_and_background(frame, ADAPT.with_(smooth_px=0.5), 10.0)
+    np.testing.assert_allclose(sm, ndimage.gaussian_filter(-frame, 0.5))
+    # a disc with an off-centre hole (filled as part of the particle): the mass counts only positive excess
+    n = 48
+    yy, xx = np.mgrid[0:n, 0:n]
+    f = np.zeros((n, n))
+    f[(yy - 24) ** 2 + (xx - 24) ** 2 <= 49] = -1.0
+    f[(yy - 24) ** 2 + (xx - 25) ** 2 <= 4] = 0.0
+    cfg = ADAPT.with_(block_nm=300.0, threshold=0.3)
+    out = detect.detect_frame(f, cfg, 10.0)
+    s, bg = detect.signal_and_background(f, cfg, 10.0)
+    lab = detect.label_particles(f, cfg, 10.0)
+    own = lab == lab.max()
+    assert (s - bg)[own].min() < 0  # the hole is below the local background
+    assert out["mass"].iloc[0] == pytest.approx(np.clip(s - bg, 0, None)[own].sum(), rel=1e-9)
+    w = np.clip(s - bg, 0, None)[own]
+    ys, xs = np.nonzero(own)
+    assert out["x"].iloc[0] == pytest.approx(np.sum(w * xs) / w.sum(), rel=1e-9)
+
+
+def test_faint_particle_centroid_is_weighted():
+    # excess summing to less than 1: the centroid is still intensity-weighted
+    n = 32
+    yy, xx = np.mgrid[0:n, 0:n]
+    f = np.zeros((n, n))
+    inside = (yy - 16) ** 2 + (xx - 16) ** 2 <= 9
+    f[inside] = -(0.02 + 0.004 * (xx[inside] - 13))
+    cfg = detect.DetectionConfig(block_nm=200.0, min_diameter_nm=5.0, max_diameter_nm=300.0, smooth_px=0.0,
+                                 threshold=0.005, min_contrast=0.0)
+    out = detect.detect_frame(f, cfg, 10.0)
+    s, bg = detect.signal_and_background(f, cfg, 10.0)
+    lab = detect.label_particles(f, cfg, 10.0)
+    own = lab == lab.max()
+    w = np.clip(s - bg, 0, None)[own]
+    assert 0 < w.sum() < 1
+    ys, xs = np.nonzero(own)
+    assert out["x"].iloc[0] == pytest.approx(np.sum(w * xs) / w.sum(), rel=1e-9)
+    assert out["x"].iloc[0] != pytest.approx(xs.mean(), abs=1e-3)
+
+
+def test_ring_width_default_is_three_pixels():
+    labels = np.zeros((11, 11), int)
+    labels[5, 5] = 1
+    yy, xx = np.mgrid[0:11, 0:11]
+    dist = np.abs(yy - 5) + np.abs(xx - 5)
+    signal = np.where(dist >= 3, 100.0, 0.0)
+    signal[5, 5] = 5.0
+    from skimage import measure
+
+    region = measure.regionprops(labels)[0]
+    # 3-px ring: 24 pixels, 12 at distance 3 (100) -> median 50; a 4-px ring would give 100
+    assert detect._ring_contrast(signal, labels, region) == 5.0 - 50.0
+    assert detect._ring_contrast(signal, labels, region, width=4) == 5.0 - 100.0
