@@ -30,6 +30,7 @@ def test_roi_lookup_rounds_and_clips_to_the_roi():
     roi[10, 2] = True  # (10, 2) inside
     roi[11, 0] = True  # the last row: a wrapped index (-1) would hit it
     roi[0, 5] = True  # the last column
+    roi[5, 5] = True  # a wrapped column index (-1) would hit it
     pts = _pts([(0, 0, 10.2, 2.0),   # rounds to (10, 2): kept
                 (0, 1, -0.6, 0.0),   # rounds to row -1 -> clipped to row 0: roi False, dropped
                 (0, 2, 0.0, 7.0),    # column 7 -> clipped to 5: roi[0, 5] True, kept
