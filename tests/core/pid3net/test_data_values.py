@@ -136,3 +136,32 @@ def test_thinned_windows_lazy_split_per_frame():
     # every read of a frame gives the same split, whichever window it is read in
     assert torch.equal(w.frames(2, 4)[0], kept[1]) and torch.equal(w.heldout_batch([2])[0, 0], held[1])
     assert torch.equal(w.batch([0])[0, 1], kept[0])
+
+
+def test_read_only_sources_are_copied_without_warnings(tmp_path):
+    import warnings
+
+    ro = np.arange(18, dtype=np.float32).reshape(2, 3, 3)
+    ro.flags.writeable = False
+    path = tmp_path / "m.npy"
+    np.save(path, ro)
+    mm = np.load(path, mmap_mode="r")  # a read-only memory map: read block by block
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only array
+        w = FrameWindows(ro, 1, CPU)
+        assert torch.equal(w.frames(0, 2), torch.as_tensor(np.array(ro)))
+        assert torch.equal(FrameWindows(mm, 1, CPU).frames(0, 2), torch.as_tensor(np.array(ro)))
+    assert w.device == CPU and FrameWindows(mm, 1, CPU).device == CPU
+
+
+def test_lazy_blocks_allow_unmeasured_pixels_and_default_names():
+    holed = _movie().astype(np.float32)
+    holed[2, 1, 1] = np.nan
+    w = FrameWindows(_Lazy(holed), 1, CPU)
+    assert torch.isnan(w.frames(2, 3)[0, 1, 1])  # NaN = unmeasured, allowed in lazy blocks too
+    bad = _movie()
+    bad[0, 0, 0] = -1
+    with pytest.raises(DataValidationError, match=r"^movie: frame 0 contains negative counts"):
+        ThinnedWindows(bad, 1, CPU, 0.1)
+    t = ThinnedWindows(_movie(), 1, CPU, 0.1)
+    assert t.name == "movie" and t.device == CPU
