@@ -163,3 +163,42 @@ def test_out_of_memory_on_a_gpu_halves_the_batch(monkeypatch):
     model.forward = lambda x: (_ for _ in ()).throw(ValueError("broken"))
     with pytest.raises(ValueError, match="broken"):
         list(inference.iter_reconstruct(model, _movie(4), batch_size=4))
+
+
+def test_generator_defaults_stride_passthrough_and_timing():
+    model = Known(frames=2)
+    events = list(inference.iter_reconstruct(model, _movie(20)))
+    assert [c[0] for c in model.calls] == [8, 2]  # iter_reconstruct's own default batch of 8
+    assert all(0 <= e["elapsed_s"] < 600 for e in events)
+    one = inference.reconstruct_movie(Known(frames=2), _movie(5), stride=1)
+    np.testing.assert_allclose(one[:, 0, 0], _expected(5, 2, [0, 1, 2, 3]), rtol=1e-6)
+
+
+def test_scratch_memmap_lives_in_a_named_temporary_folder(monkeypatch, tmp_path):
+    made = []
+    real = inference.tempfile.TemporaryDirectory
+
+    def recording(*args, **kwargs):
+        made.append(kwargs.get("prefix"))
+        return real(*args, dir=str(tmp_path), **kwargs)
+
+    monkeypatch.setattr(inference.tempfile, "TemporaryDirectory", recording)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = inference._scratch_memmap((3, 2))
+    out[:] = 5
+    assert made == ["napari-cxdi-inference-"]
+    assert os.listdir(work) == [] and os.listdir(tmp_path) == ["cwd"]  # nothing left anywhere
+
+
+def test_out_of_memory_frees_the_model_device(monkeypatch):
+    model = Known(frames=2)
+    model.probe = type("P", (), {"device": torch.device("cuda")})()
+    monkeypatch.setattr(inference, "model_windows",
+                        lambda m, movie: inference.FrameWindows(movie, m.config.frames, torch.device("cpu")))
+    freed = []
+    monkeypatch.setattr(inference, "free_device_memory", lambda device: freed.append(device))
+    model.fail = 1
+    list(inference.iter_reconstruct(model, _movie(6), batch_size=2))
+    assert freed == [torch.device("cuda")]
