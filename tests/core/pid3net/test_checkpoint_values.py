@@ -107,3 +107,12 @@ def test_load_errors(tmp_path):
     torch.save({"config": {}}, nofmt)
     with pytest.raises(InputFileError, match="not a napari-cxdi PID3Net checkpoint"):
         checkpoint.load_checkpoint(str(nofmt))
+
+
+def test_provenance_carries_the_config_and_default_device_loads(tmp_path):
+    model = _model(width=4)
+    path = checkpoint.save_checkpoint(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=False)
+    assert payload["provenance"]["config"]["width"] == 4
+    loaded, _ = checkpoint.load_checkpoint(path)  # default device "auto": this machine's best device
+    assert loaded.config.width == 4 and not loaded.training
