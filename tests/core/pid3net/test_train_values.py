@@ -100,13 +100,13 @@ def test_loss_terms_and_one_step_values():
     held = t.windows.heldout_batch([0, 1])
     values = t._optimise(batch, held)
     assert set(values) == {"loss", "diffraction_loss", "tv", "rf", "rf_floor", "heldout_nll"}
-    assert values["loss"] == pytest.approx(float(terms["loss"]), rel=1e-5)
+    assert values["loss"] == pytest.approx(float(terms["loss"].detach()), rel=1e-5)
     assert values["rf"] == pytest.approx(batch_r_factor(pred.detach(), batch), rel=1e-5)
     assert values["heldout_nll"] == pytest.approx(float(losses.poisson_deviance(pred.detach() * (0.25 / 0.75), held, 0.0)), rel=1e-5)
     assert values["rf_floor"] > 0 and math.isfinite(values["rf_floor"])
     # the step changed the weights
     after = t.loss_terms(batch)["loss"]
-    assert float(after) != pytest.approx(float(terms["loss"]), rel=1e-7)
+    assert float(after.detach()) != pytest.approx(float(terms["loss"].detach()), rel=1e-7)
     plain = PID3NetTrainer(counts, probe, PID3NetConfig(**{**TINY, "poisson_threshold": 3.0}))
     b = plain.windows.batch([2])
     terms = plain.loss_terms(b)
