@@ -157,3 +157,65 @@ def test_additive_refinement_and_forward():
         torch.testing.assert_close(nr(counts), nr.initial_object(counts))
     obj = torch.full((1, 2, 20, 20), 1 + 1j, dtype=torch.complex64)
     torch.testing.assert_close(model.predicted_intensity(obj), diffraction_intensity(model.probe, obj))
+
+
+def test_more_model_values():
+    # safe_polar: small but non-zero updates keep their modulus and angle
+    z = torch.tensor([0.5 + 0j, -1e-3j], dtype=torch.complex64)
+    mag, ang = safe_polar(z)
+    assert mag.tolist() == pytest.approx([0.5, 1e-3], rel=1e-5) and ang.tolist() == pytest.approx([0.0, -math.pi / 2])
+    # the probe is stored as complex64 whatever its input type
+    assert PID3Net(_cfg(), _probe().astype(np.complex128)).probe.dtype == torch.complex64
+    assert PID3Net(_cfg(), np.abs(_probe())).probe.dtype == torch.complex64
+    # every block pads time as configured
+    for pad in ("replicate", "zeros"):
+        m = PID3Net(_cfg(temporal_padding=pad, refine_mode="additive"), _probe())
+        for block in (m.encoder.latent, m.amplitude_decoder.body[0], m.phase_decoder.body[0], m.f_amplitude.tb, m.f_phase.tb):
+            assert block.temporal_padding == pad
+        assert m.f_amplitude.tb.squeeze.out_channels == 2 and m.f_phase.head.out_channels == 1
+    # weak counts (log(1 + sqrt I) < 1) are still scaled to a maximum of 1
+    model = PID3Net(_cfg(), _probe())
+    x = model.network_input(torch.full((1, 2, 20, 20), 1.0))
+    assert float(x.max()) == pytest.approx(1.0)
+
+
+def test_initial_phase_is_pi_tanh_of_the_phase_decoder():
+    model = PID3Net(_cfg(), _probe()).eval()
+    counts = torch.rand(1, 2, 20, 20, generator=torch.Generator().manual_seed(0)) * 40
+    with torch.no_grad():
+        torch.nn.init.normal_(model.phase_decoder.head.weight, std=2.0)
+        o0 = model.initial_object(counts)
+        z = model.encoder(model.network_input(counts))
+        phase = math.pi * torch.tanh(model.crop(model.phase_decoder(z)))
+        amp = torch.sigmoid(model.crop(model.amplitude_decoder(z)))
+    s = model.support.bool()
+    torch.testing.assert_close(torch.angle(o0)[..., s], phase[..., s], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(o0.abs()[..., s], amp[..., s], rtol=1e-4, atol=1e-5)
+    assert float(phase.abs().max()) > 0.3  # the phases are not all near 0
+
+
+def test_two_mode_probe_normalisation_and_explicit_valid_masks():
+    p = _probe()
+    two = np.stack([p, 0.5 * np.roll(p, 2, axis=1)]).astype(np.complex64)
+    for relaxation in ("none", "poisson"):
+        model = PID3Net(_cfg(refine_relaxation=relaxation), two)
+        obj = torch.ones(1, 2, 20, 20, dtype=torch.complex64) * np.exp(0.2j)
+        counts = torch.full((1, 2, 20, 20), 30.0)
+        if relaxation == "none":
+            ref = mixed_state_update(obj, model.probe, counts, normalisation="sum_max")
+        else:
+            ref = relaxed_mixed_state_update(obj, model.probe, counts, 1.0, normalisation="sum_max")
+        torch.testing.assert_close(model.physics_update(obj, counts), ref)
+    # forward: an explicit valid mask is the same as NaN counts at those pixels
+    model = PID3Net(_cfg(), _probe()).eval()
+    counts = torch.rand(1, 2, 20, 20, generator=torch.Generator().manual_seed(1)) * 40
+    valid = torch.ones_like(counts, dtype=torch.bool)
+    valid[..., 8:12, 8:12] = False
+    holed = torch.where(valid, counts, torch.full_like(counts, float("nan")))
+    with torch.no_grad():
+        a, b, full = model(counts, valid=valid), model(holed), model(counts)
+        o0 = model.initial_object(torch.where(valid, counts, torch.zeros_like(counts)))
+        ref = model.refine(o0, torch.where(valid, counts, torch.zeros_like(counts)), valid)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(b, ref)
+    assert (a - full).abs().max() > 1e-6
