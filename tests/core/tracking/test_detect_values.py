@@ -382,3 +382,11 @@ def test_ring_width_default_is_three_pixels():
     # 3-px ring: 24 pixels, 12 at distance 3 (100) -> median 50; a 4-px ring would give 100
     assert detect._ring_contrast(signal, labels, region) == 5.0 - 50.0
     assert detect._ring_contrast(signal, labels, region, width=4) == 5.0 - 100.0
+
+
+def test_trackpy_on_a_small_frame():
+    # frames under 4096 pixels use trackpy's python engine explicitly
+    frame = _discs(n=48, centres=((20, 20),), depths=(1.0,))
+    cfg = detect.DetectionConfig(method="trackpy", diameter_nm=130.0, min_diameter_nm=20.0, max_diameter_nm=300.0)
+    f = detect.detect_frame(frame, cfg, 10.0)
+    assert f["y"].tolist() == pytest.approx([20.0], abs=0.3) and f["x"].tolist() == pytest.approx([20.0], abs=0.3)
