@@ -128,6 +128,8 @@ def test_msd_fit_rules_by_hand():
     m = statistics.msd_analysis(one, 1.0, 1.0, max_lag=2, fit_lags=2)
     # a lag needs more than one pair to enter the fit: only lag 1 -> D = var / (4 tau) = 0.25
     assert m["diffusion_nm2_s"] == pytest.approx(0.25)
+    # with 0.5 s per frame the single lag is tau = 0.5 s: D = var / (4 tau) = 0.5
+    assert statistics.msd_analysis(one, 1.0, 0.5, max_lag=2, fit_lags=2)["diffusion_nm2_s"] == pytest.approx(0.5)
     assert m["n_pairs"].tolist() == [2, 1] and m["n_pairs"].dtype.kind == "i"
     assert m["drift_err"].shape == (2,)
     # fit_lags beyond max_lag fits the lags there are
