@@ -109,14 +109,15 @@ def test_total_variation_uses_every_neighbour_pair():
     obj = torch.zeros(1, 3, 3, 3, dtype=torch.complex64)
     obj[0, :, 1, :] = 1.0  # rows 0 -> 1: +1, rows 1 -> 2: -1
     obj[0, :, 2, :] = 3.0  # rows 1 -> 2: +2
-    obj[0, 2] *= 2.0  # frame 2 doubles
+    obj[0, 1] *= 1.5  # frames scale by 1, 1.5, 2
+    obj[0, 2] *= 2.0
     a = obj.numpy()
     dy = np.abs(np.diff(a, axis=-2)).mean()
     dx = np.abs(np.diff(a, axis=-1)).mean()
     dt = np.abs(np.diff(a, axis=-3)).mean()
     assert dy > 0 and dt > 0 and dx == 0
     assert float(losses.total_variation_3d(obj)) == pytest.approx((dy + dx + dt) / 3, rel=1e-6)
-    # by hand: dy per frame = (1 + 2) x 3 / 6 = 1.5 (frames 0, 1) and 3.0 (frame 2) -> 2.0
-    assert dy == pytest.approx(2.0)
-    # dt: frame 1 - 0 = 0; frame 2 - 1 = the frame's values (0, 1, 3 per row) -> mean 4 / 3 / 2
-    assert dt == pytest.approx((0 + (0 + 1 + 3) / 3) / 2)
+    # by hand: dy per frame = (1 + 2) x 3 / 6 = 1.5 times the frame's scale (1, 1.5, 2) -> 2.25
+    assert dy == pytest.approx(2.25)
+    # dt: consecutive frames differ by 0.5 x (0, 1, 3) per row -> mean 0.5 x 4 / 3 (not frame 2 - frame 0)
+    assert dt == pytest.approx(0.5 * 4 / 3)
