@@ -9,7 +9,8 @@
 #                                            # tests; the module itself unchanged): the record is updated in place
 #
 # A score counts every mutant of what it names (a package, or a module given as <package>/<file>.py).
-# JOBS (default 2) mutants run at once; property tests run derandomized (CI=1) so that runs repeat.
+# JOBS (default 2) mutants run at once; property tests run derandomized (CI=1) so that runs repeat; dask
+# computes synchronously (its thread pool does not survive mutmut's fork: threaded computes would hang).
 #
 # Each package is mutated in a scratch copy of the checkout (the work tree is never touched) and only the
 # tests of that package run against its mutants (TESTS below). Results: benchmarks/results/mutation.json
@@ -29,7 +30,16 @@ declare -A TESTS=(
   [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py tests/core/io/test_detector_values.py tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_writer_values.py tests/core/io/test_hdf5_values.py tests/core/io/test_validate_values.py tests/core/io/test_arrays_values.py tests/core/io/test_lazy_values.py tests/core/io/test_experiment_values.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
-  [recon]="tests/core/api/test_baselines_and_api.py"
+  # a module of a package may name its own (fast) tests; otherwise the package's tests run
+  [pid3net/losses.py]="tests/core/pid3net/test_losses_values.py"
+  [pid3net/blocks.py]="tests/core/pid3net/test_blocks_values.py"
+  [pid3net/data.py]="tests/core/pid3net/test_data_values.py"
+  [pid3net/config.py]="tests/core/pid3net/test_config_values.py"
+  [pid3net/checkpoint.py]="tests/core/pid3net/test_checkpoint_values.py"
+  [pid3net/inference.py]="tests/core/pid3net/test_inference_values.py"
+  [pid3net/model.py]="tests/core/pid3net/test_model_values.py"
+  [pid3net/train.py]="tests/core/pid3net/test_train_values.py"
+  [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
   [scann/voronoi.py]="tests/core/scann/test_voronoi_values.py tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_invariance.py"
