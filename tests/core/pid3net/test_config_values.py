@@ -13,10 +13,10 @@ def test_defaults_follow_the_documented_values():
     assert PID3NetConfig().to_dict() == {
         "width": 8, "frames": 5, "refine_steps": 5, "refine_width": 32, "image_size": None, "loss": "poisson",
         "tv_weight": 0.01, "poisson_threshold": 1.0, "alpha0": 0.2, "alpha_max": None, "refine_relaxation": "poisson",
-        "relaxation_sigma": 1.0, "refine_mode": "gated", "temporal_padding": "replicate", "support_threshold": 0.02,
+        "relaxation_sigma": 2.0, "refine_mode": "gated", "temporal_padding": "replicate", "support_threshold": 0.02,
         "epochs": 20, "batch_size": 4, "lr": 1e-3, "lr_final_factor": 0.2, "early_stop_patience": 0,
-        "early_stop_tol": 1e-3, "holdout_fraction": 0.1, "holdout_patience": 5, "holdout_tol": 0.0,
-        "noise_floor_margin": 0.05, "preview_every": 20, "seed": 0, "device": "auto", "amp": True, "checkpoint_every": 0,
+        "early_stop_tol": 1e-3, "holdout_fraction": 0.1, "holdout_patience": 5, "holdout_patience_steps": 60,
+        "holdout_tol": 0.0, "noise_floor_margin": 0.05, "preview_every": 20, "seed": 0, "device": "auto", "amp": True, "checkpoint_every": 0,
     }
     assert VARIANTS == {"PID3Net-PO": ("poisson", True), "PID3Net-MAE": ("mae", True), "PID3Net-NR": ("poisson", False)}
     assert LOSSES == ("poisson", "mae", "sqrt_mse")
@@ -35,7 +35,8 @@ BOUNDS = [
     ("preview_every", 0, -1, "[0, inf)"), ("checkpoint_every", 0, -1, "[0, inf)"), ("seed", 0, -1, "[0, inf)"),
     ("alpha_max", 1e-6, 0.0, "(0, inf)"), ("relaxation_sigma", 0.0, -0.5, "[0, inf)"),
     ("holdout_fraction", 0.0, 1.0, "[0, 1)"), ("holdout_fraction", 0.5, -0.5, "[0, 1)"),
-    ("holdout_patience", 0, -1, "[0, inf)"), ("holdout_tol", 0.0, -0.5, "[0, inf)"),
+    ("holdout_patience", 0, -1, "[0, inf)"), ("holdout_patience_steps", 0, -1, "[0, inf)"),
+    ("holdout_tol", 0.0, -0.5, "[0, inf)"),
     ("noise_floor_margin", 1.0, 1.5, "[0, 1]"), ("noise_floor_margin", 0.0, -0.5, "[0, 1]"),
 ]
 
