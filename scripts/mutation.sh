@@ -47,10 +47,10 @@ declare -A TESTS=(
   [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py"
   [scann/domain.py]="tests/core/scann/test_domain_values.py"
   [scann/batching.py]="tests/core/scann/test_batching_values.py"
-  [scann/model.py]="tests/core/scann/test_model_values.py"
+  [scann/model.py]="tests/core/scann/test_scann_model_values.py"
   [scann/predict.py]="tests/core/scann/test_predict_values.py"
   [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
-  [scann/train.py]="tests/core/scann/test_train_values.py"
+  [scann/train.py]="tests/core/scann/test_scann_train_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
