@@ -204,7 +204,7 @@ def test_two_mode_probe_normalisation_and_explicit_valid_masks():
         if relaxation == "none":
             ref = mixed_state_update(obj, model.probe, counts, normalisation="sum_max")
         else:
-            ref = relaxed_mixed_state_update(obj, model.probe, counts, 1.0, normalisation="sum_max")
+            ref = relaxed_mixed_state_update(obj, model.probe, counts, model.config.relaxation_sigma, normalisation="sum_max")
         torch.testing.assert_close(model.physics_update(obj, counts), ref)
     # forward: an explicit valid mask is the same as NaN counts at those pixels
     model = PID3Net(_cfg(), _probe()).eval()
