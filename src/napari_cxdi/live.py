@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .configs import ConfigMethods
 from .errors import ConfigError, InputFileError, OutputExistsError
 from .io.live import DEFAULT_SETTLE_S, FrameBlock, follow, open_follower
 from .io.safe_write import check_output, temporary_name
@@ -100,7 +101,7 @@ class StreamLinker:
 
 # --------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
-class LiveConfig:
+class LiveConfig(ConfigMethods):
     """How a live run follows, reconstructs and tracks (see :func:`iter_live`)."""
 
     method: str = "mixed-state"          # with a model: the model's variant (recorded); else mixed-state | mf-PIE
@@ -132,17 +133,6 @@ class LiveConfig:
             raise ConfigError(f"fine-tuning: finetune_every must be >= 0 (0 = off), finetune_frames >= 2 and "
                               f"finetune_epochs >= 1, got {self.finetune_every}, {self.finetune_frames}, {self.finetune_epochs}")
 
-    def with_(self, **changes) -> "LiveConfig":
-        import dataclasses
-
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LiveConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 # --------------------------------------------------------------------------- output

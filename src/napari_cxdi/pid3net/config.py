@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_fields
+from ..configs import ConfigMethods
 from ..errors import ConfigError
 
 VARIANTS = {
@@ -27,7 +28,7 @@ FIELD_RULES = {
 
 
 @dataclass(frozen=True)
-class PID3NetConfig:
+class PID3NetConfig(ConfigMethods):
     """Network, loss and training settings.
 
     width: channels of the first temporal block (F; the encoder uses F, 2F, 4F, 8F).
@@ -114,9 +115,6 @@ class PID3NetConfig:
             return "PID3Net-NR"
         return {"poisson": "PID3Net-PO", "mae": "PID3Net-MAE"}.get(self.loss, f"PID3Net-{self.loss}")
 
-    def with_(self, **changes: Any) -> "PID3NetConfig":
-        return replace(self, **changes)
-
     def validate(self, frame_shape: tuple[int, int] | None = None, n_frames: int | None = None) -> None:
         if self.width < 2 or self.width % 2:
             raise ConfigError(f"width must be an even number >= 2, got {self.width}")
@@ -159,13 +157,9 @@ class PID3NetConfig:
         """m: the configured size, or the frame size rounded up to a multiple of 16."""
         return self.image_size or -(-frame_size // 16) * 16
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PID3NetConfig":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = cls.known(data)
         if "refine_mode" not in data:  # written before issue 17: the thesis' refinement block
             values.setdefault("refine_mode", "additive")
             values.setdefault("refine_relaxation", "none")

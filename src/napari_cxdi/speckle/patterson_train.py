@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..configs import ConfigMethods
 from ..errors import ConfigError
 from ..provenance import provenance
 from .calibration import fit_temperature, reliability
@@ -38,7 +39,7 @@ from .radial import domain_statistics
 
 
 @dataclass(frozen=True)
-class PattersonTrainConfig:
+class PattersonTrainConfig(ConfigMethods):
     """``poly_laws``: polydispersity laws mixed in the training data (patterns alternate between them);
     ``photons`` (low, high) photons per pattern for the ``noisy_copies`` (log-uniform); ``max_minutes``
     wall-time budget; ``max_pool`` samples kept at most (memory bound: ~15 kB each)."""
@@ -99,16 +100,6 @@ class PattersonTrainConfig:
         FeatureConfig.from_dict(self.features)
         return self
 
-    def with_(self, **changes) -> PattersonTrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PattersonTrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def random_views(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..configs import ConfigMethods
 from ..errors import ConfigError
 from ..provenance import provenance
 from .calibration import reliability
-from .dataset import SpeckleDatasetConfig, _single_threaded_children, sample_rng, simulate_pattern
+from .dataset import SpeckleDatasetConfig, _single_threaded_children, simulate_pattern
 from .disks import N_MAX, N_MIN
 from .evaluate import classification_report
 from .features import FeatureConfig, add_counts_noise, radial_features, to_feature_grid
@@ -38,7 +39,7 @@ KINDS = ("mono", "poly")
 
 
 @dataclass(frozen=True)
-class RadialTrainConfig:
+class RadialTrainConfig(ConfigMethods):
     """``kind``: mono- or polydisperse disks. ``photons``: (low, high) photons per pattern for the noisy
     copies (log-uniform); ``noisy_copies`` noisy feature vectors per simulated pattern, plus the noise-free
     one if ``clean``. ``max_minutes`` wall-time budget (training goes on over the cached features until it
@@ -90,16 +91,6 @@ class RadialTrainConfig:
         FeatureConfig.from_dict(self.features)
         return self
 
-    def with_(self, **changes) -> RadialTrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RadialTrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def simulate_features(kind: str, n_values, seed: int, start: int, count: int, photons=(3e4, 3e7),

@@ -15,14 +15,15 @@ the sign before detection; use ``"bright"`` for amplitude-absorption or positive
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Generator
+from dataclasses import dataclass
+from typing import Generator
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from skimage import filters, measure, morphology
 
+from ..configs import ConfigMethods
 from ..errors import ConfigError, DataValidationError
 from ..progress import drain
 
@@ -30,7 +31,7 @@ FEATURE_COLUMNS = ["frame", "y", "x", "y_nm", "x_nm", "diameter_nm", "area_px", 
 
 
 @dataclass(frozen=True)
-class DetectionConfig:
+class DetectionConfig(ConfigMethods):
     """Detection settings. Lengths in nm unless named ``_px``; phase contrasts in the image's units (rad).
 
     method: "adaptive" | "trackpy"; polarity: "dark" (particles below the solution, e.g. phase) | "bright".
@@ -72,16 +73,6 @@ class DetectionConfig:
         if not 0 <= self.min_diameter_nm < self.max_diameter_nm:
             raise ConfigError(f"need 0 <= min diameter < max diameter, got {self.min_diameter_nm}, {self.max_diameter_nm}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def with_(self, **changes: Any) -> "DetectionConfig":
-        return replace(self, **changes)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DetectionConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _check_frame(frame) -> np.ndarray:

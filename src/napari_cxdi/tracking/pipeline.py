@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Generator
 
 import numpy as np
 import pandas as pd
 
+from ..configs import ConfigMethods
 from ..errors import ConfigError
 from ..progress import drain
 from .detect import DetectionConfig, as_movie, iter_detect
@@ -16,7 +17,7 @@ from .statistics import count_per_frame, diameter_distribution, lifetime_distrib
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(ConfigMethods):
     """Detection settings plus linking: max_displacement_nm per frame step, memory (missed frames),
     min_length (detections per kept track), max_lag / fit_lags of the MSD (frames)."""
 
@@ -36,16 +37,9 @@ class TrackingConfig:
         if self.max_displacement_nm <= 0 or self.memory < 0 or self.min_length < 1:
             raise ConfigError("max displacement must be > 0, memory >= 0, minimum track length >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def with_(self, **changes: Any) -> "TrackingConfig":
-        return replace(self, **changes)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrackingConfig":
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in data.items() if k in known}
+        kw = cls.known(data)
         if isinstance(kw.get("detection"), dict):
             kw["detection"] = DetectionConfig.from_dict(kw["detection"])
         return cls(**kw)
