@@ -8,7 +8,7 @@ import torch
 from ase.build import molecule
 
 from napari_cxdi.errors import ConfigError
-from napari_cxdi.scann import (DomainModel, ScannConfig, ScannPredictor, SigmaModel, VoronoiConfig, build_model,
+from napari_cxdi.scann import (DomainModel, ScannPredictor, SigmaModel, VoronoiConfig,
                                calibration_report, error_by_sigma, featurize, fit_sigma_model,
                                structures_from_atoms)
 from napari_cxdi.scann.domain import UNKNOWN_ELEMENT_DISTANCE, fit_domain, structure_distance
@@ -87,23 +87,10 @@ def test_structure_distance_counts_unknown_elements_at_the_threshold():
     assert np.isnan(structure_distance(None))
 
 
-def _tiny_models(k: int = 3):
-    models = []
-    for seed in range(k):
-        torch.manual_seed(seed)
-        m = build_model(ScannConfig(width=16, n_layers=2, n_heads=2, z_embedding=8, readout=16, dropout=0.0,
-                                    n_targets=2, target_names=["homo", "lumo"]))
-        with torch.no_grad():
-            m.target_mean.copy_(torch.tensor([-6.5, 0.5]))
-            m.target_std.copy_(torch.tensor([0.6, 1.2]))
-        models.append(m.eval())
-    return models
-
-
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory):
+def calibrated(tmp_path_factory, tiny_models):
     torch.set_num_threads(1)
-    models = _tiny_models()
+    models = tiny_models()
     frames = [molecule(n) for n in TRAIN_NAMES]
     envs = featurize(structures_from_atoms(frames), VoronoiConfig(), n_jobs=1, cache=False)
     feats = ensemble_predict(models, envs, atom_features=True).atom_features

@@ -8,8 +8,8 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
-from napari_cxdi.scann import (DomainModel, OutOfDomainWarning, ScannConfig, ScannPredictor, VoronoiConfig,
-                               build_model, coverage, export_extxyz, featurize, fit_scale,
+from napari_cxdi.scann import (DomainModel, OutOfDomainWarning, ScannPredictor, VoronoiConfig,
+                               coverage, export_extxyz, featurize, fit_scale,
                                structures_from_atoms)
 from napari_cxdi.scann.domain import fit_domain
 from napari_cxdi.scann.uncertainty import ensemble_predict, save_ensemble
@@ -28,23 +28,10 @@ def test_fit_scale_recovers_the_missing_factor_and_coverage():
     assert np.all(coverage(mean, std * s, y, 2) >= 0.95)
 
 
-def _tiny_models(k: int = 3):
-    models = []
-    for seed in range(k):
-        torch.manual_seed(seed)
-        m = build_model(ScannConfig(width=16, n_layers=2, n_heads=2, z_embedding=8, readout=16, dropout=0.0,
-                                    n_targets=2, target_names=["homo", "lumo"]))
-        with torch.no_grad():
-            m.target_mean.copy_(torch.tensor([-6.5, 0.5]))
-            m.target_std.copy_(torch.tensor([0.6, 1.2]))
-        models.append(m.eval())
-    return models
-
-
 @pytest.fixture(scope="module")
-def ensemble_file(tmp_path_factory):
+def ensemble_file(tmp_path_factory, tiny_models):
     torch.set_num_threads(1)
-    models = _tiny_models()
+    models = tiny_models()
     frames = [molecule(n) for n in TRAIN_NAMES]
     envs = featurize(structures_from_atoms(frames), VoronoiConfig(), n_jobs=1, cache=False)
     feats = ensemble_predict(models, envs, atom_features=True).atom_features
