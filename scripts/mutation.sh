@@ -168,7 +168,8 @@ data[pkg] = {"mutants": total, "by_status": counts, "killed": killed, "equivalen
              "seconds": seconds, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "command": f"JOBS={jobs} bash scripts/mutation.sh {pkg}" + (
                  f", then JOBS={jobs} SURVIVORS_ONLY=1 bash scripts/mutation.sh {pkg}" if rerun else "")}
-out_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+from napari_cxdi.io.safe_write import write_text  # the one atomic write path
+write_text(out_path, json.dumps(data, indent=1, sort_keys=True) + "\n", overwrite=True)
 print(f"[mutation] {pkg}: {total} mutants, killed {killed}, equivalent {eq}, survived {len(survived)} -> score {score:.1%} ({seconds} s)")
 PY
   rm -rf "$work"; trap - EXIT

@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from napari_cxdi.io.safe_write import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -109,7 +111,7 @@ def main(target: str) -> None:
                             "command": f"python scripts/mutation_recheck.py {target}"}})
     data = json.loads(record_path.read_text())  # re-read: another target's run may have written meanwhile
     data[target] = rec
-    record_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_text(record_path, json.dumps(data, indent=1, sort_keys=True) + "\n", overwrite=True)  # atomic
     print(f"[recheck] {target}: killed {k}, equivalent {e}, survived {len(still)} -> score {(k + e) / total:.1%}")
 
 
