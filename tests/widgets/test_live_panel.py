@@ -118,7 +118,7 @@ def test_live_events_fill_points_and_tracks_layers(make_napari_viewer, qtbot):
     # the run's pixel size: every live layer on the reader's grid (1 frame, dx nm, dx nm), axes named t, y, x
     for name in (*LAYERS, "live detections", "live tracks"):
         np.testing.assert_allclose(viewer.layers[name].scale, (1.0, 25.0, 25.0), err_msg=name)
-    for name in LAYERS:
+    for name in (*LAYERS, "live detections", "live tracks"):  # one set of units: no "Inconsistent units"
         assert tuple(viewer.layers[name].axis_labels) == ("t", "y", "x")
         assert [str(u) for u in viewer.layers[name].units][1:] == ["nanometer", "nanometer"]
     assert tuple(viewer.dims.axis_labels) == ("t", "y", "x")

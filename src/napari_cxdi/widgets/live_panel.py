@@ -294,17 +294,17 @@ class LivePanel(QWidget):
             layers["live detections"].data = points
         elif _has_border():
             self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
-                                   border_color="yellow", scale=self._spatial()["scale"])
+                                   border_color="yellow", **self._spatial())
         else:
             self.viewer.add_points(points, name="live detections", size=4, face_color="transparent",
-                                   edge_color="yellow", scale=self._spatial()["scale"])
+                                   edge_color="yellow", **self._spatial())
 
     def _set_tracks(self) -> None:
         tracks, layers = self.session.track_data(), self.viewer.layers
         if "live tracks" in layers:
             layers["live tracks"].data = tracks
         else:
-            self.viewer.add_tracks(tracks, name="live tracks", tail_length=20, scale=self._spatial()["scale"])
+            self.viewer.add_tracks(tracks, name="live tracks", tail_length=20, **self._spatial())
 
     def _finish_round(self) -> None:
         if self._status_text:
