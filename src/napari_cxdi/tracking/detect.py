@@ -212,6 +212,9 @@ def _detect_trackpy(frame, cfg, pixel_size_nm, frame_index, mask) -> pd.DataFram
     with warnings.catch_warnings():  # trackpy's pandas deprecation warnings are not the user's business
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # nor its "No maxima survived ..." / "All local maxima were in the margins" per empty frame: the
+        # progress events and the feature table already say how many particles each frame has (0 here)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"trackpy(\.|$)")
         f = tp.locate(s, diameter, minmass=minmass, separation=separation, noise_size=noise, preprocess=True,
                       characterize=True, engine="python" if s.size < 4096 else "auto")
     if len(f) and mask is not None:
