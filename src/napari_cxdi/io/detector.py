@@ -44,6 +44,12 @@ class BeamCentre:
         return (self.y, self.x)
 
 
+
+MIN_CENTRE_OVERLAP = 0.05
+"""The smallest overlap (of a pattern with its reflection, relative to the best) the centre search widens to."""
+MIN_CENTRE_ENERGY = 0.5
+"""A candidate centre's reflection must meet at least this fraction of the pattern's (log) energy."""
+
 def read_centre_hdf5(f, kind: str) -> BeamCentre | None:
     """The beam centre an open HDF5 file records, or None."""
     import h5py
@@ -121,6 +127,13 @@ def estimate_centre(pattern: np.ndarray, bad: np.ndarray | None = None, min_over
     Cauchy-Schwarz bound ``sum_r v(r)^2 w(s - r)`` (``w`` = measured), so gaps do not bias it, and only
     shifts where at least ``min_overlap`` of the best overlap is measured count. A parabola through
     the peak and its neighbours gives the sub-pixel position. score: the normalised correlation (<= 1).
+
+    The overlap rule keeps small, noisy overlaps from winning, but it also hides the centre of a beam far
+    from the middle of the detector (at ``min_overlap`` 0.5, beyond about a quarter of the width). A peak
+    on the edge of the searched shifts is therefore not a result: the search is widened (the overlap
+    halved, down to :data:`MIN_CENTRE_OVERLAP`) until the peak lies inside it, else a :class:`ConfigError`
+    asks for the centre. Only shifts whose reflection meets at least :data:`MIN_CENTRE_ENERGY` of the
+    pattern's energy ``sum v^2`` are searched (elsewhere sparse background counts can match by chance).
     """
     from scipy.signal import fftconvolve
 
@@ -134,20 +147,31 @@ def estimate_centre(pattern: np.ndarray, bad: np.ndarray | None = None, min_over
     num = fftconvolve(v, v, mode="full")
     den = fftconvolve(v * v, w, mode="full")
     overlap = fftconvolve(w, w, mode="full")
-    ok = (overlap > min_overlap * overlap.max()) & (den > 1e-12 * den.max())
-    score = np.where(ok, num / np.where(ok, den, 1.0), -np.inf)
-    sy, sx = np.unravel_index(int(np.argmax(score)), score.shape)
+    # shifts whose reflection meets less than half of the pattern's (log) energy compare background with
+    # background: a few sparse counts that happen to match score ~1 there (and where den ~ 0, num / den is
+    # FFT round-off)
+    measurable = den > MIN_CENTRE_ENERGY * den.max()
+    overlap_tried = min_overlap
+    while True:
+        ok = (overlap > overlap_tried * overlap.max()) & measurable
+        score = np.pad(np.where(ok, num / np.where(ok, den, 1.0), -np.inf), 1, constant_values=-np.inf)
+        sy, sx = np.unravel_index(int(np.argmax(score)), score.shape)  # in the padded map: shift + 1
+        around = score[sy - 1 : sy + 2, sx - 1 : sx + 2]
+        if np.isfinite(around[1]).all() and np.isfinite(around[:, 1]).all():
+            break  # the peak and its four neighbours were searched: a maximum inside the searched shifts
+        if overlap_tried / 2 < MIN_CENTRE_OVERLAP:
+            raise ConfigError(
+                f"cannot estimate the beam centre: the pattern's centre of symmetry lies at the edge of what can be "
+                f"searched (down to {overlap_tried:.0%} overlap of the pattern with its reflection); the beam is "
+                f"probably near the detector's edge: give it (--center Y,X)")
+        overlap_tried /= 2
 
     def refine(c0, c1, c2):
-        if not np.isfinite([c0, c1, c2]).all():
-            return 0.0
         denom = c0 - 2 * c1 + c2
         return float(np.clip(0.5 * (c0 - c2) / denom, -0.5, 0.5)) if denom < 0 else 0.0
 
-    h, wd = score.shape
-    dy = refine(score[sy - 1, sx], score[sy, sx], score[sy + 1, sx]) if 0 < sy < h - 1 else 0.0
-    dx = refine(score[sy, sx - 1], score[sy, sx], score[sy, sx + 1]) if 0 < sx < wd - 1 else 0.0
-    return (sy + dy) / 2.0, (sx + dx) / 2.0, float(score[sy, sx])
+    dy, dx = refine(*around[:, 1]), refine(*around[1])
+    return (sy - 1 + dy) / 2.0, (sx - 1 + dx) / 2.0, float(score[sy, sx])
 
 
 @dataclass(frozen=True)

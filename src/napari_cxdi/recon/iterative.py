@@ -91,6 +91,46 @@ def _rf(predicted: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor | N
     return float(diff.sum() / s.sum().clamp_min(1e-12))
 
 
+@dataclass(frozen=True)
+class KeptIterate:
+    """The iterate kept for each frame of a batch, and why (tensors over the batch's frames).
+
+    Above the noise floor (R_f >= floor x (1 - margin); every iterate when ``margin`` is None) the kept
+    iterate is the one with the lowest held-out NLL, or, without a hold-out, the latest one. While no
+    iterate of a frame has reached the floor, the closest to it is kept: the highest R_f / floor.
+
+    obj [F, H, W] complex; nll [F] (inf before the first kept iterate); ok [F] bool (kept one is above the
+    floor); ratio [F] (R_f / floor of the kept one while none is above).
+    """
+
+    obj: torch.Tensor
+    nll: torch.Tensor
+    ok: torch.Tensor
+    ratio: torch.Tensor
+
+    @classmethod
+    def start(cls, obj: torch.Tensor) -> "KeptIterate":
+        n, device = obj.shape[0], obj.device
+        return cls(obj.clone(), torch.full((n,), float("inf"), device=device),
+                   torch.zeros(n, dtype=torch.bool, device=device), torch.zeros(n, device=device))
+
+    def update(self, obj: torch.Tensor, rf: torch.Tensor, floor: torch.Tensor, nll: torch.Tensor | None,
+               margin: float | None) -> "KeptIterate":
+        """The kept iterates after iterate ``obj`` with per-frame ``rf``, noise ``floor`` and held-out ``nll``
+        (None: no hold-out)."""
+        ok = rf >= floor * (1 - margin) if margin is not None else torch.ones_like(self.ok)
+        ratio = rf / floor.clamp_min(1e-12)
+        if nll is not None:
+            better = ok & (~self.ok | (nll < self.nll))
+        else:
+            nll = torch.zeros_like(self.nll)
+            better = ok.clone()  # the latest iterate above the floor
+        fallback = ~ok & ~self.ok & (ratio > self.ratio)  # nothing above the floor yet: the closest to it
+        take = better | fallback
+        return KeptIterate(torch.where(take[:, None, None], obj, self.obj), torch.where(better, nll, self.nll),
+                           self.ok | better, torch.where(fallback, ratio, self.ratio))
+
+
 def _rf_and_floor_per_frame(predicted: torch.Tensor, measured: torch.Tensor, generator: torch.Generator | None,
                             valid: torch.Tensor | None = None):
     """Per-frame R_f of ``predicted`` against ``measured`` and its Poisson noise floor (physics/thinning.py),
@@ -158,10 +198,7 @@ def iter_iterative(
             obj = support * torch.polar(torch.ones_like(phase), phase).to(device) + (1 - support)
         history: list[float] = []
         heldout = windows.heldout_frames(lo, hi) if holdout else None
-        best_obj = obj.clone()
-        best_nll = torch.full((hi - lo,), float("inf"), device=device)
-        best_ok = torch.zeros(hi - lo, dtype=torch.bool, device=device)  # kept iterate is above the floor
-        best_ratio = torch.zeros(hi - lo, device=device)
+        best = KeptIterate.start(obj)
         lowest_nll = torch.full((hi - lo,), float("inf"), device=device)  # over all iterates: the stopping rule
         stale = 0
         stopped = "max_iter"
@@ -179,21 +216,9 @@ def iter_iterative(
             rf = _rf(predicted, train_zeroed, valid)
             history.append(rf)
             rf_frames, floor_frames = _rf_and_floor_per_frame(predicted, train_zeroed, generator, valid)
-            ok = (rf_frames >= floor_frames * (1 - cfg.noise_floor_margin) if cfg.noise_floor_margin is not None
-                  else torch.ones_like(best_ok))
-            ratio = rf_frames / floor_frames.clamp_min(1e-12)
-            if holdout:
-                nll = poisson_nll_per_frame(predicted * (cfg.holdout_fraction / keep), heldout, valid=valid)
-                better = ok & (~best_ok | (nll < best_nll))
-            else:
-                nll = torch.zeros_like(best_nll)
-                better = ok.clone()  # the latest iterate above the floor
-            fallback = ~ok & ~best_ok & (ratio > best_ratio)  # nothing above the floor yet: the closest to it
-            take = better | fallback
-            best_obj = torch.where(take[:, None, None], obj, best_obj)
-            best_nll = torch.where(better, nll, best_nll)
-            best_ratio = torch.where(fallback, ratio, best_ratio)
-            best_ok = best_ok | better
+            nll = (poisson_nll_per_frame(predicted * (cfg.holdout_fraction / keep), heldout, valid=valid)
+                   if holdout else None)
+            best = best.update(obj, rf_frames, floor_frames, nll, cfg.noise_floor_margin)
             if holdout:
                 falling = nll < lowest_nll
                 lowest_nll = torch.minimum(lowest_nll, nll)
@@ -216,12 +241,12 @@ def iter_iterative(
             if len(history) > cfg.patience and history[-cfg.patience - 1] - rf < cfg.tol * history[-cfg.patience - 1]:
                 stopped = "rf_plateau"
                 break
-        final = best_obj
+        final = best.obj
         out[start:stop] = final[start - lo : start - lo + (stop - start)].cpu().numpy()
         yield {"event": "batch", "method": method, "frames_done": stop, "total_frames": n, "iterations": it + 1,
                "rf": history[-1], "stopped": stopped, "elapsed_s": time.perf_counter() - t0,
-               "below_noise_floor_frames": int((~best_ok).sum()),
-               **({"heldout_nll": float(best_nll[best_ok].mean())} if holdout and bool(best_ok.any()) else {})}
+               "below_noise_floor_frames": int((~best.ok).sum()),
+               **({"heldout_nll": float(best.nll[best.ok].mean())} if holdout and bool(best.ok.any()) else {})}
         if preview_frame is not None:
             k = int(min(max(preview_frame, start), stop - 1))
             yield {"event": "preview", "method": method, "frame": k, "amplitude": np.abs(out[k]),

@@ -121,3 +121,10 @@ def test_total_variation_uses_every_neighbour_pair():
     assert dy == pytest.approx(2.25)
     # dt: consecutive frames differ by 0.5 x (0, 1, 3) per row -> mean 0.5 x 4 / 3 (not frame 2 - frame 0)
     assert dt == pytest.approx(0.5 * 4 / 3)
+
+
+def test_total_variation_3d_time_term_uses_consecutive_frames():
+    # three constant frames 0, 1, 3: consecutive differences 1 and 2 (mean 1.5); no spatial change.
+    # (Differences against the first frame would give 1 and 3: mean 2.)
+    obj = torch.stack([torch.full((2, 2), v, dtype=torch.complex64) for v in (0.0, 1.0, 3.0)])[None]
+    assert float(losses.total_variation_3d(obj)) == pytest.approx(1.5 / 3)
