@@ -62,3 +62,18 @@ class TrainingDivergedError(CXDIError):
     The model keeps its best weights so far and a checkpoint file, if one was being written, keeps
     the last good state.
     """
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a warning attributed to the first caller outside napari-cxdi (the user's script, the console or
+    the napari plugin layer), however many of our functions and decorators lie in between: the warning then
+    names the line a user wrote, not one of ours."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # the caller of warn_user is stack level 2 of warnings.warn from here
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 
-from ..errors import ConfigError, DataValidationError, InputFileError, ProbeMismatchError
+from ..errors import ConfigError, DataValidationError, InputFileError, ProbeMismatchError, warn_user
 
 PROBE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".hdf", ".cxi", ".nxs", ".ptyr", ".pt", ".pth")
 
@@ -580,6 +579,6 @@ def fit_probe(
 
 
 def emit(notes: list[str]) -> None:
-    """Show notes as warnings (for callers that pass no ``notes`` list)."""
+    """Show notes as warnings (for callers that pass no ``notes`` list), attributed to the user's call."""
     for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=3)
+        warn_user(note, UserWarning)
