@@ -67,6 +67,23 @@ class DetectorMask:
     sources: list[str] = field(default_factory=list)
     bit_counts: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self):
+        # validated once, here: every user of ``bad`` may rely on a 2-D bool image (a 0/1 integer image is
+        # read as True = bad; ~ of an integer image would flip all its bits)
+        if self.bad is None:
+            return
+        bad = np.asarray(self.bad)
+        if bad.ndim != 2:
+            raise DataValidationError(f"a detector mask is a 2-D image [H, W] (True = bad pixel), got shape {bad.shape}")
+        if bad.dtype != bool:
+            if not (np.issubdtype(bad.dtype, np.integer) or np.issubdtype(bad.dtype, np.floating)) \
+                    or not np.isin(bad, (0, 1)).all():
+                raise DataValidationError(
+                    f"a detector mask must be boolean or 0/1 (True or 1 = bad pixel), got {bad.dtype} values "
+                    f"{np.unique(bad)[:5].tolist()}; convert it, e.g. mask != 0")
+            bad = bad.astype(bool)
+        self.bad = bad
+
     @classmethod
     def for_dtype(cls, dtype, **kwargs) -> "DetectorMask":
         """Rules for data of ``dtype``: integer types get their maximum as the gap sentinel."""
