@@ -7,6 +7,7 @@ benchmarks/mutation_equivalent.txt as equivalent, the rest stay survivors.
     python scripts/mutation_recheck.py scann/environments.py
 
 Not a replacement for a full run (the module must be unchanged since the run that recorded the survivors).
+RECHECK_FIRST="tests/.../test_new.py" runs those test files first (faster: a killed mutant stops at once).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def main(target: str) -> None:
     equivalent = {line.split(" ", 1)[0] for line in (ROOT / "benchmarks" / "mutation_equivalent.txt").read_text().splitlines()
                   if line.strip() and not line.startswith("#")}
     tests = tests_for(target)
+    # RECHECK_FIRST="a.py b.py": run these test files first (the new tests written to kill the survivors), so
+    # that a killed mutant stops at its first failure (-x) instead of after the package's other tests
+    first = [t for t in os.environ.get("RECHECK_FIRST", "").split() if (ROOT / t).exists()]
+    tests = first + [t for t in tests if t not in first]
     patches = diffs(slug)
     killed, still = [], []
     for name in rec["survivors"]:
