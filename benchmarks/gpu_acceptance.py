@@ -12,7 +12,10 @@ Checks, each printed against the seed's number and written to one JSON
 3. mixed-state s/frame on the GPU at 384 x 384 (seed: 4.45 s/frame, CPU, Ta chart);
 4. peak GPU memory, and the memory still allocated after the run (must return to ~0);
 5. the out-of-memory -> half-batch path: a real CUDA OOM provoked by capping this process's
-   memory (on CPU, --dry-run, an injected OOM error stands in).
+   memory (on CPU, --dry-run, an injected OOM error stands in);
+6. the moving Ta test chart (issue 17's goals the CPU quick size cannot reach, docs/fidelity.md): PID3Net-PO
+   and -NR at m = 128 over 64 frames (the chart moves 0.08 px per frame, 5 px in all), phase SSIM (PO >= NR)
+   and the measured velocity against the set 340 nm/s (within 2 %) and the truth's own measurement.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ SEED = {"inference_frames_per_s": 333.0, "mixed_state_s_per_frame": 4.45, "phase
 SIZES = {
     "gpu": {"frames": 64, "size": 128, "epochs": 40, "width": 8, "refine_width": 16, "refine_steps": 3,
             "batch_size": 8, "max_iter": 300, "infer_size": 384, "infer_frames": 512, "infer_batch": 16,
-            "ms_frames": 16, "ms_iter": 100, "oom_batch": 64},
+            "ms_frames": 16, "ms_iter": 100, "oom_batch": 64, "chart_frames": 64, "chart_epochs": 60},
     "dry": {"frames": 8, "size": 32, "epochs": 2, "width": 4, "refine_width": 4, "refine_steps": 1,
             "batch_size": 4, "max_iter": 5, "infer_size": 48, "infer_frames": 8, "infer_batch": 4,
-            "ms_frames": 2, "ms_iter": 3, "oom_batch": 4},
+            "ms_frames": 2, "ms_iter": 3, "oom_batch": 4, "chart_frames": 8, "chart_epochs": 2},
 }
 
 
@@ -70,6 +73,31 @@ def check_quality(size: dict, device: torch.device, seed: int) -> dict:
             "phase_ssim": result.metrics.get("phase_ssim", float("nan")), "rf": result.metrics["rf"], "wall_s": time.perf_counter() - t0,
             "steps": done.get("steps"), "stopped": done.get("stopped"), "best_epoch": done.get("best_epoch"),
         }
+    return out
+
+
+def check_chart(size: dict, device: torch.device, seed: int) -> dict:
+    """PID3Net-PO and -NR on the moving test chart: phase SSIM, R_f, the measured velocity (nm/s)."""
+    import napari_cxdi.api as cx
+    from napari_cxdi.simulate import simulate_test_chart
+
+    sim = simulate_test_chart(n_frames=size["chart_frames"], size=size["size"], seed=seed, match_fluence=True)
+    dt = sim.metadata["frame_interval_s"]
+    truth = cx.evaluate(sim.objects, sim.counts, sim.probe, sim.pixel_size_nm, truth=sim.objects, frame_interval_s=dt)
+    out = {"frames": size["chart_frames"], "size": size["size"], "rf_truth": truth["rf"],
+           "velocity_set_nm_s": float(sim.metadata["velocity_nm_s"][1]),
+           "velocity_truth_nm_s": float(truth["velocity_nm_s"][1]), "methods": {}}
+    for method in ("PID3Net-PO", "PID3Net-NR"):
+        kw = {"epochs": size["chart_epochs"], "width": size["width"], "refine_width": size["refine_width"],
+              "batch_size": size["batch_size"], "device": str(device), "seed": seed, "preview_every": 0, "amp": True,
+              "tv_weight": 1.0}
+        if method == "PID3Net-PO":
+            kw["refine_steps"] = size["refine_steps"]
+        t0 = time.perf_counter()
+        result = cx.reconstruct(sim, method=method, truth=sim, measure_velocity=True, **kw)
+        out["methods"][method] = {"phase_ssim": result.metrics.get("phase_ssim", float("nan")), "rf": result.metrics["rf"],
+                                  "velocity_nm_s": float(np.asarray(result.metrics["velocity_nm_s"])[1]),
+                                  "wall_s": time.perf_counter() - t0}
     return out
 
 
@@ -169,6 +197,16 @@ def print_table(record: dict) -> None:
     rows.append(("peak GPU memory GiB", f"{mem['peak_gib']:.2f}", "", ""))
     rows.append(("allocated after run MiB", f"{mem['after_mib']:.1f}", "< 64", str(mem["after_mib"] < 64)))
     rows.append(("OOM -> half batch", f"{oom['start_batch']} -> {oom['final_batch']}", "halved", str(oom["halved"])))
+    chart = record.get("chart")
+    if chart:
+        po, nr = chart["methods"]["PID3Net-PO"], chart["methods"]["PID3Net-NR"]
+        rows.append(("chart SSIM PO / NR", f"{po['phase_ssim']:.3f} / {nr['phase_ssim']:.3f}", "PO >= NR",
+                     str(po["phase_ssim"] >= nr["phase_ssim"])))
+        rows.append(("chart velocity PO nm/s", f"{po['velocity_nm_s']:.0f}",
+                     f"340 +- 2 % (truth measures {chart['velocity_truth_nm_s']:.0f})",
+                     str(abs(po["velocity_nm_s"] - 340.0) <= 6.8)))
+        rows.append(("chart R_f PO / floor", f"{po['rf']:.3f} / {chart['rf_truth']:.3f}", ">= 0.98 floor",
+                     str(po["rf"] >= 0.98 * chart["rf_truth"])))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
@@ -215,6 +253,10 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     record["mixed_state"] = check_mixed_state(size, device)
     timings["mixed_state_s"] = time.perf_counter() - t
+    if not args.skip_quality:
+        t = time.perf_counter()
+        record["chart"] = check_chart(size, device, args.seed)
+        timings["chart_s"] = time.perf_counter() - t
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else 0
     t = time.perf_counter()
     record["oom"] = check_oom_half_batch(size, device)

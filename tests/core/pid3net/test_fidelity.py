@@ -177,7 +177,11 @@ def test_gpu_acceptance_dry_run(tmp_path, capsys):
     assert record["dry_run"] and record["oom"]["halved"] and record["oom"]["final_batch"] == record["oom"]["start_batch"] // 2
     assert set(record["quality"]["methods"]) == {"PID3Net-PO", "PID3Net-NR", "mixed-state", "mf-PIE"}
     assert record["inference"]["frames_per_s"] > 0 and record["mixed_state"]["s_per_frame_300_iterations"] > 0
-    assert "OOM -> half batch" in capsys.readouterr().out
+    chart = record["chart"]
+    assert set(chart["methods"]) == {"PID3Net-PO", "PID3Net-NR"} and chart["velocity_set_nm_s"] == 340.0
+    assert all(np.isfinite(m["velocity_nm_s"]) for m in chart["methods"].values())
+    printed = capsys.readouterr().out
+    assert "OOM -> half batch" in printed and "chart velocity PO nm/s" in printed
 
 
 def test_gated_refinement_with_unit_gain_is_the_relaxed_classical_step():
