@@ -389,3 +389,65 @@ def test_iter_predict_never_warns_and_loads_paths(predictor, tmp_path):
     direct = predictor.predict(frames[1:], warn=False)
     assert res[0].properties == pytest.approx(direct[0].properties, abs=1e-6)
     assert next(mol.iter_predict(str(path), frames, device="cpu")) == {"done": 0, "total": 2}
+
+
+# -- inputs of any numeric type, exact boundaries ------------------------------------------------------
+
+
+def test_numbers_and_positions_of_any_numeric_type():
+    # atomic numbers read from a float table, integer coordinates
+    np.testing.assert_allclose(mol.atom_radii(np.array([6.0, 1.0])), [0.342, 0.15], rtol=1e-12)
+    np.testing.assert_allclose(mol.element_colors(np.array([8.0]))[0], [1, 0.051, 0.051, 1], rtol=1e-6)
+    assert mol.detect_bonds(np.array([6.0, 6.0]), [[0, 0, 0], [0, 0, 1.5]]).tolist() == [[0, 1]]
+    v, f, c = mol.bond_cylinders([[0, 0, 0], [0, 0, 2]], np.array([[0, 1]]), np.ones((2, 4)), radius=0.5, sides=4)
+    np.testing.assert_allclose(v[:4], [[0, 0.5, 0], [-0.5, 0, 0], [0, -0.5, 0], [0.5, 0, 0]], atol=1e-7)
+    # C-C at exactly tolerance * (r_C + r_C) = 1.52 Angstrom: not bonded (strictly closer only)
+    assert mol.detect_bonds([6, 6], [[0, 0, 0], [0, 0, 1.52]], tolerance=1.0).shape == (0, 2)
+    assert mol.detect_bonds([6, 6], [[0, 0, 0], [0, 0, 1.5199]], tolerance=1.0).tolist() == [[0, 1]]
+
+
+def test_cylinder_of_a_bond_away_from_the_origin():
+    s = math.sqrt(0.19)
+    start = np.array([1.0, 2.0, -1.0])
+    pos = [start, start + [0.9, 0, s]]  # |axis_x| = 0.9 with a z part: ref = y, u = (-s, 0, 0.9), v = (0, -1, 0)
+    colors = np.array([[1, 0, 0, 1], [0, 0, 1, 1]], float)
+    v, f, c = mol.bond_cylinders(pos, np.array([[0, 1]]), colors, radius=0.3, sides=6)
+    ev, ef, ec = _expected_mesh(pos, [[0, 1]], colors, 0.3, 6, [((-s, 0, 0.9), (0, -1, 0))])
+    np.testing.assert_allclose(v, ev, atol=2e-6)
+    np.testing.assert_array_equal(f, ef)
+
+
+def test_scores_are_scaled_in_double_precision():
+    ga32 = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    as64 = ga32.astype(np.float64)
+    for mode in mol.SCALINGS:
+        cs = mol.scale_scores(ga32, mode, [ga32])
+        assert cs.values.dtype == np.float64
+    three = np.array([0.1, 0.3, 0.6], np.float32)  # times 3: not exact in float32
+    rel = mol.scale_scores(ga32, "per molecule (N·α)", [three, np.array([0.5, 0.5], np.float32)])
+    t64 = three.astype(np.float64)
+    assert rel.limits == (float(t64[0] * 3), float(t64[2] * 3))
+    assert rel.limits != (float(three[0] * np.float32(3)), float(three[2] * np.float32(3)))
+    np.testing.assert_array_equal(rel.values, as64 * 4)
+    assert mol.scale_scores(np.array([0, 1]), "min–max").values.dtype == np.float64  # all attention on one atom
+
+
+def test_single_atom_and_near_hits():
+    assert mol.pick_atom(np.array([[5.0, 5.0]]), np.array([1.0]), np.array([2.0]), (6, 5)) == 0
+    assert mol.pick_atom(np.array([[5.0, 5.0]]), np.array([1.0]), np.array([2.0]), (15, 5)) is None
+    assert mol.ray_pick([0, 0, 0], [0, 0, 1], [[0, 0, 0.5]], np.array([0.2])) == 0  # 0.5 Angstrom in front
+    assert mol.neighbours_of(_pred(), 0).dtype.kind == "i" and mol.neighbours_of(_Bare(), 0).dtype.kind == "i"
+    assert mol._g2("C6H6")()[0].get_chemical_formula() == "C6H6"
+
+
+def test_iter_predict_default_chunk_and_device(predictor, monkeypatch):
+    from napari_cxdi.scann.predict import ScannPredictor
+
+    frames = [molecule("H2O")] * 9
+    events, (_, res) = _drain(mol.iter_predict(predictor, frames))
+    assert [e["done"] for e in events] == [0, 8, 9] and len(res) == 9  # chunks of 8
+    asked = []
+    monkeypatch.setattr(ScannPredictor, "load", classmethod(lambda cls, model, **kw: asked.append(kw) or predictor))
+    _drain(mol.iter_predict("model.pt", frames[:1]))
+    _drain(mol.iter_predict("model.pt", frames[:1], device="meta"))
+    assert asked == [{"device": "cpu"}, {"device": "meta"}]
