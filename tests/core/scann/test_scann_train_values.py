@@ -197,7 +197,7 @@ class _Clock:
     """time.time() stand-in: every call advances one second (a deterministic wall clock)."""
 
     def __init__(self):
-        self.t = -1.0
+        self.t = 99.0  # t0 = 100: elapsed times are differences, not clock readings
 
     def time(self):
         self.t += 1.0
@@ -224,6 +224,7 @@ def test_time_cosine_snapshots_on_a_fake_clock(data, monkeypatch):
 
     cycle = 1e-4 + 0.5 * (2e-4 - 1e-4) * (1 + math.cos(math.pi * 0.2))  # top lr / 5, x = 0.2 into a cycle
     steps = [e for e in events if e["event"] == "step"]
+    assert [e["epoch"] for e in steps] == [0, 0, 1, 1, 2, 2]
     assert [e["lr"] for e in steps] == pytest.approx([main(0.05), main(0.2), main(0.4), cycle, cycle, 1e-4], rel=1e-9)
     assert [e["elapsed_s"] for e in steps] == [2, 5, 9, 13, 18, 21]
     snaps = [e for e in events if e["event"] == "snapshot"]
@@ -245,12 +246,12 @@ def test_time_limit_with_restarts_and_stop_skips_the_last_snapshot(data, monkeyp
     train, val = data
     mconf = ScannConfig(**MC, target_names=["y"])
     monkeypatch.setattr(tr, "time", _Clock())
-    # restarts schedule, 2.5 s budget, one tick per step (the time check): t = 1, 2 pass, t = 3 stops
-    cfg = TrainConfig(epochs=5, batch_size=1, lr=1e-3, lr_min=1e-4, restart_epochs=1, time_limit_s=2.5, log_every=0,
+    # restarts schedule, 3 s budget, one tick per step (the time check): elapsed 1, 2, 3 pass (not over), 4 stops
+    cfg = TrainConfig(epochs=5, batch_size=1, lr=1e-3, lr_min=1e-4, restart_epochs=1, time_limit_s=3.0, log_every=0,
                       device="cpu")
     events = list(train_iter(mconf, train, val, cfg))
     assert [e["event"] for e in events] == ["epoch", "done"] and events[-1]["reason"] == "time_limit"
-    assert events[0]["step"] == 3
+    assert events[0]["step"] == 4
     monkeypatch.setattr(tr, "time", _Clock())
     snap = TrainConfig(epochs=2, batch_size=2, lr=1e-3, lr_min=1e-4, lr_schedule="time_cosine", time_limit_s=1e6,
                        snapshots=1, log_every=0, device="cpu")
@@ -319,7 +320,10 @@ def test_batches_are_drawn_with_the_epoch_seed(data, monkeypatch):
 
     def spy(envs, batch_size, **kw):
         seen.append((len(envs), batch_size, kw.get("shuffle", False), kw.get("seed")))
+        devices.append(kw.get("device"))
         return real(envs, batch_size, **kw)
+
+    devices = []
 
     monkeypatch.setattr(tr, "batches", spy)
     cfg = TrainConfig(epochs=3, batch_size=3, log_every=2, patience=10, seed=4, device="cpu")
@@ -328,6 +332,7 @@ def test_batches_are_drawn_with_the_epoch_seed(data, monkeypatch):
     assert training == [(4, 3, True, 4 * 100003 + e) for e in range(3)]
     assert all(s[:3] == (2, 256, False) for s in seen if not s[2])  # validation: in order, default batch
     assert [e["step"] for e in events if e["event"] == "step"] == [2, 4, 6]  # log every 2nd step
+    assert devices == [torch.device("cpu")] * len(seen)  # the resolved device, for training and validation
 
 
 def test_equal_validation_error_is_no_improvement(data):
@@ -353,3 +358,126 @@ def test_weight_decay_and_improvement_checkpoints(data, tmp_path):
     assert obj["provenance"]["metrics"]["epoch"] == res.best_epoch
     assert obj["provenance"]["metrics"]["val_mae"] == pytest.approx(res.best_val_mae)
     assert obj["provenance"]["config"]["train"]["checkpoint"] == str(ck)
+
+
+def test_config_messages_name_the_field():
+    for kw, msg in [(dict(epochs=0), "epochs must be in [1, inf), got 0"),
+                    (dict(batch_size=0), "batch_size must be in [1, inf), got 0"),
+                    (dict(lr=0.0), "lr must be in (0, inf), got 0.0"),
+                    (dict(lr_min=0.0), "lr_min must be in (0, inf), got 0.0"),
+                    (dict(restart_epochs=0), "restart_epochs must be in [1, inf), got 0"),
+                    (dict(patience=-1), "patience must be in [0, inf), got -1"),
+                    (dict(weight_decay=-1.0), "weight_decay must be in [0, inf), got -1.0"),
+                    (dict(seed=-1), "seed must be in [0, inf), got -1"),
+                    (dict(time_limit_s=0.0), "time_limit_s must be in (0, inf), got 0.0"),
+                    (dict(log_every=-1), "log_every must be in [0, inf), got -1"),
+                    (dict(lr_schedule="time_cosine"), "lr_schedule 'time_cosine' needs time_limit_s"),
+                    (dict(snapshots=2), "snapshots need lr_schedule 'time_cosine' (cycles are laid out on the time "
+                                        "budget)")]:
+        with pytest.raises(ConfigError) as err:
+            TrainConfig(**kw)
+        prefix = "" if "lr_schedule" in kw or "snapshots" in kw else "SCANN training config: "
+        assert str(err.value) == prefix + msg
+
+
+def test_time_lr_cycles_at_the_default_fraction():
+    """snapshot_fraction 0.3, two cycles of 0.15 after a main cosine ending at 0.7: at 0.73 the first cycle is
+    0.2 of its way down from lr / 5."""
+    c = TrainConfig(lr=1.0, lr_min=0.1, lr_schedule="time_cosine", time_limit_s=1.0, snapshots=2)
+    lr, phase = c.time_lr(0.73)
+    assert phase == 1 and lr == pytest.approx(0.1 + 0.5 * 0.1 * (1 + math.cos(math.pi * 0.2)))
+    lr, phase = c.time_lr(0.94)
+    assert phase == 2 and lr == pytest.approx(0.1 + 0.5 * 0.1 * (1 + math.cos(math.pi * 0.6)))
+
+
+def test_one_step_per_epoch_restarts_every_step(data):
+    train, val = data
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, lr_min=1e-4, restart_epochs=1, log_every=1, patience=10,
+                      device="cpu")
+    events = list(train_iter(ScannConfig(**MC, target_names=["y"]), train, val, cfg))
+    assert [e["lr"] for e in events if e["event"] == "step"] == pytest.approx([1e-3] * 3)  # T_0 = 1 step
+
+
+def test_never_improving_and_one_shot_stop(data):
+    """A validation set without targets never improves (MAE NaN): best_epoch stays -1 and patience 1 stops
+    after the first epoch. A stop request is honoured once: training does not resume when stop() turns False."""
+    train, val = data
+    mconf = ScannConfig(**MC, target_names=["y"])
+    nan_val = val.subset([0, 1])
+    nan_val.targets[:] = np.nan
+    with pytest.warns(RuntimeWarning):
+        events = list(train_iter(mconf, train, nan_val, TrainConfig(epochs=5, batch_size=8, patience=1, device="cpu")))
+    assert [e["event"] for e in events] == ["epoch", "done"]
+    assert events[-1]["reason"] == "early_stopping" and events[-1]["best_epoch"] == -1
+    assert events[0]["improved"] is False and events[-1]["best_val_mae"] == [math.inf]
+    calls = []
+
+    def once():  # True on the 2nd call only
+        calls.append(1)
+        return len(calls) == 2
+
+    events = list(train_iter(mconf, train, val, TrainConfig(epochs=5, batch_size=2, log_every=0, device="cpu"),
+                             stop=once))
+    assert [e["event"] for e in events] == ["epoch", "done"] and events[-1]["reason"] == "stopped"
+    assert events[0]["step"] == 1 and len(calls) == 2
+
+
+def test_checkpoint_overwrites_and_keeps_the_voronoi_settings(data, tmp_path):
+    train, val = data
+    mconf = ScannConfig(**MC, target_names=["y"])
+    ck = tmp_path / "best.pt"
+    ck.write_text("an older checkpoint")
+    res = fit(mconf, train, val, TrainConfig(epochs=1, batch_size=8, device="cpu", checkpoint=str(ck)),
+              voronoi=VoronoiConfig(cutoff=3.0))
+    _, meta = load_checkpoint(ck)
+    assert meta["voronoi_config"]["cutoff"] == 3.0
+    ev = list(train_iter(mconf, train, val, TrainConfig(epochs=1, batch_size=8, device="cpu", checkpoint=str(ck)),
+                         voronoi=VoronoiConfig(cutoff=2.5)))
+    assert load_checkpoint(ck)[1]["voronoi_config"]["cutoff"] == 2.5
+    assert ev[-1]["best_val_mae"] == ev[-1]["result"].best_val_mae and res.best_epoch == 0
+
+
+def test_atomic_save_and_load_errors(tmp_path):
+    import datetime
+
+    from napari_cxdi.scann.train import _atomic_torch_save
+
+    deep = tmp_path / "a" / "b" / "m.pt"
+    _atomic_torch_save({"x": torch.ones(2)}, deep)  # folders created (ensemble files use this path)
+    assert torch.load(deep, weights_only=True)["x"].tolist() == [1.0, 1.0]
+    with pytest.raises(Exception, match="input"):
+        _atomic_torch_save({"x": 1}, deep, protected=[deep])
+    missing = tmp_path / "none.pt"
+    with pytest.raises(InputFileError, match=r"none\.pt: checkpoint does not exist$") as err:
+        load_checkpoint(missing)
+    assert err.value.path == str(missing)
+    bad = tmp_path / "bad.pt"
+    bad.write_text("x")
+    with pytest.raises(InputFileError, match=r"not a readable PyTorch checkpoint \(UnpicklingError: ") as err:
+        load_checkpoint(bad)
+    assert err.value.path == str(bad)
+    torch.manual_seed(0)
+    good = save_checkpoint(tmp_path / "g.pt", build_model(ScannConfig(**MC, target_names=["y"])))
+    obj = torch.load(good, weights_only=True)
+    obj["when"] = datetime.date(2020, 1, 1)  # a pickled object: never loaded
+    torch.save(obj, tmp_path / "evil.pt")
+    with pytest.raises(InputFileError, match=r"not a readable PyTorch checkpoint \(UnpicklingError: "):
+        load_checkpoint(tmp_path / "evil.pt")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(InputFileError, match=r"not a SCANN checkpoint \(expected format 'napari-cxdi-scann/1'\)$") as err:
+        load_checkpoint(tmp_path / "other.pt")
+    assert err.value.path == str(tmp_path / "other.pt")
+
+
+def test_anchored_data_messages(data, monkeypatch):
+    import napari_cxdi.scann.train as tr
+
+    train, val = data
+    mconf = ScannConfig(**MC, target_names=["y"])
+    with pytest.raises(DataValidationError, match=r"^training and validation sets must not be empty$"):
+        list(train_iter(mconf, train.subset([]), val))
+    with pytest.raises(DataValidationError, match=r"^the training set has no target values$"):
+        list(train_iter(mconf, train.subset([3]), val))
+    monkeypatch.setattr(tr, "train_iter", lambda *a, **k: iter([]))
+    with pytest.raises(CancelledError, match=r"^training ended without a result$"):
+        fit(mconf, train, val)
