@@ -364,6 +364,12 @@ def test_model_file_errors(tmp_path):
     torch.save({"format": ENSEMBLE_FORMAT, "members": [], "model_config": {}, "when": datetime.date(2020, 1, 1)}, evil)
     with pytest.raises(InputFileError, match=r"evil\.pt: not a readable PyTorch checkpoint \(UnpicklingError: "):
         ScannPredictor.load(evil)
+
+    # ... also where the environment turns PyTorch's default (weights only) off: weights_only=True is explicit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        with pytest.raises(InputFileError, match=r"evil\.pt: not a readable PyTorch checkpoint \(UnpicklingError: "):
+            ScannPredictor.load(evil)
     tensor = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), tensor)
     other = tmp_path / "other.pt"

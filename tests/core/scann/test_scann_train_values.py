@@ -463,6 +463,10 @@ def test_atomic_save_and_load_errors(tmp_path):
     torch.save(obj, tmp_path / "evil.pt")
     with pytest.raises(InputFileError, match=r"not a readable PyTorch checkpoint \(UnpicklingError: "):
         load_checkpoint(tmp_path / "evil.pt")
+    with pytest.MonkeyPatch.context() as mp:  # explicit, even where the environment turns the default off
+        mp.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        with pytest.raises(InputFileError, match=r"not a readable PyTorch checkpoint \(UnpicklingError: "):
+            load_checkpoint(tmp_path / "evil.pt")
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(InputFileError, match=r"not a SCANN checkpoint \(expected format 'napari-cxdi-scann/1'\)$") as err:
         load_checkpoint(tmp_path / "other.pt")
