@@ -54,6 +54,7 @@ declare -A TESTS=(
   [scann/predict.py]="tests/core/scann/test_predict_values.py"
   [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
   [scann/train.py]="tests/core/scann/test_scann_train_values.py"
+  [scann/view.py]="tests/core/scann/test_view_values.py tests/core/scann/test_scann_view.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")

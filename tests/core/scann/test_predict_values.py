@@ -235,3 +235,176 @@ def test_as_frames_annotate_export(tmp_path):
     with pytest.raises(Exception):
         export_extxyz([m, m], res, tmp_path / "in.xyz", overwrite=True, source=tmp_path / "in.xyz")
     assert len(ase.io.read(tmp_path / "in.xyz", ":")) == 2  # the input is untouched
+
+
+# -- loading: files, shipped names, devices, typed errors ------------------------------------------
+
+
+def _on(predictor):
+    return {next(m.parameters()).device.type for m in predictor.models}
+
+
+def test_load_single_checkpoint_and_device(setup, tmp_path):
+    from napari_cxdi.scann.train import save_checkpoint
+
+    models, frames, envs, out, dom = setup
+    path = save_checkpoint(tmp_path / "one.pt", models[1], voronoi=VoronoiConfig(), target_units=["eV", "eV", "meV"])
+    p = ScannPredictor.load(path, device="cpu")
+    assert p.n_members == 1 and p.target_names == NAMES and p.target_units == ["eV", "eV", "meV"]
+    assert p.meta["target_units"] == ["eV", "eV", "meV"] and "state_dict" not in p.meta
+    r = p.predict_environments(envs)[3]
+    single = ensemble_predict(models[1:2], envs)
+    np.testing.assert_allclose([r.properties[t] for t in NAMES], single.mean[3], atol=1e-6)
+    assert all(np.isnan(v) for v in r.sigma.values()) and r.ga_sigma is None
+    assert _on(p) == {"cpu"} and _on(ScannPredictor.load(path)) == {"cpu"}  # default: auto (no accelerator here)
+    # the device asked for is where the weights go (the shape-only "meta" device stands in for an accelerator)
+    assert _on(ScannPredictor.load(path, device=torch.device("meta"))) == {"meta"}
+    ens = save_ensemble(tmp_path / "e.pt", models, voronoi=VoronoiConfig().to_dict(), scale=[1, 1, 1],
+                        target_units=["eV"] * 3, domain=None, provenance={})
+    assert _on(ScannPredictor.load(ens, device=torch.device("meta"))) == {"meta"}
+
+
+def test_meta_names_voronoi_and_scale(setup):
+    models, frames, envs, out, dom = setup
+    m = {**meta(), "target_names": ["x", "y", "z"]}  # the file's names win over the model config's
+    p = ScannPredictor(models, m, targets=["z"])
+    assert p.meta is m and p.target_names == ["z"] and p.target_units == ["meV"]
+    two = ScannPredictor(models[:2], meta())  # two members: a spread, scaled
+    r = two.predict_environments(envs)[0]
+    spread = ensemble_predict(models[:2], envs).std[0]
+    np.testing.assert_allclose([r.sigma[t] for t in NAMES], spread * [2, 3, 4], rtol=1e-6)
+    assert np.all(spread > 0)
+    # predictions featurise with the model's own Voronoi settings (here a 2 Å cutoff: fewer neighbours)
+    short = VoronoiConfig(cutoff=2.0)
+    p = ScannPredictor(models, {**meta(), "voronoi_config": short.to_dict()})
+    got = p.predict(frames[3], n_jobs=1, local_attention=True)[0]
+    envs2 = featurize(structures_from_atoms(frames[3:4]), short, n_jobs=1, cache=False)
+    np.testing.assert_allclose(got.properties["homo"], ensemble_predict(models, envs2).mean[0, 0], atol=1e-6)
+    assert abs(got.properties["homo"] - out.mean[3, 0]) > 1e-4
+    assert (got.neighbors >= 0).sum() == len(envs2.center)
+
+
+def test_predict_caches_nothing(setup, tmp_path, monkeypatch):
+    models, frames, envs, out, dom = setup
+    monkeypatch.setenv("NAPARI_CXDI_CACHE", str(tmp_path / "cache"))
+    ScannPredictor(models, meta()).predict(frames[:2], n_jobs=1)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_predict_passes_options_and_flags_crystals(setup):
+    from ase.build import bulk
+
+    models, frames, envs, out, dom = setup
+    p = ScannPredictor(models, meta(dom))
+    r = predict(p, frames[2], n_jobs=1, local_attention=True)[0]
+    assert r.local_attention is not None and r.neighbors.shape[0] == 4
+    assert p.predict(frames[2], n_jobs=1)[0].local_attention is None
+    crystal = bulk("C", "diamond", a=3.57)
+    with pytest.warns(OutOfDomainWarning):
+        res = p.predict([frames[0], crystal], n_jobs=1)
+    assert "periodic" in res[1].domain.codes and "periodic" not in res[0].domain.codes
+
+
+def test_warning_points_at_the_caller(setup, monkeypatch):
+    """stacklevel 3: warn_out_of_domain <- ScannPredictor.predict <- the user's line."""
+    import warnings as w
+
+    models, frames, envs, out, dom = setup
+    seen = []
+    monkeypatch.setattr(w, "warn", lambda *a, **k: seen.append(k))
+    ScannPredictor(models, meta(dom)).predict([molecule("SO2")], n_jobs=1)
+    assert seen == [{"stacklevel": 3}]
+
+
+def test_shipped_model_names(setup, tmp_path, monkeypatch):
+    """Names resolve to the shipped ensemble file (a stand-in here) and select their target."""
+    import sys
+
+    pm = sys.modules[ScannPredictor.__module__]  # the module (the package re-exports a function of its name)
+    models, frames, envs, out, dom = setup
+    two = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        two.append(build_model(ScannConfig(width=8, n_layers=1, n_heads=2, z_embedding=4, n_gaussians=5, readout=6,
+                                           dropout=0.0, n_targets=2, target_names=["homo", "lumo"])).eval())
+    path = save_ensemble(tmp_path / "stand_in.pt", two, voronoi=VoronoiConfig().to_dict(), scale=[1.0, 1.0],
+                         target_units=["eV", "eV"], domain=None, provenance={})
+    asked = []
+    monkeypatch.setattr(pm, "sample_file", lambda *a: asked.append(a) or path)
+    homo = ScannPredictor.load("qm9-homo", device="cpu")
+    assert asked == [("models", "scann_qm9_ensemble.pt")]
+    assert homo.target_names == ["homo"] and homo.target_units == ["eV"] and homo.n_members == 2
+    assert ScannPredictor.load("qm9-lumo").target_names == ["lumo"]
+    assert ScannPredictor.load("qm9").target_names == ["homo", "lumo"]
+    assert ScannPredictor.load("qm9-lumo", targets=["homo"]).target_names == ["homo"]  # explicit targets win
+    r = ScannPredictor.load("qm9-lumo").predict_environments(envs)[0]
+    assert r.properties["lumo"] == pytest.approx(ensemble_predict(two, envs).mean[0, 1], abs=1e-6)
+
+
+def test_model_file_errors(tmp_path):
+    import datetime
+
+    from napari_cxdi.scann.predict import _load_model_file
+    from napari_cxdi.scann.uncertainty import ENSEMBLE_FORMAT
+
+    missing = tmp_path / "none.pt"
+    with pytest.raises(InputFileError, match=r"^.*none\.pt: model file does not exist$") as err:
+        _load_model_file(missing, torch.device("cpu"))
+    assert err.value.path == str(missing)
+    with pytest.raises(InputFileError) as err:
+        ScannPredictor.load(missing)
+    assert err.value.path == str(missing)
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not torch")
+    with pytest.raises(InputFileError, match=r"bad\.pt: not a readable PyTorch checkpoint \(UnpicklingError: ") as err:
+        ScannPredictor.load(bad)
+    assert err.value.path == str(bad)
+    # arbitrary pickled objects are never loaded (weights only), even inside a well-formed ensemble dict
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": ENSEMBLE_FORMAT, "members": [], "model_config": {}, "when": datetime.date(2020, 1, 1)}, evil)
+    with pytest.raises(InputFileError, match=r"evil\.pt: not a readable PyTorch checkpoint \(UnpicklingError: "):
+        ScannPredictor.load(evil)
+
+    # ... also where the environment turns PyTorch's default (weights only) off: weights_only=True is explicit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        with pytest.raises(InputFileError, match=r"evil\.pt: not a readable PyTorch checkpoint \(UnpicklingError: "):
+            ScannPredictor.load(evil)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    for path in (tensor, other):
+        with pytest.raises(InputFileError, match=r"not a SCANN checkpoint \(expected format 'napari-cxdi-scann/1'\)"):
+            ScannPredictor.load(path)
+    with pytest.raises(ConfigError, match=r"^no structures to predict$"):
+        as_frames([])
+
+
+def test_warning_text_for_three_and_annotation_flags(tmp_path):
+    import ase.io
+
+    bad = DomainReport(False, ["size"], ["size"], None, [])
+    r = ScannPrediction({"homo": -6.0}, {"homo": "eV"}, np.array([0.5, 0.5]), domain=bad)
+    frames = [Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])] * 3
+    with pytest.warns(OutOfDomainWarning) as rec:
+        warn_out_of_domain(frames, [r, r, r])
+    assert str(rec[0].message) == ("3 of 3 structures are outside the model's applicability domain; their predictions "
+                                   "are unreliable. structure 0 (H2): size | structure 1 (H2): size | structure 2 (H2): "
+                                   "size")
+    ok = ScannPrediction({"homo": -6.0}, {"homo": "eV"}, np.array([0.25, 0.75], dtype=np.float32),
+                         ga_sigma=np.array([0.1, 0.2], dtype=np.float32), domain=DomainReport(True))
+    a = annotate(frames[:1], [ok])[0]
+    assert a.info["in_domain"] is True and "domain_reasons" not in a.info
+    for key in ("ga_score", "ga_score_relative", "ga_score_sigma"):
+        assert a.arrays[key].dtype == np.float64
+    np.testing.assert_array_equal(a.arrays["ga_score_relative"], [0.5, 1.5])
+
+    class Old:  # a result object from before latent distances existed
+        properties, units, sigma, domain, ga_sigma = {"homo": -6.0}, {"homo": "eV"}, {}, None, None
+        ga_scores = relative_ga_scores = np.array([1.0, 1.0])
+
+    assert "latent_distance" not in annotate(frames[:1], [Old()])[0].info
+    out = export_extxyz(frames[:1], [ok], tmp_path / "o.extxyz", model="my-model.pt")
+    back = ase.io.read(out)
+    assert back.info["scann_model"] == "my-model.pt" and back.info["in_domain"] is True

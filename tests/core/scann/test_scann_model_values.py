@@ -66,7 +66,9 @@ def reference(model, env):
     s = s / (torch.sqrt((s ** 2).sum()) + 1e-8)
     alpha = torch.softmax(s, dim=0)
     x = (alpha[:, None] * K).sum(0)
-    y = model.target_mean + model.target_std * model.F_S(x)
+    lin1, lin2 = model.F_S[0], model.F_S[-1]  # F_S = Linear -> swish -> Linear, written out
+    y = model.target_mean + model.target_std * F.linear(F.silu(F.linear(x, lin1.weight, lin1.bias)), lin2.weight,
+                                                        lin2.bias)
     return y, alpha, att, c
 
 
@@ -124,6 +126,9 @@ def test_gaussian_expansion_and_masked_softmax():
     x = torch.tensor([1.0, 2.25])
     expect = np.exp(-((np.array([1.0, 2.25])[:, None] - np.arange(5.0)) ** 2) / 0.25)
     np.testing.assert_allclose(ge(x), expect, rtol=1e-6)
+    wide = GaussianExpansion(4.0, 5, 0.7)  # width 0.7: exp(-d^2 / 0.49)
+    np.testing.assert_allclose(wide(torch.tensor([1.5])), [np.exp(-np.array([1.5, 0.5, 0.5, 1.5, 2.5]) ** 2 / 0.49)],
+                               rtol=1e-6)
     assert ge(torch.zeros(2, 3)).shape == (2, 3, 5)
     s = torch.tensor([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0]])
     m = torch.tensor([[True, True, False], [False, False, False]])
@@ -165,7 +170,7 @@ def test_config_errors_and_dicts():
         ScannConfig(variant="cgcnn")
     with pytest.raises(ConfigError, match="width 10 is not divisible by n_heads 4"):
         ScannConfig(width=10, n_heads=4)
-    with pytest.raises(ConfigError, match="n_layers must be >= 1"):
+    with pytest.raises(ConfigError, match="^n_layers must be >= 1$"):
         ScannConfig(n_layers=0)
     ScannConfig(n_layers=1)
     d = config_dict(ScannConfig(**TINY))
@@ -174,3 +179,58 @@ def test_config_errors_and_dicts():
     assert m.config == ScannConfig(**TINY)
     assert build_model(ScannConfig(**TINY)).config.width == 8
     assert ScannConfig().target_names == ["y"] and ScannConfig().target_names is not ScannConfig().target_names
+
+
+def test_global_attention_normalisation_at_tiny_scores():
+    """s_i = sum_{j != i} q_j . k_i, divided by ||s|| + 1e-8: for scores of order 1e-8 the epsilon matters."""
+    from napari_cxdi.scann.model import GlobalAttention
+
+    ga = GlobalAttention(2)
+    assert ga.W_Q.bias is None and ga.W_K.bias is None and ga.eps == 1e-8
+    ga = ga.double()
+    w = 1e-4
+    with torch.no_grad():
+        ga.W_Q.weight.copy_(torch.eye(2, dtype=torch.float64) * w)
+        ga.W_K.weight.copy_(torch.eye(2, dtype=torch.float64) * w)
+    c = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False]])
+    with torch.no_grad():
+        x, alpha = ga(c, mask)
+    s = np.array([1.0, 1.0, 0.0]) * w * w  # q_1.k_0 + q_2.k_0 = w^2, the same for atom 1, 0 for atom 2
+    s = s / (np.sqrt(2) * w * w + 1e-8)
+    e = np.exp(s)
+    expect = e / e.sum()
+    np.testing.assert_allclose(alpha[0, :3], expect, rtol=1e-10)
+    assert alpha[0, 3] == 0
+    np.testing.assert_allclose(x[0], w * (expect[0] + expect[1]) * np.array([1.0, 0.0]) + w * expect[2] * np.array(
+        [0.0, 1.0]), rtol=1e-10)
+
+
+def _batch():
+    envs = [local_environment(m) for m in structures()]
+    es = EnvironmentSet.from_environments(envs, np.zeros((3, 2)), ["a", "b"], ["eV", "eV"])
+    return collate(es, [1, 0, 2])
+
+
+@pytest.mark.parametrize("variant", ["scann", "scann+"])
+def test_forward_keeps_the_dtype_and_device_of_its_input(variant):
+    """float64 weights and inputs give float64 results equal to float32 ones; a model on another device
+    (PyTorch's shape-only "meta" device) never mixes in CPU tensors."""
+    torch.manual_seed(2)
+    model = build_model(ScannConfig(variant=variant, **TINY)).eval()
+    batch = _batch()
+    with torch.no_grad():
+        ref = model(batch, return_local_attention=True)
+        double = build_model(ScannConfig(variant=variant, **TINY)).eval()
+        double.load_state_dict(model.state_dict())
+        double = double.double()
+        b64 = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
+        out = double(b64, return_local_attention=True)
+        assert out.prediction.dtype == torch.float64 and out.atom_features.dtype == torch.float64
+        torch.testing.assert_close(out.prediction.float(), ref.prediction, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out.ga_scores.float(), ref.ga_scores, rtol=1e-4, atol=1e-6)
+        meta = model.to("meta")
+        bm = {k: v.to("meta") if torch.is_tensor(v) else v for k, v in batch.items()}
+        out = meta(bm, return_local_attention=True)
+        assert out.prediction.device.type == "meta" and out.prediction.shape == (3, 2)
+        assert out.local_attention[1].device.type == "meta"

@@ -362,3 +362,20 @@ def test_fit_default_label_and_single_member_files(tmp_path, envs):
                       protected=[path])
     with pytest.raises(InputFileError, match="one.pt"):
         load_ensemble_file({"format": "other"}, path, "cpu")
+
+
+def test_tied_sigmas_keep_the_input_order():
+    """Equal sigmas (a sigma model of few distinct values) are ranked in input order, so the error-by-sigma
+    bins and the 10 % most / least confident MAEs are reproducible: the oracle is Python's stable sort."""
+    n = 200
+    rng = np.random.default_rng(4)
+    sigma = rng.choice([0.5, 1.0, 2.0], size=n)
+    error = rng.permutation(n).astype(float)
+    order = sorted(range(n), key=lambda i: sigma[i])  # stable
+    e = error[order]
+    table = error_by_sigma(error, sigma, bins=10)
+    assert [row["mae"] for row in table] == pytest.approx([e[k * 20:(k + 1) * 20].mean() for k in range(10)], rel=1e-12)
+    rep = calibration_report(np.zeros((n, 1)), sigma[:, None], error[:, None], ["y"], bins=10)["y"]
+    assert rep["mae_most_confident_10pct"] == pytest.approx(e[:20].mean(), rel=1e-12)
+    assert rep["mae_least_confident_10pct"] == pytest.approx(e[-20:].mean(), rel=1e-12)
+    assert [row["mae"] for row in rep["error_by_sigma"]] == [row["mae"] for row in table]

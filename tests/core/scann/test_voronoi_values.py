@@ -478,3 +478,59 @@ def test_large_molecule_is_processed_in_blocks():
     np.testing.assert_allclose(faces + full.open_solid_angle, 4 * PI, rtol=1e-9)
     pairs_ = set(zip(full.center.tolist(), full.neighbor.tolist()))
     assert all((j, i) in pairs_ for i, j in pairs_)  # a shared face is seen from both sides
+
+
+@pytest.mark.parametrize("cell, needed", [
+    ([[6.0, 0, 2], [0, 10.0, 0], [2.0, 0, 0]], {(1, 0, -3), (-1, 0, 3)}),   # many images along the 3rd vector
+    ([[0, 10.0, 0], [2.0, 0, 0], [6.0, 0, 2]], {(0, 3, -1), (0, -3, 1)}),   # ... along the 2nd vector
+])
+def test_each_lattice_vector_gets_its_own_width(cell, needed):
+    """A 2 x 10 x 2 Å orthorhombic lattice written with a skewed vector (6, 0, 2) = 3 (2, 0, 0) + (0, 0, 2) and a
+    long one (0, 10, 0): the +-z face neighbours sit 3 images away along the short vector, whose width
+    (volume / |cross product of the other two|) is 0.63 Å while the long vector's is 10 Å."""
+    cell = np.array(cell)
+    x = Atoms("Po", positions=[[0.1, 0.2, 0.3]], cell=cell, pbc=True)
+    env = all_faces(x)
+    assert len(env.center) == 6
+    vec = env.offset @ cell
+    assert {tuple(np.round(v, 9)) for v in vec.tolist()} == {(2, 0, 0), (-2, 0, 0), (0, 10, 0), (0, -10, 0),
+                                                             (0, 0, 2), (0, 0, -2)}
+    assert needed <= {tuple(o) for o in env.offset.tolist()}
+    np.testing.assert_allclose(np.sort(env.distance), [2, 2, 2, 2, 10, 10], rtol=1e-12)
+    side = rectangle_solid_angle(1.0, 5.0, 1.0)  # the 2 x 10 faces 1 Å away
+    top = rectangle_solid_angle(1.0, 1.0, 5.0)   # the 2 x 2 faces 5 Å away
+    np.testing.assert_allclose(np.sort(env.solid_angle), [top, top, side, side, side, side], rtol=1e-9)
+
+
+def test_padded_box_edge_is_the_largest_extent_plus_padding():
+    """Box edge = the largest per-axis extent of the centred molecule + box_padding: 3 + 4.5 Å here (the global
+    max minus the global min would be 4 Å): the same faces as the legacy box of that edge, and each atom's
+    own image along z (the molecule is flat) 7.5 Å away."""
+    m = Atoms("CNO", positions=[[0, 0, 0], [3.0, 0, 0], [0, -3.0, 0]])
+    box = all_faces(m, VoronoiConfig(molecule_cells="box"))
+    legacy = all_faces(m, VoronoiConfig(molecule_cells="box", legacy_box=True, legacy_box_size=7.5))
+    np.testing.assert_array_equal(box.center, legacy.center)
+    np.testing.assert_array_equal(box.neighbor, legacy.neighbor)
+    np.testing.assert_array_equal(box.offset, legacy.offset)
+    np.testing.assert_allclose(box.solid_angle, legacy.solid_angle, rtol=1e-12)
+    for i in range(3):
+        sel = (box.center == i) & (box.neighbor == i) & (box.offset[:, 2] == 1) & ~box.offset[:, :2].any(axis=1)
+        np.testing.assert_allclose(box.distance[sel], [7.5], rtol=1e-12)
+
+
+def test_faces_do_not_depend_on_the_choice_of_cell_vectors():
+    """One lattice written with a skewed basis, whose a + b + c (9.57 Å) is much shorter than its longest body
+    diagonal (14.85 Å), and with a reduced basis: the same 14 faces (four of them 9.72 and 9.82 Å away,
+    found only when the reach covers every body diagonal, not a + b + c alone)."""
+    skewed = Atoms("C", positions=[[0.0, 0, 0]], cell=[[2.0, 0, 0], [2.5, 2.5, 0], [-5.5, -3.0, 9.5]], pbc=True)
+    # the same lattice: b' = b - a, c' = c + 2 a + b
+    reduced = Atoms("C", positions=[[0.0, 0, 0]], cell=[[2.0, 0, 0], [0.5, 2.5, 0], [-1.0, -0.5, 9.5]], pbc=True)
+    a, b = all_faces(skewed), all_faces(reduced)
+    assert len(a.center) == len(b.center) == 14
+    np.testing.assert_allclose(np.sort(a.distance), np.sort(b.distance), rtol=1e-9)
+    np.testing.assert_allclose(np.sort(a.distance)[-4:], [np.sqrt(94.5), np.sqrt(94.5), np.sqrt(96.5), np.sqrt(96.5)],
+                               rtol=1e-9)
+    np.testing.assert_allclose(np.sort(a.solid_angle), np.sort(b.solid_angle), rtol=1e-7)
+    vec_a = {tuple(np.round(v, 6)) for v in (a.offset @ skewed.cell[:]).tolist()}
+    vec_b = {tuple(np.round(v, 6)) for v in (b.offset @ reduced.cell[:]).tolist()}
+    assert vec_a == vec_b
