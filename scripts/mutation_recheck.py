@@ -105,7 +105,9 @@ def main(target: str) -> None:
     counts["survived"] = counts.get("survived", 0) - len(killed)
     counts["killed"] = counts.get("killed", 0) + len(killed)
     total = rec["mutants"]
-    k = rec["killed"] + len(killed)
+    # records of the first runs (physics) have no "killed" field: killed = killed + timeout + segfault + suspicious
+    k = rec.get("killed", sum(v for s, v in rec["by_status"].items()
+                              if s in ("killed", "timeout", "segfault", "suspicious"))) + len(killed)
     e = rec.get("equivalent", 0) + eq
     rec.update({"by_status": {a: b for a, b in counts.items() if b}, "killed": k, "equivalent": e,
                 "survived": len(still), "killed_or_equivalent": k + e, "score": round((k + e) / total, 4),
