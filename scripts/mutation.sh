@@ -51,6 +51,13 @@ declare -A TESTS=(
   [scann/predict.py]="tests/core/scann/test_predict_values.py"
   [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
   [scann/train.py]="tests/core/scann/test_scann_train_values.py"
+  # speckle: a module may name its own fast value tests (checked first); otherwise the package's tests run
+  [speckle/features.py]="tests/core/speckle/test_features_values.py"
+  [speckle/disks.py]="tests/core/speckle/test_disks_values.py"
+  [speckle/saliency.py]="tests/core/speckle/test_saliency_values.py"
+  [speckle/patterson.py]="tests/core/speckle/test_patterson_values.py"
+  [speckle/radial.py]="tests/core/speckle/test_radial_values.py"
+  [speckle/pipeline.py]="tests/core/speckle/test_speckle_pipeline_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
