@@ -58,6 +58,8 @@ declare -A TESTS=(
   [speckle/patterson.py]="tests/core/speckle/test_patterson_values.py"
   [speckle/radial.py]="tests/core/speckle/test_radial_values.py"
   [speckle/pipeline.py]="tests/core/speckle/test_speckle_pipeline_values.py"
+  [speckle/classifier.py]="tests/core/speckle/test_speckle_classifier_values.py"
+  [speckle/dataset.py]="tests/core/speckle/test_speckle_dataset_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
 )
 PACKAGES=("$@")
