@@ -134,6 +134,18 @@ def test_peak_features_match_their_definition():
     assert f[1, -12] == pytest.approx(np.log(0.05)) and f[1, -11] == pytest.approx(np.log(1e-4))
 
 
+def test_full_map_and_dihedral_views_h2():
+    up = np.arange(15, dtype=float).reshape(3, 5)     # h = 2: rows -2, -1, 0
+    full = full_map(up)
+    ref = np.concatenate([up, up[:2][::-1, ::-1]])
+    np.testing.assert_array_equal(full, ref)
+    assert full.shape == (5, 5) and full[3].tolist() == [9, 8, 7, 6, 5] and full[4].tolist() == [4, 3, 2, 1, 0]
+    v = dihedral_views(torch.from_numpy(up[None]))
+    np.testing.assert_array_equal(v[0][0], up)
+    np.testing.assert_array_equal(v[2][0], full.T[:3])
+    np.testing.assert_array_equal(v[3][0], full.T[:, ::-1][:3])
+
+
 def test_full_map_and_dihedral_views():
     up = np.arange(6, dtype=float).reshape(2, 3)      # h = 1
     np.testing.assert_array_equal(full_map(up), [[0, 1, 2], [3, 4, 5], [2, 1, 0]])
@@ -145,6 +157,52 @@ def test_full_map_and_dihedral_views():
     np.testing.assert_array_equal(v[1][0], torch.flip(full, (1,))[:2])
     np.testing.assert_array_equal(v[2][0], full.T[:2])
     np.testing.assert_array_equal(v[3][0], torch.flip(full.T, (1,))[:2])
+
+
+def test_peak_counts_are_strictly_above_the_float32_thresholds():
+    """A peak exactly at a threshold (as float32) is not above it; one float32 step higher is."""
+    thr = np.asarray(PEAK_THRESHOLDS, np.float32)
+    i = next(j for j, v in enumerate(PEAK_THRESHOLDS) if float(np.float32(v)) > v)   # rounds up in float32
+    at = np.zeros((H + 1, 2 * H + 1), np.float32)
+    at[H, H] = 1.0
+    at[H - 10, H] = thr[i]            # rr = 10: the (8, 14) annulus
+    up = at.copy()
+    up[H - 10, H] = np.nextafter(thr[i], np.float32(1))
+    f_at, f_up = patterson_features(np.stack([at, up]))
+    counts = slice(8 + 24, 8 + 24 + 16)           # annulus 1: its 16 counts after its 8 quantiles
+    np.testing.assert_allclose(f_at[counts], np.log1p((thr[i] > thr).astype(float)))
+    np.testing.assert_allclose(f_up[counts], np.log1p((np.nextafter(thr[i], np.float32(1)) > thr).astype(float)))
+    assert f_up[counts][i] == pytest.approx(np.log(2)) and f_at[counts][i] == 0.0
+
+
+def test_small_maps_are_a_typed_error():
+    with pytest.raises(DataValidationError, match=r"^Patterson map 43 x 85 is too small for the peak annuli"):
+        patterson_features(np.ones((43, 85), np.float32))
+    assert patterson_features(np.ones((44, 87), np.float32)).shape == (1, N_PEAK_FEATURES)
+
+
+def test_unit_scaling():
+    from napari_cxdi.speckle.patterson import _unit
+
+    np.testing.assert_array_equal(_unit(np.full((2, 3), 4.0)), np.zeros((2, 3)))
+    assert _unit(np.full((2, 3), 4.0)).shape == (2, 3)
+    np.testing.assert_allclose(_unit(np.array([[1.0, 3.0], [2.0, 5.0]])), [[0, 0.5], [0.25, 1]])
+    assert _unit(np.array([1.0, 2.0])).dtype == np.float32
+
+
+def test_network_architecture():
+    net = PattersonNet(5, 3)
+    assert (net.width, net.hidden, net.dropout, net.half) == (16, 256, 0.1, 60)
+    spec = []
+    for blk in net.features:
+        conv, bn, act = blk
+        assert isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == conv.out_channels
+        assert isinstance(act, torch.nn.GELU) and conv.bias is None
+        spec.append((conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0]))
+    assert spec == [(2, 16, 5, 2, 2), (16, 32, 3, 1, 1), (32, 64, 3, 2, 1), (64, 64, 3, 1, 1), (64, 128, 3, 2, 1),
+                    (128, 128, 3, 1, 1)]
+    # a 61 x 121 half map -> 8 x 16 after three stride-2 blocks
+    assert net.features(torch.zeros(1, 2, 61, 121)).shape == (1, 128, 8, 16)
 
 
 def test_network_inputs_and_pooling():
@@ -215,9 +273,10 @@ def test_classifier_inputs_logits_and_prediction(tmp_path):
     # binned input: the same maps
     binned = pats.reshape(3, 99, 3, 99, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(clf.inputs(binned, 3)[0], maps, rtol=1e-5, atol=1e-6)
-    with pytest.raises(TypeError, match="needs the Patterson maps: use logits_maps"):
+    np.testing.assert_allclose(hot.predict(binned, input_bin=3, batch_size=2)["probs"], probs, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match=r"^PattersonClassifier needs the Patterson maps: use logits_maps\(maps, feats\)$"):
         clf.logits(feats)
-    with pytest.raises(TypeError, match="use predict_inputs"):
+    with pytest.raises(TypeError, match=r"^PattersonClassifier needs the Patterson maps: use predict_inputs\(maps, feats\) or predict$"):
         clf.predict_features(feats)
 
 
@@ -282,13 +341,27 @@ def test_checkpoint_round_trip(tmp_path):
     old = patterson_from_checkpoint(ck)
     assert old.temperature == 1.0 and old.domain == {} and old.name == "" and old.provenance == {}
     assert old.tta is False
-    with pytest.raises(InputFileError, match="broken Patterson speckle checkpoint"):
+    with pytest.raises(InputFileError, match="broken Patterson speckle checkpoint") as err:
         patterson_from_checkpoint({"format": FORMAT}, tmp_path / "b.pt")
+    assert err.value.path == str(tmp_path / "b.pt")
+    with pytest.raises(InputFileError) as err:
+        patterson_from_checkpoint({"format": FORMAT})
+    assert err.value.path == "."
+    # a loaded model can be saved again (its empty read-out is a dict)
+    assert back.readout == {}
+    save_patterson(back, tmp_path / "again.pt")
+    # saving replaces an existing file by default
+    save_patterson(clf, path)
     with pytest.raises(InputFileError, match="broken Patterson"):
         patterson_from_checkpoint({**ck, "state_dict": {}}, tmp_path / "b.pt")
     torch.save({"format": "napari-cxdi-speckle-radial-v1"}, tmp_path / "r.pt")
-    with pytest.raises(InputFileError, match=r"not a Patterson speckle checkpoint \(format napari-cxdi-speckle-patterson-v1\)"):
+    with pytest.raises(InputFileError, match=r"not a Patterson speckle checkpoint \(format napari-cxdi-speckle-patterson-v1\)") as err:
         load_patterson(tmp_path / "r.pt")
+    assert err.value.path == str(tmp_path / "r.pt")
+    torch.save({"format": FORMAT}, tmp_path / "broken.pt")
+    with pytest.raises(InputFileError, match="broken Patterson") as err:
+        load_patterson(tmp_path / "broken.pt")
+    assert err.value.path == str(tmp_path / "broken.pt")
     # overwrite=False refuses an existing file
     from napari_cxdi.errors import CXDIError
 
