@@ -62,6 +62,8 @@ def test_constants_and_net_errors():
     assert FORMAT == "napari-cxdi-speckle-radial-v1" and ARCHS == ("mlp", "cnn1d")
     with pytest.raises(ConfigError, match=r"^unknown architecture 'rnn'; choose one of mlp, cnn1d$"):
         RadialNet("rnn", NF, R, 3)
+    d = RadialNet("mlp", NF, R, 3)
+    assert d.hidden == 256 and d.dropout == 0.1 and d.body[0].out_features == 256
 
 
 def test_mlp_and_cnn_nets_compute_what_they_say():
@@ -108,6 +110,7 @@ def test_standardize_logits_and_readout():
     np.testing.assert_allclose(clf.logits(f, batch_size=2), z @ _w(), rtol=1e-5, atol=1e-6)
     assert clf.logits(f[:0]).shape == (0, 3)
     np.testing.assert_array_equal(clf.readout_loglik(f), np.zeros((5, 3)))
+    assert clf.readout_loglik(f).dtype == np.float32
     ro = {"index": NF - 2, "mean": [3.0, 3.5, 4.0], "std": [0.1, 0.2, 0.4], "weight": 2.0}
     rc = _clf(readout=ro)
     x = f[:, NF - 2][:, None]
@@ -135,6 +138,11 @@ def test_prediction_probabilities_value_and_domain_flags():
     np.testing.assert_array_equal(out["ood"], (score > 2.0) | (f[:, NF - 1] > 0.5))
     assert out["ood"][0] and out["ood_threshold"] == 2.0 and out["fit_residual_threshold"] == 0.5
     np.testing.assert_allclose(out["fit_residual"], f[:, NF - 1])
+    assert out["fit_residual"].dtype == np.float64
+    # a residual exactly at its threshold is in the domain
+    f_at = f.copy()
+    f_at[:, NF - 1] = 0.5
+    assert not _clf(domain={**dom, "threshold": np.inf}).predict_features(f_at)["ood"].any()
     # the smallest score over the classes
     dom2 = {"class_mean": np.stack([np.zeros(R), np.full(R, 3.0), z[2]]), "class_std": np.full((3, R), 2.0)}
     s2 = _clf(domain=dom2).domain_score(f)
@@ -166,6 +174,8 @@ def test_predict_from_patterns_in_batches():
     ref = clf.predict_features(feats)["probs"]
     np.testing.assert_allclose(clf.predict(pats, batch_size=2)["probs"], ref, rtol=1e-6)
     np.testing.assert_allclose(clf.predict(pats[0])["probs"], ref[:1], rtol=1e-6)
+    # one pattern (H, W) taller than a batch is still one pattern
+    np.testing.assert_allclose(clf.predict(pats[0], batch_size=16)["probs"], ref[:1], rtol=1e-6)
     binned = pats.reshape(5, 15, 3, 15, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(clf.predict(binned, input_bin=3)["probs"], ref, rtol=1e-4, atol=1e-6)
     assert clf.to("cuda") is clf
@@ -229,15 +239,28 @@ def test_occlusion_importance_by_hand():
     assert rc.explain_features(f2)["class"] == CLASSES[int(np.argmax(z2 @ w + ll))]
 
 
+def test_default_class_is_the_unoccluded_prediction():
+    """Occluding rings 0..2 takes class 0's evidence away: the default class must still be the prediction
+    of the whole profile (class 0), not of an occluded copy."""
+    clf = _clf()
+    z = np.zeros(NF, np.float32)
+    z[0:3] = 2.0          # class 0: 6
+    z[R + 3] = 1.0        # class 1: 2
+    f = z * clf.feature_std + clf.feature_mean
+    ex = clf.explain_features(f)
+    assert ex["class"] == 2 and ex["importance"][0] > 0
+
+
 def test_explain_pattern():
     clf = _clf()
     p = _pattern(4)
-    ex = clf.explain(p, input_bin=1)
+    ex = clf.explain(p)
     ref = clf.explain_features(clf.featurize(p)[0])
     np.testing.assert_allclose(ex["importance"], ref["importance"])
     np.testing.assert_allclose(ex["q_inner_input_px"], ex["q_inner_px"])
     b = clf.explain(p.reshape(15, 3, 15, 3).mean(axis=(1, 3)), input_bin=3, group=4, target=9)
     assert b["class"] == 9
+    assert [clf.explain(p, target=c)["class"] for c in (2, 5, 9)] == [2, 5, 9]
     np.testing.assert_allclose(b["q_inner_input_px"], b["q_inner_px"] / 3)
     np.testing.assert_allclose(b["q_outer_input_px"], b["q_outer_px"] / 3)
     with pytest.raises(DataValidationError, match=r"^explain takes one pattern \(H, W\), got shape \(1, 45, 45\)$"):
@@ -255,6 +278,11 @@ def test_checkpoint_round_trip(tmp_path):
     assert ck["net"] == net.config() and ck["temperature"] == 1.3 and ck["name"] == "r"
     assert ck["provenance"] == {"p": "P"}
     assert ck["readout"]["weight"] == 0.5 and ck["readout"]["index"] == float(NF - 2)
+    assert isinstance(ck["readout"]["weight"], float) and isinstance(ck["readout"]["index"], float)
+    assert isinstance(ck["domain"]["threshold"], float) and isinstance(ck["domain"]["quantile"], float)
+    for t_ in (ck["feature_mean"], ck["feature_std"], ck["readout"]["mean"], ck["readout"]["std"],
+               ck["domain"]["class_mean"], ck["domain"]["class_std"]):
+        assert t_.dtype == torch.float32
     assert isinstance(ck["readout"]["mean"], torch.Tensor) and isinstance(ck["domain"]["class_std"], torch.Tensor)
     assert ck["domain"]["threshold"] == 3.0 and ck["domain"]["quantile"] == 0.99
     assert is_radial_checkpoint(ck) and not is_radial_checkpoint({"format": "x"}) and not is_radial_checkpoint(1)
@@ -262,6 +290,8 @@ def test_checkpoint_round_trip(tmp_path):
     back = load_radial(path)
     assert back.temperature == pytest.approx(1.3) and back.name == "r" and back.features == FC
     assert back.readout["weight"] == 0.5 and back.domain["threshold"] == 3.0
+    assert back.provenance == {"p": "P"}
+    save_radial(clf, path)      # replaces by default
     np.testing.assert_array_equal(back.classes, CLASSES)
     f = np.random.default_rng(5).normal(size=(4, NF))
     np.testing.assert_allclose(back.predict_features(f)["probs"], clf.predict_features(f)["probs"], rtol=1e-5)
@@ -271,13 +301,22 @@ def test_checkpoint_round_trip(tmp_path):
         ck.pop(k)
     old = radial_from_checkpoint(ck)
     assert (old.temperature, old.domain, old.readout, old.name, old.provenance) == (1.0, {}, {}, "", {})
-    with pytest.raises(InputFileError, match="broken radial speckle checkpoint"):
+    with pytest.raises(InputFileError, match="broken radial speckle checkpoint") as err:
         radial_from_checkpoint({"format": FORMAT}, tmp_path / "x.pt")
+    assert err.value.path == str(tmp_path / "x.pt")
+    with pytest.raises(InputFileError) as err:
+        radial_from_checkpoint({"format": FORMAT})
+    assert err.value.path == "."
+    torch.save({"format": FORMAT}, tmp_path / "broken.pt")
+    with pytest.raises(InputFileError, match="broken radial") as err:
+        load_radial(tmp_path / "broken.pt")
+    assert err.value.path == str(tmp_path / "broken.pt")
     with pytest.raises(InputFileError, match="broken radial"):
         radial_from_checkpoint({**ck, "net": {**ck["net"], "hidden": 9}}, tmp_path / "x.pt")
     torch.save({"format": "other"}, tmp_path / "o.pt")
-    with pytest.raises(InputFileError, match=r"not a radial speckle checkpoint \(format napari-cxdi-speckle-radial-v1\)"):
+    with pytest.raises(InputFileError, match=r"not a radial speckle checkpoint \(format napari-cxdi-speckle-radial-v1\)") as err:
         load_radial(tmp_path / "o.pt")
+    assert err.value.path == str(tmp_path / "o.pt")
     a = arrays_from_checkpoint({"t": torch.tensor([1.0, 2.0]), "v": 3})
     assert isinstance(a["t"], np.ndarray) and a["t"].tolist() == [1.0, 2.0] and a["v"] == 3
     r2 = replace(clf, temperature=4.0)
@@ -303,6 +342,7 @@ def test_domain_statistics_by_hand():
     assert dom["threshold"] == pytest.approx(1.5 * np.quantile(scores, 0.9))
     assert dom["residual_threshold"] == pytest.approx(1.5 * np.quantile(f[:, NF - 1], 0.9))
     assert dom["quantile"] == 0.9 and clf.domain is dom
+    assert set(dom) == {"class_mean", "class_std", "threshold", "quantile", "residual_threshold"}
     d2 = domain_statistics(_clf(), f, labels)
     assert d2["quantile"] == 0.995 and d2["threshold"] == pytest.approx(1.25 * np.quantile(scores, 0.995))
 
@@ -345,7 +385,18 @@ def test_fit_readout_picks_the_weight_by_validation_nll():
     # only weight 0 on offer: no read-out at all, the network's (uniform) answer
     b0 = fit_readout(clf, xt, yt, xv, yv, weights=(0.0,))
     assert b0["weight"] == 0.0 and clf.readout == {} and b0["val_nll"] == pytest.approx(np.log(3), rel=1e-4)
-    # a tie keeps the first (smaller) weight
+    # a tie keeps the first (smaller) weight: when the fit radius does not depend on the class, the read-out
+    # adds the same log-likelihood to every class and changes no probability
+    flat_t, flat_v = xt.copy(), xv.copy()
+    flat_t[:, NF - 2] = np.tile([3.0, 3.2, 3.4, 3.6], 15)
+    flat_v[:, NF - 2] = 3.3
     c3 = _clf(_Zero())
-    b3 = fit_readout(c3, xt, yt, xv, yv, weights=(0.5, 0.5))
-    assert b3["weight"] == 0.5
+    b3 = fit_readout(c3, flat_t, np.repeat(CLASSES, 20), flat_v, yv, weights=(0.0, 1.0))
+    assert b3["weight"] == 0.0 and c3.readout == {}
+    # a small improvement (less than one nat) is taken
+    noisy_t, noisy_v = xt.copy(), xv.copy()
+    for arr, y in ((noisy_t, yt), (noisy_v, yv)):
+        arr[:, NF - 2] = centres[np.searchsorted(CLASSES, y)] + rng.normal(0, 0.5, len(y))
+    c4 = _clf(_Zero())
+    b4 = fit_readout(c4, noisy_t, yt, noisy_v, yv, weights=(0.0, 0.25))
+    assert b4["weight"] == 0.25 and 0 < np.log(3) - b4["val_nll"] < 1.0
