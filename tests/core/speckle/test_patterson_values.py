@@ -173,10 +173,13 @@ def test_peak_counts_are_strictly_above_the_float32_thresholds():
     np.testing.assert_allclose(f_at[counts], np.log1p((thr[i] > thr).astype(float)))
     np.testing.assert_allclose(f_up[counts], np.log1p((np.nextafter(thr[i], np.float32(1)) > thr).astype(float)))
     assert f_up[counts][i] == pytest.approx(np.log(2)) and f_at[counts][i] == 0.0
+    whole = slice(8 * 24, 8 * 24 + 16)             # the counts over the whole map
+    np.testing.assert_allclose(f_at[whole], f_at[counts])
+    np.testing.assert_allclose(f_up[whole], f_up[counts])
 
 
 def test_small_maps_are_a_typed_error():
-    with pytest.raises(DataValidationError, match=r"^Patterson map 43 x 85 is too small for the peak annuli"):
+    with pytest.raises(DataValidationError, match=r"^Patterson map 43 x 85 is too small for the peak annuli \(up to 90 px; half width >= 43 needed\)$"):
         patterson_features(np.ones((43, 85), np.float32))
     assert patterson_features(np.ones((44, 87), np.float32)).shape == (1, N_PEAK_FEATURES)
 
