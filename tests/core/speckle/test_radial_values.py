@@ -273,6 +273,8 @@ def test_checkpoint_round_trip(tmp_path):
     dom = {"class_mean": np.ones((3, R)), "class_std": np.full((3, R), 2.0), "threshold": 3.0, "quantile": 0.99}
     ro = {"index": NF - 2, "mean": [3.0, 3.5, 4.0], "std": [0.1, 0.2, 0.4], "weight": 0.5}
     clf = _clf(net, temperature=1.3, domain=dom, readout=ro, name="r", provenance={"p": Path_like()})
+    # float64 scaling arrays are stored as float32 tensors
+    clf.feature_mean, clf.feature_std = clf.feature_mean.astype(np.float64), clf.feature_std.astype(np.float64)
     ck = clf.checkpoint()
     assert ck["format"] == FORMAT and ck["classes"] == [2, 5, 9] and ck["features"] == FC.to_dict()
     assert ck["net"] == net.config() and ck["temperature"] == 1.3 and ck["name"] == "r"
