@@ -86,6 +86,10 @@ def test_polydisperse_radii_keep_the_total_area(rel_sd):
             r = disk_radii(7, np.random.default_rng(seed), True, rel_sd=rel_sd, law=law)
             np.testing.assert_allclose(r, ref(7, seed, rel_sd), rtol=1e-12)
             assert np.pi * np.sum(r**2) == pytest.approx(TOTAL_AREA, rel=1e-12)
+    # many draws of a wide spread: some fall between 0.1 / r0 and 0.1 r0 and must be drawn again
+    for seed in range(10):
+        np.testing.assert_allclose(disk_radii(20, np.random.default_rng(seed), True, rel_sd=1.5),
+                                   _ref_radius_law(20, seed, 1.5), rtol=1e-12)
     r = disk_radii(5, np.random.default_rng(1), True, total_area=1000.0)
     assert np.pi * np.sum(r**2) == pytest.approx(1000.0)
     np.testing.assert_allclose(r, _ref_radius_law(5, 1, 1 / 3, 1000.0))
@@ -121,6 +125,37 @@ def test_placement_bounds_gap_and_order():
     rng = np.random.default_rng(11)
     c = place_disks(np.array([5.0]), rng, box=100, margin=10.0)
     np.testing.assert_array_equal(c[0], np.random.default_rng(11).uniform(10.0, 90.0, size=(256, 2))[0])
+    # defaults: margin 90, batches of 256 candidates (the second disk draws from the stream after 256 pairs)
+    c = place_disks(np.array([50.0, 5.0]), np.random.default_rng(12), box=400)
+    ref = np.random.default_rng(12)
+    first = ref.uniform(90.0, 310.0, size=(256, 2))[0]
+    cand = ref.uniform(90.0, 310.0, size=(256, 2))
+    ok = np.linalg.norm(cand - first, axis=1) >= 57.0
+    np.testing.assert_array_equal(c[0], first)
+    np.testing.assert_array_equal(c[1], cand[np.flatnonzero(ok)[0]])
+
+
+class _Stub:
+    """Candidates that never fit (on the placed disk) for the first ``fail`` batches, then one that fits."""
+
+    def __init__(self, fail):
+        self.calls, self.fail = 0, fail
+
+    def uniform(self, lo, hi, size):
+        self.calls += 1
+        out = np.full(size, 50.0)
+        if self.calls > self.fail + 1:        # call 1 places the first disk at (50, 50)
+            out[0] = (20.0, 20.0)
+        return out
+
+
+def test_placement_gives_up_after_max_batches():
+    radii = np.array([5.0, 5.0])
+    c = place_disks(radii, _Stub(199), box=100, margin=0.0)   # the 200th batch for disk 2 fits
+    np.testing.assert_array_equal(c, [[50.0, 50.0], [20.0, 20.0]])
+    with pytest.raises(ConfigError, match="could not place 2 disks"):
+        place_disks(radii, _Stub(200), box=100, margin=0.0)     # it would take a 201st
+    assert place_disks(radii, _Stub(200), box=100, margin=0.0, max_batches=201)[1].tolist() == [20.0, 20.0]
 
 
 def test_placement_errors():
@@ -171,7 +206,8 @@ def test_thickness_map_flat_and_sphere():
 
 def test_thickness_map_edges_and_neighbouring_boxes():
     # a disk cut by the box edges, and two disks whose bounding boxes overlap (diagonal neighbours)
-    s = DiskSystem(np.array([[1.0, 28.5], [12.0, 12.0], [19.0, 19.0]]), np.array([4.0, 5.0, 4.5]), box=30)
+    s = DiskSystem(np.array([[1.0, 28.5], [12.0, 12.0], [19.0, 19.0], [26.0, 2.0]]), np.array([4.0, 5.0, 4.5, 3.0]),
+                   box=30)
     t = thickness_map(s)
     yy, xx = np.mgrid[:31, :31]
     ref = np.zeros((31, 31))
@@ -202,7 +238,7 @@ def test_object_function_contrasts():
     # absorption alone is enough for mixed contrast, not for phase contrast
     np.testing.assert_allclose(object_function(s, "mixed", phase=0.0, absorption=0.3)[10, 10], np.exp(-0.3) - 1,
                                rtol=1e-6)
-    with pytest.raises(ConfigError, match="needs a non-zero phase"):
+    with pytest.raises(ConfigError, match=r"^phase contrast needs a non-zero phase \(or absorption for 'mixed'\)$"):
         object_function(s, "phase", phase=0.0, absorption=0.3)
     with pytest.raises(ConfigError, match="needs a non-zero phase"):
         object_function(s, "mixed", phase=0.0)

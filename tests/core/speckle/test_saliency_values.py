@@ -85,6 +85,43 @@ def test_grad_cam_upsamples_bilinearly_to_the_input():
     assert len(np.unique(np.round(cam, 5))) > 4
 
 
+class _TwoW(nn.Module):
+    """Class 0 score sum(w x) (predicted for positive x), class 1 score 0.1 sum(v x): different gradients."""
+
+    task = "classification"
+
+    def __init__(self, w, v):
+        super().__init__()
+        self.register_buffer("w", torch.as_tensor(w, dtype=torch.float32))
+        self.register_buffer("v", torch.as_tensor(v, dtype=torch.float32))
+        self.p = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        x = self.p * x[:, 0]
+        return torch.stack([(x * self.w).sum((-2, -1)) + 100.0, 0.1 * (x * self.v).sum((-2, -1))], 1)
+
+
+def test_saliency_of_the_class_asked_for():
+    v = np.arange(16, dtype=float).reshape(4, 4)
+    m = _TwoW(W, v)
+    np.testing.assert_allclose(saliency_map(m, X, target=1), v / 15.0, rtol=1e-6)
+    np.testing.assert_allclose(saliency_map(m, X), np.abs(W) / 4.0, rtol=1e-6)
+
+
+def test_inputs_follow_the_model():
+    from napari_cxdi.speckle.saliency import _input
+
+    meta = nn.Linear(1, 1, device="meta")
+    t = _input(np.ones((3, 3)), meta)
+    assert t.device.type == "meta" and t.shape == (1, 1, 3, 3) and t.dtype == torch.float32
+    # float64 and integer patterns reach a float32 network as float32
+    torch.manual_seed(0)
+    net = build_resnet(18, 3, width=4)
+    x64 = np.random.default_rng(0).normal(size=(32, 32))
+    np.testing.assert_allclose(saliency_map(net, x64, 0), saliency_map(net, x64.astype(np.float32), 0), rtol=1e-5)
+    assert grad_cam(net, np.arange(32 * 32).reshape(32, 32) % 7, 1).shape == (32, 32)
+
+
 def test_maps_use_the_model_in_eval_mode():
     torch.manual_seed(0)
     model = build_resnet(18, 3, width=4)
