@@ -22,7 +22,7 @@ PRE = PreprocessConfig(window=33, bin=3, block=3)          # 11 x 11 network inp
 CFG = TrainConfig(depth=18, width=4, epochs=2, batch_size=16, augment=False, patience=None, device="cpu", seed=1)
 
 
-def _data(per_class=20, size=39, bin_=1, classes=(2, 5, 9)):
+def _data(per_class=20, size=39, bin_=1, classes=(2, 5, 9), swap=0):
     """Rings whose radius grows with the label (plus noise): the first moment separates the classes. The
     window beyond 33 px (bin 1) holds a bright frame that a wrong crop would read."""
     rng = np.random.default_rng(0)
@@ -39,6 +39,10 @@ def _data(per_class=20, size=39, bin_=1, classes=(2, 5, 9)):
             labels.append(n)
     pats = np.asarray(pats, np.float32)
     labels = np.asarray(labels)
+    # `swap` samples carry another class's ring: which of them land in the test split changes the scores
+    for i in rng.choice(len(labels), swap, replace=False):
+        j = int(np.flatnonzero(labels != labels[i])[0])
+        pats[i] = pats[j]
     return SpeckleData(pats, labels, np.arange(len(labels)), {"bin": bin_, "name": "rings"})
 
 
@@ -55,6 +59,10 @@ def test_baselines_read_the_network_window(bin_):
             ref = classification_report(data.labels[te], b.predict(m[te]), b.classes)
             assert rep[readout] == ref
     assert rep["nearest"]["accuracy"] > 0.9   # rings inside the window separate the classes
+    # the reports list every class of the model, also when the test samples hold one class only
+    one = te[data.labels[te] == 2]
+    r1 = baseline_reports(data, PRE, tr, one)
+    assert r1["nearest"]["classes"] == [2, 5, 9] and r1["regression"]["classes"] == [2, 5, 9]
     # another first-moment mode is passed through
     sh = baseline_reports(data, PRE, tr, te, mode="shifted")
     m = first_moment(center_crop(data.patterns, crop), "shifted", PRE.block, bin_)
@@ -64,7 +72,7 @@ def test_baselines_read_the_network_window(bin_):
 
 def test_fit_and_test_reports_its_parts():
     torch.set_num_threads(1)
-    data = _data()
+    data = _data(swap=9)
     events = []
     clf, report = drain(fit_and_test(data, PRE, CFG, test_per_class=4, val_fraction=0.2, split_seed=2,
                                      extra_config={"run": "x"}), events.append)
@@ -76,6 +84,9 @@ def test_fit_and_test_reports_its_parts():
     pred = clf.predict_prepared(x[te])["pred"]
     assert report["network"] == classification_report(data.labels[te], pred, clf.classes)
     assert report["baseline"] == baseline_reports(data, PRE, tr, te)
+    # (the split seed matters: another seed's test split scores differently)
+    tr0, _, te0 = split_indices(data.labels, 4, 0.1, 0.2, 0)
+    assert baseline_reports(data, PRE, tr0, te0) != report["baseline"]
     assert clf.provenance["metrics"]["n_train"] == 36 and clf.provenance["metrics"]["n_val"] == 12
     m = clf.provenance["metrics"]["test"]
     assert m == {"accuracy": report["network"]["accuracy"], "macro_f1": report["network"]["macro_f1"],
@@ -89,6 +100,7 @@ def test_fit_and_test_reports_its_parts():
     # the network report on chosen samples is the classifier's own prediction on them
     ev = evaluate_classifier(clf, data, te)
     assert ev == report["network"]
+    assert evaluate_classifier(clf, data, te[:1])["classes"] == [2, 5, 9]
     full = evaluate_classifier(clf, data)
     assert full["n"] == 60
     assert full == classification_report(data.labels, clf.predict(data.patterns, 1)["pred"], clf.classes)
@@ -106,6 +118,19 @@ def test_fit_and_test_fraction_split_and_binned_data():
     assert report["network"] == classification_report(data.labels[te], clf.predict_prepared(x[te])["pred"],
                                                       clf.classes)
     assert "run" not in clf.provenance["config"]
+
+
+def test_classes_come_from_the_whole_dataset():
+    """A class whose only sample is in the validation split is still a class of the model and of the report."""
+    torch.set_num_threads(1)
+    full = _data(per_class=10, size=13, bin_=3)
+    keep = np.flatnonzero(full.labels != 9)[:20].tolist() + [int(np.flatnonzero(full.labels == 9)[0])]
+    data = SpeckleData(full.patterns[keep], full.labels[keep], np.arange(21), full.config)
+    seed = next(s for s in range(100) if 20 in split_indices(data.labels, None, 0.2, 0.2, s)[1])
+    clf, report = drain(fit_and_test(data, PRE, dataclasses.replace(CFG, epochs=1), test_fraction=0.2,
+                                     val_fraction=0.2, split_seed=seed))
+    assert clf.classes.tolist() == [2, 5, 9] and clf.model.fc.out_features == 3
+    assert report["network"]["classes"] == [2, 5, 9]
 
 
 def test_evaluate_classifier_in_chunks_and_bin_errors():
