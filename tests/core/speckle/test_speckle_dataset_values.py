@@ -52,13 +52,16 @@ def test_config_defaults_and_bounds():
            ({"poly_law": "x"}, "unknown polydispersity law 'x'; choose one of radius, area"),
            ({"contrast": "dark"}, "unknown contrast/profile 'dark'/'flat'"),
            ({"profile": "cube"}, "unknown contrast/profile 'amplitude'/'cube'"),
-           ({"method": "analytic", "contrast": "phase"}, "the analytic method covers flat amplitude disks only"),
+           ({"method": "analytic", "contrast": "phase"},
+            "^the analytic method covers flat amplitude disks only; use method='dft'$"),
            ({"method": "analytic", "profile": "sphere"}, "covers flat amplitude disks only")]
     for kw, msg in bad:
         with pytest.raises(ConfigError, match=msg):
             SpeckleDatasetConfig(**kw)
-    for kw in ({"per_class": 0}, {"photons": 0.0}, {"photons": -1.0}, {"seed": -1}, {"absorption": -0.1}):
-        with pytest.raises(ConfigError):
+    for kw, field in (({"per_class": 0}, "per_class"), ({"photons": 0.0}, "photons"), ({"photons": -1.0}, "photons"),
+                      ({"seed": -1}, "seed"), ({"absorption": -0.1}, "absorption"), ({"window": 0}, "window"),
+                      ({"bin": 0}, "bin"), ({"block": 0}, "block"), ({"pad": -1}, "pad"), ({"n_values": (0,)}, "n_values")):
+        with pytest.raises(ConfigError, match=f"^speckle dataset config: {field} must be"):
             SpeckleDatasetConfig(**kw)
     SpeckleDatasetConfig(method="dft", contrast="phase", profile="sphere")
 
@@ -127,7 +130,60 @@ def test_chunks_progress_and_dataset(tmp_path):
     assert data.sample_index.tolist() == [0, 1, 2, 0, 1, 2] and data.config == SMALL.to_dict() and data.bin == 3
     np.testing.assert_array_equal(data.patterns[4], simulate_pattern(4, 1, SMALL)[0])
     assert data.radii.shape == (6, 4) and data.centers.shape == (6, 4, 2)
+    assert data.patterns.dtype == np.float32 and data.radii.dtype == np.float32 and data.centers.dtype == np.float32
+    # three chunks: starts 0, 2, 4
+    assert [(e["start"], e["done"]) for e in simulate(SMALL, chunk=2)] == [(0, 2), (2, 4), (4, 6)]
     assert SpeckleData(data.patterns, data.labels, data.sample_index, {}).bin == 1
+
+
+class _FakePool:
+    """Stands in for ProcessPoolExecutor (records how it was made; maps in this process)."""
+
+    made = []
+
+    def __init__(self, max_workers=None, mp_context=None):
+        _FakePool.made.append((max_workers, mp_context.get_start_method() if mp_context else None))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, items):
+        return map(fn, items)
+
+
+def test_processes_only_when_asked(monkeypatch, tmp_path):
+    import napari_cxdi.speckle.dataset as D
+
+    monkeypatch.setattr(D, "ProcessPoolExecutor", _FakePool)
+    _FakePool.made = []
+    list(simulate(SMALL))
+    make_dataset(SMALL)
+    list(write_dataset(tmp_path / "a.h5", SMALL))
+    assert _FakePool.made == []
+    ev = list(simulate(SMALL, workers=2, chunk=2))
+    assert [(e["start"], e["done"]) for e in ev] == [(0, 2), (2, 4), (4, 6)]
+    np.testing.assert_array_equal(np.concatenate([e["patterns"] for e in ev]), make_dataset(SMALL).patterns)
+    make_dataset(SMALL, workers=3)
+    list(write_dataset(tmp_path / "b.h5", SMALL, workers=2))
+    assert _FakePool.made == [(2, "spawn"), (3, "spawn"), (2, "spawn")]
+
+
+def test_write_reserves_the_dataset_size(monkeypatch, tmp_path):
+    from napari_cxdi.io import safe_write
+
+    seen = []
+    real = safe_write.atomic_output
+
+    def spy(path, **kw):
+        seen.append(kw.get("needed_bytes"))
+        return real(path, **kw)
+
+    monkeypatch.setattr(safe_write, "atomic_output", spy)
+    list(write_dataset(tmp_path / "d.h5", SMALL))
+    assert seen == [6 * 5 * 5 * 4]
 
 
 def test_parallel_simulation_matches_serial():
@@ -162,9 +218,11 @@ def test_hdf5_round_trip(tmp_path):
     np.testing.assert_allclose(back.radii, ref.radii)
     np.testing.assert_allclose(back.centers, ref.centers)
     assert back.bin == 3 and back.config["window"] == 15 and back.config["seed"] == 4
+    assert back.sample_index.dtype.kind == "i" and back.labels.dtype.kind == "i"
     with h5py.File(path, "r") as f:
         assert f.attrs["bin"] == 3 and f.attrs["window"] == 15
-        assert json.loads(f.attrs["provenance"])["metrics"] == {"patterns": 6}
+        prov = json.loads(f.attrs["provenance"])
+        assert prov["metrics"] == {"patterns": 6} and prov["config"]["seed"] == 4 and prov["config"]["window"] == 15
         assert f["patterns"].dtype == np.float32 and f["labels"].dtype == np.int32
         assert f["patterns"].chunks == (1, 5, 5) and f["patterns"].compression == "lzf"
     assert [e["done"] for e in write_dataset(tmp_path / "c.h5", SMALL.__class__(**{**SMALL.to_dict(), "per_class": 5}))] == [8, 10]
@@ -184,17 +242,20 @@ def test_hdf5_round_trip(tmp_path):
     assert load_dataset(tmp_path / "n.h5").bin == 1
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f["patterns"] = np.ones((1, 3, 3))
-    with pytest.raises(InputFileError, match=r"not a speckle dataset \(needs /patterns and /labels\)"):
+    with pytest.raises(InputFileError, match=r": not a speckle dataset \(needs /patterns and /labels\)$") as err:
         load_dataset(tmp_path / "x.h5")
+    assert err.value.path == str(tmp_path / "x.h5")
     with h5py.File(tmp_path / "y.h5", "w") as f:
         f["labels"] = np.ones(1)
     with pytest.raises(InputFileError, match="not a speckle dataset"):
         load_dataset(tmp_path / "y.h5")
-    with pytest.raises(InputFileError, match="file not found"):
+    with pytest.raises(InputFileError, match=": file not found$") as err:
         load_dataset(tmp_path / "none.h5")
+    assert err.value.path == str(tmp_path / "none.h5")
     (tmp_path / "bad.h5").write_bytes(b"garbage" * 10)
-    with pytest.raises(InputFileError, match="cannot read HDF5"):
+    with pytest.raises(InputFileError, match="cannot read HDF5") as err:
         load_dataset(tmp_path / "bad.h5")
+    assert err.value.path == str(tmp_path / "bad.h5")
 
 
 def test_splits():
@@ -211,6 +272,11 @@ def test_splits():
     tr, va, te = split_indices(labels, test_fraction=0.2, val_fraction=0.1)
     assert te.size == 7 and va.size == 4 and tr.size == 25     # round(7.2), round(3.6)
     assert split_indices(labels)[2].size == 4
+    assert all(np.array_equal(a, b) for a, b in zip(split_indices(labels), split_indices(labels, seed=0)))
+    # drawn without replacement: 9 of 10 samples of a class are 9 different ones, whatever the seed
+    for s in range(10):
+        te = split_indices(labels, test_per_class=9, val_fraction=0.05, seed=s)[2]
+        assert np.unique(te).size == te.size == 27
     with pytest.raises(ConfigError, match="^class 2 has 10 samples, not more than test_per_class=10$"):
         split_indices(labels, test_per_class=10)
     split_indices(labels, test_per_class=9, val_fraction=0.1)
@@ -232,8 +298,13 @@ def test_load_patterns_formats_and_errors(tmp_path):
     np.savez(tmp_path / "z.npz", first=x[0], second=x)
     np.testing.assert_array_equal(load_patterns(tmp_path / "z.npz")[0], x[0])
     np.testing.assert_array_equal(load_patterns(tmp_path / "z.npz", "second")[0], x)
-    with pytest.raises(InputFileError, match=r"no array 'third' \(has first, second\)"):
+    assert load_patterns(tmp_path / "z.npz")[1] == 1
+    with pytest.raises(InputFileError, match=r"no array 'third' \(has first, second\)") as err:
         load_patterns(tmp_path / "z.npz", "third")
+    assert err.value.path == str(tmp_path / "z.npz")
+    np.savez(tmp_path / "obj.npz", a=np.array([None, 1], dtype=object))
+    with pytest.raises(InputFileError, match="cannot read: ValueError: Object arrays cannot be loaded"):
+        load_patterns(tmp_path / "obj.npz")
     np.savez(tmp_path / "e.npz")
     with pytest.raises(InputFileError, match="no array None"):
         load_patterns(tmp_path / "e.npz")
@@ -246,8 +317,14 @@ def test_load_patterns_formats_and_errors(tmp_path):
     np.testing.assert_array_equal(arr, x)
     arr, b = load_patterns(tmp_path / "p.h5", "other/data")
     assert b == 1 and arr.shape == (4, 4)
-    with pytest.raises(InputFileError, match=r"no dataset 'missing'; pass its HDF5 path"):
+    with pytest.raises(InputFileError, match=r"no dataset 'missing'; pass its HDF5 path") as err:
         load_patterns(tmp_path / "p.h5", "missing")
+    assert err.value.path == str(tmp_path / "p.h5")
+    for suffix in (".hdf5", ".nxs"):
+        with h5py.File(tmp_path / f"q{suffix}", "w") as f:
+            f["patterns"] = x                       # no bin attribute: 1
+        arr, b = load_patterns(tmp_path / f"q{suffix}")
+        assert b == 1 and arr.shape == (2, 4, 4)
     os.replace(tmp_path / "p.h5", tmp_path / "p.CXI")
     assert load_patterns(tmp_path / "p.CXI")[1] == 3
     tifffile.imwrite(tmp_path / "one.tif", x[0].astype(np.float32))
@@ -257,14 +334,25 @@ def test_load_patterns_formats_and_errors(tmp_path):
     tifffile.imwrite(tmp_path / "two.tiff", np.ones((2, 6, 6), np.float32))
     assert load_patterns(tmp_path / "two.tiff")[0].shape == (2, 6, 6)
     (tmp_path / "p.png").write_bytes(b"x")
-    with pytest.raises(InputFileError, match=r"unsupported pattern file type \(use .npy, .npz, .h5 or .tif\)"):
+    with pytest.raises(InputFileError, match=r": unsupported pattern file type \(use .npy, .npz, .h5 or .tif\)$") as err:
         load_patterns(tmp_path / "p.png")
+    assert err.value.path == str(tmp_path / "p.png")
     (tmp_path / "c.npy").write_bytes(b"garbage!" * 8)
-    with pytest.raises(InputFileError, match="cannot read: "):
+    with pytest.raises(InputFileError, match="cannot read: ValueError: This file contains pickled") as err:
         load_patterns(tmp_path / "c.npy")
+    assert err.value.path == str(tmp_path / "c.npy")
+    np.save(tmp_path / "o.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    with pytest.raises(InputFileError, match="cannot read: ValueError"):
+        load_patterns(tmp_path / "o.npy")
     np.save(tmp_path / "v.npy", np.ones(5))
-    with pytest.raises(InputFileError, match=r"expected numeric patterns \(H, W\) or \(N, H, W\), got float64 \(5,\)"):
+    with pytest.raises(InputFileError, match=r"expected numeric patterns \(H, W\) or \(N, H, W\), got float64 \(5,\)") as err:
         load_patterns(tmp_path / "v.npy")
+    assert err.value.path == str(tmp_path / "v.npy")
+    # the smallest patterns: 2 x 2, and a stack of one
+    np.save(tmp_path / "2.npy", np.ones((2, 2)))
+    assert load_patterns(tmp_path / "2.npy")[0].shape == (2, 2)
+    np.save(tmp_path / "1.npy", np.ones((1, 4, 4)))
+    assert load_patterns(tmp_path / "1.npy")[0].shape == (1, 4, 4)
     np.save(tmp_path / "t.npy", np.ones((2, 1, 4)))
     with pytest.raises(InputFileError, match="expected numeric patterns"):
         load_patterns(tmp_path / "t.npy")
@@ -280,10 +368,22 @@ def test_load_patterns_formats_and_errors(tmp_path):
     nan = np.ones((3, 3))
     nan[1, 1] = np.nan
     np.save(tmp_path / "nan.npy", nan)
-    with pytest.raises(DataValidationError, match="NaN"):
+    with pytest.raises(DataValidationError, match=f"^{tmp_path / 'nan.npy'}: frame 0 contains NaN"):
         load_patterns(tmp_path / "nan.npy")
     with pytest.raises(InputFileError, match="file not found"):
         load_patterns(tmp_path / "none.npy")
     np.save(tmp_path / "i.npy", np.full((3, 3), 7, np.uint16))
     arr, _ = load_patterns(tmp_path / "i.npy")
     assert arr.dtype == np.float32 and arr[0, 0] == 7
+
+
+def test_load_patterns_out_of_memory(monkeypatch, tmp_path):
+    np.save(tmp_path / "m.npy", np.ones((3, 3)))
+
+    def boom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(np, "load", boom)
+    with pytest.raises(InputFileError, match=r": declares more data than fits in memory; the file is probably corrupt$") as err:
+        load_patterns(tmp_path / "m.npy")
+    assert err.value.path == str(tmp_path / "m.npy")
