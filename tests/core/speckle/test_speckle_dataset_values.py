@@ -109,6 +109,15 @@ def test_simulate_pattern_wiring():
     clean = block_center(speckle_dft(obj, 9, 18001), 3)
     np.testing.assert_array_equal(p, add_poisson_noise(clean, 1e4, rng, 3).astype(np.float32))
     assert p.sum() == pytest.approx(1e4, rel=0.05) and np.all(p == np.rint(p))
+    # noise-free, on a coarser k grid (pad 4001): every argument of the object and the DFT matters
+    cfg = SpeckleDatasetConfig(n_values=(2,), window=9, block=1, contrast="mixed", profile="sphere", phase=0.3,
+                               absorption=0.2, seed=2, pad=4001)
+    p, s = simulate_pattern(2, 5, cfg)
+    radii, centers, _ = _system(2, 5, cfg)
+    obj = object_function(DiskSystem(centers, radii), "mixed", "sphere", 0.3, 0.2)
+    np.testing.assert_allclose(p, block_center(speckle_dft(obj, 9, 4001), 1), rtol=1e-6)
+    other = object_function(DiskSystem(centers, radii), "mixed", "sphere", 0.3, 0.0)
+    assert np.abs(p - block_center(speckle_dft(other, 9, 4001), 1)).max() > 1e-3 * p.max()
 
 
 def test_chunks_progress_and_dataset(tmp_path):
