@@ -68,8 +68,9 @@ def test_names_and_paths(tmp_path):
     f = tmp_path / "mine.bin"
     f.write_bytes(b"x")
     assert M.model_path(f) == f and M.model_path(str(f)) == f
-    with pytest.raises(InputFileError, match="checkpoint not found"):
+    with pytest.raises(InputFileError, match=": checkpoint not found$") as err:
         M.model_path("missing.pt")
+    assert err.value.path == "missing.pt"
     with pytest.raises(InputFileError, match="checkpoint not found"):
         M.model_path("missing.pth")
     with pytest.raises(InputFileError, match="checkpoint not found"):
@@ -79,6 +80,52 @@ def test_names_and_paths(tmp_path):
     with pytest.raises(ConfigError, match=r"^unknown speckle model 'speckle-big'; choose one of speckle-mono, "
                                           r"speckle-poly, .* or give a checkpoint file$"):
         M.model_path("speckle-big")
+
+
+class _NotWeights:
+    """Pickled as a class instance: refused by a weights-only load."""
+
+    format = "napari-cxdi-speckle-radial-v1"
+
+
+def test_loader_details(tmp_path, monkeypatch):
+    rp = save_radial(_radial(""), tmp_path / "r.pt")
+    cp = save_checkpoint(_resnet(), tmp_path / "c.pt")
+    # files with the same modification time are still different models
+    st = rp.stat()
+    os.utime(cp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert isinstance(M.load_model(rp), RadialClassifier) and isinstance(M.load_model(cp), SpeckleClassifier)
+    # the default device ("auto") and the device is part of the cache key; an unknown device is refused
+    c_auto = M.load_model(cp)
+    assert M.load_model(cp, device="cpu") is not c_auto
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        M.load_model(cp, device="tpu")
+    # weights-only loading: a pickled object is not read
+    torch.save(_NotWeights(), tmp_path / "evil.pt")
+    with pytest.raises(InputFileError, match="cannot read checkpoint") as err:
+        M.load_model(tmp_path / "evil.pt")
+    assert err.value.path == str(tmp_path / "evil.pt")
+    torch.save({"format": "x"}, tmp_path / "x.pt")
+    with pytest.raises(InputFileError) as err:
+        M.load_model(tmp_path / "x.pt")
+    assert err.value.path == str(tmp_path / "x.pt")
+    # broken checkpoints of each family name their file
+    from napari_cxdi.speckle.patterson import FORMAT as PF
+    from napari_cxdi.speckle.radial import FORMAT as RF
+
+    for fmt in (RF, PF):
+        torch.save({"format": fmt}, tmp_path / "b.pt")
+        with pytest.raises(InputFileError, match="broken") as err:
+            M.load_model(tmp_path / "b.pt")
+        assert err.value.path == str(tmp_path / "b.pt")
+    # a shipped name names only an unnamed model
+    import napari_cxdi.resources as res
+
+    named = save_radial(_radial("own"), tmp_path / "named.pt")
+    monkeypatch.setitem(M.MODELS, "tiny-named", M.ModelInfo("tiny-named", "named.pt", "radial", "test"))
+    monkeypatch.setattr(res, "sample_file", lambda *parts: tmp_path / parts[-1])
+    assert M.load_model("tiny-named").name == "own"
+    assert M.load_model(named).name == "own"
 
 
 def test_loader_families_cache_and_errors(tmp_path):
@@ -171,14 +218,53 @@ def test_classify_patterns_with_objects_and_warnings():
         warnings.simplefilter("error")
         quiet = M.classify_patterns(pats, clf, warn=False)
     assert quiet["warnings"] == out["warnings"]
+    assert all(msg.startswith(f"frame {i}: looks outside the training domain of rad (") for i, msg in enumerate(out["warnings"]))
+    # the warning points at the caller's line
+    assert {x.filename for x in w if issubclass(x.category, M.OutOfDomainWarning)} == {__file__}
     # a ResNet model has no domain check: nothing is out of domain; one pattern -> one frame
     res = _resnet()
     raw = np.random.default_rng(2).uniform(1, 2, (33, 33)).astype(np.float32)
     o = M.classify_patterns(raw, res)
     assert o["ood"].tolist() == [False] and o["warnings"] == [] and o["model"] == "model"
+    assert o["ood"].dtype == bool
     np.testing.assert_allclose(o["probs"], res.predict(raw)["probs"])
     b = M.classify_patterns(raw.reshape(11, 3, 11, 3).mean(axis=(1, 3)), res, input_bin=3)
     np.testing.assert_allclose(b["probs"], o["probs"], rtol=1e-4, atol=1e-6)
+
+
+def test_classify_by_path(tmp_path):
+    rad = _radial("")
+    path = save_radial(rad, tmp_path / "my_model.pt")
+    pats = np.stack([_pattern(0), _pattern(1)])
+    out = M.classify_patterns(pats, path, warn=False)
+    assert out["model"] == "my_model"
+    np.testing.assert_allclose(out["probs"], rad.predict(pats)["probs"], rtol=1e-5)
+    assert M.classify_patterns(pats, str(path), warn=False)["model"] == "my_model"
+
+
+def test_explain_patterson_and_binned_inputs():
+    from napari_cxdi.speckle.patterson import N_PEAK_FEATURES, PattersonClassifier, PattersonNet
+
+    fc = FeatureConfig(window=297, bin=3, block=11, r_min=4, r_max=60)
+    torch.manual_seed(0)
+    net = PattersonNet(fc.n_features + N_PEAK_FEATURES, 3, width=4, hidden=8, half=45)
+    net.eval()
+    pc = PattersonClassifier(net, np.array([2, 5, 9]), fc, np.zeros(net.n_features, np.float32),
+                             np.ones(net.n_features, np.float32))
+    pat = np.kron(_pattern(5, 99), np.ones((3, 3), np.float32))
+    e = M.explain_pattern(pat, pc)
+    ref = pc.explain(pat, 1, "auto")
+    assert e["kind"] == "map" and e["method"] == "auto" and e["class"] == ref["class"]
+    np.testing.assert_allclose(e["map"], ref["map"])
+    np.testing.assert_allclose(e["patterson_cam"], ref["patterson_cam"])
+    b = M.explain_pattern(_pattern(5, 99), pc, input_bin=3, method="Grad-CAM")
+    assert b["method"] == "Grad-CAM" and b["map"].shape == (99, 99)
+    # radial: the binning is passed on
+    rad = _radial()
+    p = _pattern(3)
+    binned = p.reshape(15, 3, 15, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(M.explain_pattern(binned, rad, input_bin=3)["q_inner_input_px"],
+                               rad.explain(binned, 3)["q_inner_input_px"])
 
 
 def test_explain_by_family(tmp_path):
@@ -215,3 +301,5 @@ def test_ring_shapes():
                       {"center": (10.5, 20.0), "radius": 2.0, "width": 2.0, "importance": 0.5}]
     assert len(M.ring_shapes(ex, (0, 0))) == 3      # default top 6: only positive importances
     assert M.ring_shapes(ex, (0, 0), top=1)[0]["importance"] == 2.0
+    many = {"importance": np.arange(1.0, 9.0), "q_inner_input_px": np.arange(8.0), "q_outer_input_px": np.arange(8.0) + 1}
+    assert [s["importance"] for s in M.ring_shapes(many, (0, 0))] == [8.0, 7.0, 6.0, 5.0, 4.0, 3.0]
