@@ -121,6 +121,15 @@ def test_checkpoint_round_trip(tmp_path):
     with pytest.raises(CXDIError):
         save_checkpoint(clf, tmp_path / "in.pt", protected=[tmp_path / "in.pt"])
     assert clf.to("cpu") is clf
+    from napari_cxdi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        clf.to("tpu")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        load_checkpoint(path, device="tpu")
+    # the default device: auto (the CPU here)
+    assert load_checkpoint(path).device == torch.device("cpu")
+    save_checkpoint(clf, path)     # replaces by default
 
 
 def test_default_model_is_the_shipped_resnet(monkeypatch):
@@ -130,15 +139,25 @@ def test_default_model_is_the_shipped_resnet(monkeypatch):
     assert default_model_path() == ("models", "speckle_resnet18_mono.pt")
 
 
+class _NotWeights:
+    format = "napari-cxdi-speckle-v1"
+
+
 def test_checkpoint_file_errors(tmp_path):
-    with pytest.raises(InputFileError, match="checkpoint not found"):
+    with pytest.raises(InputFileError, match=": checkpoint not found$") as err:
         read_checkpoint_file(tmp_path / "none.pt")
+    assert err.value.path == str(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(InputFileError, match="cannot read checkpoint"):
+    with pytest.raises(InputFileError, match="cannot read checkpoint") as err:
         read_checkpoint_file(tmp_path / "junk.pt")
+    assert err.value.path == str(tmp_path / "junk.pt")
+    torch.save(_NotWeights(), tmp_path / "obj.pt")          # weights only: a pickled object is refused
+    with pytest.raises(InputFileError, match="cannot read checkpoint"):
+        read_checkpoint_file(tmp_path / "obj.pt")
     torch.save({"format": "other"}, tmp_path / "o.pt")
-    with pytest.raises(InputFileError, match=r"not a napari-cxdi speckle checkpoint \(format napari-cxdi-speckle-v1\)"):
+    with pytest.raises(InputFileError, match=r"not a napari-cxdi speckle checkpoint \(format napari-cxdi-speckle-v1\)") as err:
         load_checkpoint(tmp_path / "o.pt")
+    assert err.value.path == str(tmp_path / "o.pt")
     torch.save([1, 2], tmp_path / "l.pt")
     with pytest.raises(InputFileError, match="not a napari-cxdi speckle checkpoint"):
         load_checkpoint(tmp_path / "l.pt")

@@ -120,6 +120,24 @@ def test_fit_and_test_fraction_split_and_binned_data():
     assert "run" not in clf.provenance["config"]
 
 
+def test_network_report_lists_every_class(monkeypatch):
+    """The network report names all the model's classes, also those neither in the test split nor predicted
+    (the network here answers 2 for everything)."""
+    from napari_cxdi.speckle.classifier import SpeckleClassifier
+
+    torch.set_num_threads(1)
+    full = _data(per_class=10, size=13, bin_=3)
+    keep = np.flatnonzero(full.labels != 9)[:20].tolist() + [int(np.flatnonzero(full.labels == 9)[0])]
+    data = SpeckleData(full.patterns[keep], full.labels[keep], np.arange(21), full.config)
+    seed = next(s for s in range(100) if 20 in split_indices(data.labels, None, 0.2, 0.2, s)[1])
+    monkeypatch.setattr(SpeckleClassifier, "predict_prepared",
+                        lambda self, x, batch_size=32: {"pred": np.full(len(x), 2), "probs": None, "value": None})
+    _, report = drain(fit_and_test(data, PRE, dataclasses.replace(CFG, epochs=1), test_fraction=0.2,
+                                   val_fraction=0.2, split_seed=seed))
+    assert report["network"]["classes"] == [2, 5, 9]
+    assert len(report["network"]["confusion"]) == 3
+
+
 def test_classes_come_from_the_whole_dataset():
     """A class whose only sample is in the validation split is still a class of the model and of the report."""
     torch.set_num_threads(1)
