@@ -219,8 +219,9 @@ def test_classify_patterns_with_objects_and_warnings():
         quiet = M.classify_patterns(pats, clf, warn=False)
     assert quiet["warnings"] == out["warnings"]
     assert all(msg.startswith(f"frame {i}: looks outside the training domain of rad (") for i, msg in enumerate(out["warnings"]))
-    # the warning points at the caller's line
-    assert {x.filename for x in w if issubclass(x.category, M.OutOfDomainWarning)} == {__file__}
+    # the warning points at the caller's line (under mutmut its trampoline is the caller)
+    where = {x.filename for x in w if issubclass(x.category, M.OutOfDomainWarning)}
+    assert where == {__file__} or (len(where) == 1 and where.pop().endswith("mutmut/mutation/trampoline.py"))
     # a ResNet model has no domain check: nothing is out of domain; one pattern -> one frame
     res = _resnet()
     raw = np.random.default_rng(2).uniform(1, 2, (33, 33)).astype(np.float32)
