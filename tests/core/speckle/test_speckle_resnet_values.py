@@ -71,6 +71,8 @@ def test_blocks_compute_their_formula():
     assert bt.expansion == 4 and bt.conv3.out_channels == 8 and bt.bn3.num_features == 8
     assert bt.conv1.kernel_size == (1, 1) and bt.conv2.kernel_size == (3, 3) and bt.conv2.stride == (2, 2)
     assert bt.conv2.padding == (1, 1) and bt.conv3.kernel_size == (1, 1)
+    assert bt.conv1.bias is None and bt.conv2.bias is None and bt.conv3.bias is None
+    assert Bottleneck(8, 2).conv2.stride == (1, 1) and isinstance(Bottleneck(8, 2).shortcut, nn.Identity)
     y = torch.relu(bt.bn1(bt.conv1(x)))
     y = torch.relu(bt.bn2(bt.conv2(y)))
     ref = torch.relu(bt.bn3(bt.conv3(y)) + bt.shortcut(x))
@@ -138,6 +140,29 @@ def test_init_features_heads_and_coord_channel():
     b = build_resnet(34, 4, width=8, task="regression", coord=True)
     assert b.config() == {"depth": 34, "num_classes": 4, "width": 8, "task": "regression", "in_channels": 1,
                           "coord": True}
+    assert SpeckleResNet().config() == {"depth": 18, "num_classes": 19, "width": 64, "task": "classification",
+                                        "in_channels": 1, "coord": False}
+    # He initialisation on the fan-out: the stem (1 -> 16 channels, 7 x 7) has std sqrt(2 / (16 * 49))
+    torch.manual_seed(1)
+    stem = SpeckleResNet(18, 3, width=16).stem[0].weight
+    assert stem.std().item() == pytest.approx(np.sqrt(2 / (16 * 49)), rel=0.1)
+    # the coordinate channel for an odd height, a batch of two, in double precision, on another device
+    c2 = SpeckleResNet(18, 3, width=4, coord=True).double()
+    c2.eval()
+    got = {}
+
+    def hook2(mod, inp, out):
+        got["x"] = inp[0].detach()
+
+    c2.stem[0].register_forward_hook(hook2)
+    c2(torch.zeros(2, 1, 7, 6, dtype=torch.float64))
+    yy, xx = np.mgrid[:7, :6]
+    ref = np.hypot(yy - 3, xx - 3) / 100.0
+    assert got["x"].dtype == torch.float64
+    np.testing.assert_allclose(got["x"][0, 1], ref, rtol=1e-14)
+    np.testing.assert_allclose(got["x"][1, 1], ref, rtol=1e-14)
+    meta = SpeckleResNet(18, 3, width=4, coord=True).to("meta")
+    assert meta.features(torch.empty(2, 1, 33, 33, device="meta")).shape == (2, 32, 2, 2)
     d = build_resnet()
     assert d.config() == {"depth": 18, "num_classes": 19, "width": 64, "task": "classification", "in_channels": 1,
                           "coord": False}
