@@ -247,3 +247,38 @@ def test_training_input_errors():
         drain(train(xt[:0], yt[:0], xt, yt, PRE, TINY))
     with pytest.raises(DataValidationError, match="must not be empty"):
         drain(train(xt, yt, xt[:0], yt[:0], PRE, TINY))
+
+
+def test_randomness_and_task_reach_the_parts(monkeypatch):
+    """Shuffling and augmentation draw from the run's own generator (seeded by config.seed), and the
+    regression task reaches the targets and the loss."""
+    import napari_cxdi.speckle.train as T
+
+    seen = {"perm": [], "aug": [], "targets": [], "loss": set()}
+    real_perm, real_aug, real_targets, real_loss = torch.randperm, T.augment_batch, T._targets, T._loss
+
+    def perm(n, generator=None, **kw):
+        seen["perm"].append(generator)
+        return real_perm(n, generator=generator, **kw)
+
+    def aug(x, generator):
+        seen["aug"].append(generator)
+        return real_aug(x, generator)
+
+    def targets(labels, classes, task, norm):
+        seen["targets"].append(task)
+        return real_targets(labels, classes, task, norm)
+
+    def loss(out, target, task):
+        seen["loss"].add(task)
+        return real_loss(out, target, task)
+
+    monkeypatch.setattr(T.torch, "randperm", perm)
+    monkeypatch.setattr(T, "augment_batch", aug)
+    monkeypatch.setattr(T, "_targets", targets)
+    monkeypatch.setattr(T, "_loss", loss)
+    xt, yt = _data(4, 0)
+    drain(train(xt, yt, xt, yt, PRE, dataclasses.replace(TINY, epochs=1, augment=True, task="regression")))
+    assert seen["perm"] and all(isinstance(g, torch.Generator) for g in seen["perm"])
+    assert seen["aug"] and all(g is seen["perm"][0] for g in seen["aug"])
+    assert seen["targets"] == ["regression", "regression"] and seen["loss"] == {"regression"}
