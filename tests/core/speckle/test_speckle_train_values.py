@@ -282,3 +282,20 @@ def test_randomness_and_task_reach_the_parts(monkeypatch):
     assert seen["perm"] and all(isinstance(g, torch.Generator) for g in seen["perm"])
     assert seen["aug"] and all(g is seen["perm"][0] for g in seen["aug"])
     assert seen["targets"] == ["regression", "regression"] and seen["loss"] == {"regression"}
+
+
+@pytest.mark.parametrize("task, best", [("classification", 2), ("regression", 3)])
+def test_best_epoch_by_the_task_score(monkeypatch, task, best):
+    """Scripted validation results: classification keeps the most accurate epoch (2), regression the one of
+    the smallest error (3), whatever the other number says."""
+    import napari_cxdi.speckle.train as T
+
+    script = iter([{"val_loss": 1.0, "val_accuracy": 0.5, "val_mae": 0.1},
+                   {"val_loss": 1.0, "val_accuracy": 0.9, "val_mae": 2.0},
+                   {"val_loss": 1.0, "val_accuracy": 0.6, "val_mae": 0.05}])
+    monkeypatch.setattr(T, "_validate", lambda *a, **k: dict(next(script)))
+    xt, yt = _data(4, 0)
+    clf = drain(train(xt, yt, xt, yt, PRE, dataclasses.replace(TINY, epochs=3, task=task)))
+    m = clf.provenance["metrics"]
+    assert m["best_epoch"] == best
+    assert (m["val_accuracy"], m["val_mae"]) == ((0.9, 2.0) if best == 2 else (0.6, 0.05))
