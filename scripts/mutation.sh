@@ -55,7 +55,20 @@ declare -A TESTS=(
   [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
   [scann/train.py]="tests/core/scann/test_scann_train_values.py"
   [scann/view.py]="tests/core/scann/test_view_values.py tests/core/scann/test_scann_view.py"
-  [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py"
+  # speckle: a module may name its own fast value tests (checked first); otherwise the package's tests run
+  [speckle/features.py]="tests/core/speckle/test_features_values.py"
+  [speckle/disks.py]="tests/core/speckle/test_disks_values.py"
+  [speckle/saliency.py]="tests/core/speckle/test_saliency_values.py"
+  [speckle/patterson.py]="tests/core/speckle/test_patterson_values.py"
+  [speckle/radial.py]="tests/core/speckle/test_radial_values.py"
+  [speckle/pipeline.py]="tests/core/speckle/test_speckle_pipeline_values.py"
+  [speckle/classifier.py]="tests/core/speckle/test_speckle_classifier_values.py"
+  [speckle/dataset.py]="tests/core/speckle/test_speckle_dataset_values.py"
+  [speckle/models.py]="tests/core/speckle/test_speckle_models_values.py"
+  [speckle/resnet.py]="tests/core/speckle/test_speckle_resnet_values.py"
+  [speckle/train.py]="tests/core/speckle/test_speckle_train_values.py"
+  [speckle/patterns.py]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py tests/core/speckle/test_patterns_sim_values.py"
+  [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py tests/core/speckle/test_patterns_sim_values.py tests/core/speckle/test_features_values.py tests/core/speckle/test_disks_values.py tests/core/speckle/test_saliency_values.py tests/core/speckle/test_patterson_values.py tests/core/speckle/test_radial_values.py tests/core/speckle/test_speckle_pipeline_values.py tests/core/speckle/test_speckle_classifier_values.py tests/core/speckle/test_speckle_dataset_values.py tests/core/speckle/test_speckle_models_values.py tests/core/speckle/test_speckle_resnet_values.py tests/core/speckle/test_speckle_train_values.py"
 )
 PACKAGES=("$@")
 [ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(physics metrics io tracking pid3net recon scann speckle)

@@ -66,6 +66,8 @@ def disk_radii(n: int, rng: np.random.Generator, polydisperse: bool = False,
     r0 = np.sqrt(total_area / (n * np.pi))
     if not polydisperse:
         return np.full(n, r0)
+    if rel_sd < 0:
+        raise ConfigError(f"relative radius spread must be >= 0, got {rel_sd}")
     if law == "area":
         c = rng.normal(1.0, rel_sd, size=n)
         for _ in range(1000):
@@ -75,8 +77,6 @@ def disk_radii(n: int, rng: np.random.Generator, polydisperse: bool = False,
             c[bad] = rng.normal(1.0, rel_sd, size=int(bad.sum()))
         c = np.abs(c)
         return np.sqrt(total_area * c / (np.pi * c.sum()))
-    if rel_sd < 0:
-        raise ConfigError(f"relative radius spread must be >= 0, got {rel_sd}")
     radii = rng.normal(r0, rel_sd * r0, size=n)
     for _ in range(1000):
         bad = radii < 0.1 * r0

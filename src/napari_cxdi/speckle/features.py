@@ -148,10 +148,11 @@ def to_feature_grid(patterns: np.ndarray, config: FeatureConfig = FeatureConfig(
 
 def looks_like_counts(grid: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Per pattern: True if the binned pattern times ``bin^2`` holds whole numbers (photon counts averaged
-    over the bin, as the simulator stores them) and fewer than 1e9 photons in all."""
+    over the bin, as the simulator stores them), at least one photon in some pixel and fewer than 1e9
+    photons in all. (Intensities normalised to a small sum, every pixel far below one, are not counts.)"""
     s = grid * config.bin**2
     whole = np.all(np.abs(s - np.rint(s)) < 1e-3, axis=(-2, -1))
-    return whole & (s.sum(axis=(-2, -1)) < 1e9)
+    return whole & (s.max(axis=(-2, -1)) >= 0.5) & (s.sum(axis=(-2, -1)) < 1e9)
 
 
 def radial_features(patterns: np.ndarray, config: FeatureConfig = FeatureConfig(), input_bin: int = 1,

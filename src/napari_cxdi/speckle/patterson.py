@@ -98,13 +98,15 @@ def patterson_features(maps: np.ndarray) -> np.ndarray:
     out = []
     for a, b in zip(PEAK_ANNULI[:-1], PEAK_ANNULI[1:]):
         m = (rr >= a) & (rr < b) & once
+        if not m.any():
+            raise DataValidationError(f"Patterson map {h + 1} x {2 * h + 1} is too small for the peak annuli "
+                                      f"(up to {PEAK_ANNULI[-1]} px; half width >= 43 needed)")
         out.append(np.quantile(p[:, m], VALUE_QUANTILES, axis=1).T)
         pv = np.where(peak & m[None], p, -1.0).reshape(len(p), -1)
         out.append(np.log1p((pv[:, :, None] > thr).sum(1)))
     pv = np.where(peak, p, -1.0).reshape(len(p), -1)
     out.append(np.log1p((pv[:, :, None] > thr).sum(1)))
-    k = max(TOP_PEAKS) + 1
-    top = -np.sort(-pv, axis=1)[:, :k] if pv.shape[1] >= k else np.pad(-np.sort(-pv, 1), ((0, 0), (0, k - pv.shape[1])), constant_values=-1)
+    top = -np.sort(-pv, axis=1)   # a map that reaches the outer annulus holds > 3800 pixels: >= 400 heights
     out.append(np.log(np.clip(top[:, list(TOP_PEAKS)], 1e-4, None)))
     return np.concatenate(out, 1).astype(np.float32)
 
