@@ -45,6 +45,8 @@ def test_above_the_floor_the_lowest_heldout_nll_wins_and_margin_sets_the_floor()
     assert float(k.obj[0, 0, 0].real) == 1.0  # lower NLL but under the floor: not kept
     k = k.update(_obj([4.0]), torch.tensor([0.5]), torch.tensor([0.8]), torch.tensor([1.0]), margin=None)
     assert float(k.obj[0, 0, 0].real) == 4.0 and float(k.nll[0]) == 1.0  # no floor rule: lower NLL kept
+    k = k.update(_obj([5.0]), torch.tensor([0.9]), torch.tensor([0.8]), torch.tensor([1.0]), margin=None)
+    assert float(k.obj[0, 0, 0].real) == 4.0  # an equal NLL is no improvement: the earlier iterate stays
 
 
 def test_without_holdout_the_latest_iterate_above_the_floor_is_kept():
