@@ -28,6 +28,10 @@ declare -A TESTS=(
   [physics]="tests/core/physics"
   [metrics]="tests/core/metrics"
   [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py tests/core/io/test_detector_values.py tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_writer_values.py tests/core/io/test_hdf5_values.py tests/core/io/test_validate_values.py tests/core/io/test_arrays_values.py tests/core/io/test_lazy_values.py tests/core/io/test_experiment_values.py"
+  # io: a module may name its own fast value tests; otherwise the io list above runs
+  [io/arrays.py]="tests/core/io/test_arrays_values.py"
+  [io/lazy.py]="tests/core/io/test_lazy_values.py"
+  [io/experiment.py]="tests/core/io/test_experiment_values.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   # a module of a package may name its own (fast) tests; otherwise the package's tests run
@@ -38,7 +42,7 @@ declare -A TESTS=(
   [pid3net/checkpoint.py]="tests/core/pid3net/test_checkpoint_values.py"
   [pid3net/inference.py]="tests/core/pid3net/test_inference_values.py"
   [pid3net/model.py]="tests/core/pid3net/test_model_values.py"
-  [pid3net/train.py]="tests/core/pid3net/test_train_values.py"
+  [pid3net/train.py]="tests/core/pid3net/test_train_values.py tests/core/pid3net/test_train_policy_values.py"
   [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
