@@ -134,3 +134,90 @@ def test_epoch_averages_schedule_and_timing_by_value():
     assert [s["elapsed_s"] for s in steps] == sorted(s["elapsed_s"] for s in steps)
     for s in steps:
         assert s["eta_s"] == pytest.approx(s["elapsed_s"] / s["step"] * (6 - s["step"]), rel=1e-12)
+
+
+def _scripted(trainer, rows):
+    """Replace the optimiser step: step k reports rows[k] (rf, rf_floor, heldout_nll, loss) and marks the weights
+    with k, so the weights kept tell which epoch was kept."""
+    it = iter(enumerate(rows))
+    first = next(iter(trainer.model.parameters()))
+
+    def step(starts):
+        k, (rf, floor, heldout, loss) = next(it)
+        with torch.no_grad():
+            first.fill_(float(k))
+        return {"loss": loss, "diffraction_loss": loss, "tv": 0.0, "rf": rf, "rf_floor": floor, "heldout_nll": heldout}, []
+
+    trainer._train_step = step
+    return first
+
+
+def test_keeping_the_best_epoch_and_the_noise_floor_rule():
+    import time
+
+    counts, probe = _toy()
+    # 4 windows, batch 4: one step per epoch, so an epoch's record is its step's values
+    cfg = PID3NetConfig(**{**TINY, "epochs": 9, "holdout_fraction": 0.2, "holdout_patience": 100,
+                           "holdout_patience_steps": 0, "noise_floor_margin": 0.25})
+    t = PID3NetTrainer(counts, probe, cfg)
+    rows = [  # rf, rf_floor, held-out NLL, loss; below the floor: rf < 0.75 rf_floor
+        (0.2, 0.5, 10.0, 10.0),    # 0 below (ratio 0.4): kept, nothing better yet
+        (0.3, 1.0, 10.0, 10.0),    # 1 below, ratio 0.3: further from the floor: not kept
+        (0.3, 0.5, 10.0, 10.0),    # 2 below, ratio 0.6: closer: kept
+        (0.3, 0.5, 10.0, 10.0),    # 3 the same ratio: not kept
+        (0.375, 0.5, 8.0, 3.0),    # 4 exactly on the bound: not below: kept over any below-floor epoch
+        (0.45, 0.5, 9.0, 1.0),     # 5 worse held-out NLL (better loss): not kept
+        (0.45, 0.5, 8.0, 1.0),     # 6 an equal held-out NLL: not kept
+        (0.2, 0.5, 1.0, 1.0),      # 7 below the floor: never kept once an epoch above it was
+        (0.45, 0.5, 7.0, 2.0),     # 8 better: kept
+    ]
+    first = _scripted(t, rows)
+    t0 = time.perf_counter()
+    events = list(t.run())
+    wall = time.perf_counter() - t0
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["best_epoch"] for e in epochs] == [0, 0, 2, 2, 4, 4, 4, 4, 8]
+    assert [e["below_noise_floor"] for e in epochs] == [True, True, True, True, False, False, False, True, False]
+    assert [h["epoch"] for h in t.history] == list(range(9))
+    for h, (rf, floor, heldout, loss) in zip(t.history, rows):
+        assert (h["rf"], h["rf_floor"], h["heldout_nll"], h["loss"]) == (rf, floor, heldout, loss)
+    assert all(0 <= h["elapsed_s"] <= wall for h in t.history)
+    assert [h["elapsed_s"] for h in t.history] == sorted(h["elapsed_s"] for h in t.history)
+    assert (t.best_epoch, t.best_heldout, t.best_loss, t.best_score, t.best_below_floor) == (8, 7.0, 2.0, 7.0, False)
+    assert t.best_floor_ratio == pytest.approx(0.6)
+    assert events[-1]["best_below_noise_floor"] is False and events[-1]["best_epoch"] == 8
+    assert float(first.detach().flatten()[0]) == 8.0  # the kept epoch's weights are the model's
+
+
+def test_below_the_floor_only_keeps_the_closest_epoch():
+    counts, probe = _toy()
+    cfg = PID3NetConfig(**{**TINY, "epochs": 3, "holdout_fraction": 0.2, "noise_floor_margin": 0.25})
+    t = PID3NetTrainer(counts, probe, cfg)
+    first = _scripted(t, [(0.1, 0.5, 5.0, 5.0), (0.3, 0.5, 9.0, 9.0), (0.2, 0.5, 1.0, 1.0)])
+    events = list(t.run())
+    assert [e["best_epoch"] for e in events if e["event"] == "epoch"] == [0, 1, 1]
+    assert (t.best_epoch, t.best_heldout, t.best_loss, t.best_score, t.best_below_floor) == (1, 9.0, 9.0, float("inf"), True)
+    assert events[-1]["best_below_noise_floor"] is True and float(first.detach().flatten()[0]) == 1.0
+    # no noise-floor rule: the lowest held-out NLL
+    t = PID3NetTrainer(counts, probe, cfg.with_(noise_floor_margin=None))
+    _scripted(t, [(0.1, 0.5, 5.0, 5.0), (0.3, 0.5, 9.0, 9.0), (0.2, 0.5, 1.0, 1.0)])
+    events = list(t.run())
+    assert [e["best_epoch"] for e in events if e["event"] == "epoch"] == [0, 0, 2]
+    assert not any(h["below_noise_floor"] for h in t.history)
+
+
+def test_held_out_stopping_counts_epochs_and_steps():
+    counts, probe = _toy()
+    cfg = PID3NetConfig(**{**TINY, "epochs": 6, "holdout_fraction": 0.2, "holdout_patience": 1, "holdout_patience_steps": 0})
+    # an equal held-out NLL is no improvement (tol 0): stop after the second epoch
+    t = PID3NetTrainer(counts, probe, cfg)
+    _scripted(t, [(0.5, 0.5, 10.0, 1.0)] * 6)
+    assert (list(t.run())[-1]["stopped"], len(t.history)) == ("heldout_rising", 2)
+    # ... and at least 2 steps without improvement (one step per epoch): stop after the third
+    t = PID3NetTrainer(counts, probe, cfg.with_(holdout_patience_steps=2))
+    _scripted(t, [(0.5, 0.5, 10.0 + k, 1.0) for k in range(6)])
+    assert (list(t.run())[-1]["stopped"], len(t.history)) == ("heldout_rising", 3)
+    # an improvement starts the count again
+    t = PID3NetTrainer(counts, probe, cfg.with_(holdout_patience_steps=2))
+    _scripted(t, [(0.5, 0.5, h, 1.0) for h in (10.0, 11.0, 9.0, 12.0, 13.0, 14.0)])
+    assert (list(t.run())[-1]["stopped"], len(t.history)) == ("heldout_rising", 5)
