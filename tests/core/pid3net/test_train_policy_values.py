@@ -221,3 +221,16 @@ def test_held_out_stopping_counts_epochs_and_steps():
     t = PID3NetTrainer(counts, probe, cfg.with_(holdout_patience_steps=2))
     _scripted(t, [(0.5, 0.5, h, 1.0) for h in (10.0, 11.0, 9.0, 12.0, 13.0, 14.0)])
     assert (list(t.run())[-1]["stopped"], len(t.history)) == ("heldout_rising", 5)
+
+
+def test_without_held_out_data_the_loss_decides_and_early_stop_needs_a_real_improvement():
+    counts, probe = _toy()
+    cfg = PID3NetConfig(**{**TINY, "epochs": 6, "early_stop_patience": 1, "early_stop_tol": 0.0})
+    t = PID3NetTrainer(counts, probe, cfg)
+    first = _scripted(t, [(0.5, 0.5, 0.0, 3.0), (0.4, 0.5, 0.0, 2.0), (0.4, 0.5, 0.0, 1.0), (0.1, 0.5, 0.0, 0.5)])
+    events = list(t.run())
+    # epoch 2's R_f only equals the best: no improvement, stop (patience 1); the loss picks epoch 2
+    assert (events[-1]["stopped"], len(t.history)) == ("early_stop", 3)
+    assert [e["best_epoch"] for e in events if e["event"] == "epoch"] == [0, 1, 2]
+    assert (t.best_epoch, t.best_loss, t.best_score, t.best_heldout) == (2, 1.0, 1.0, float("inf"))
+    assert "heldout_nll" not in t.history[0] and float(first.detach().flatten()[0]) == 2.0
