@@ -189,3 +189,22 @@ def test_numpy_header(tmp_path):
         numpy_header(tmp_path / "x.npz")
     with pytest.raises(InputFileError, match="file not found"):
         numpy_header(tmp_path / "none.npy")
+
+
+def test_tiff_damaged_compressed_page_is_a_typed_error_when_read(tmp_path):
+    frames = _frames()
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tw:  # one compressed page (and series) per frame: read page by page
+        for f in frames:
+            tw.write(f, compression="zlib", contiguous=False)
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[1].dataoffsets[0], tif.pages[1].databytecounts[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset : offset + count] = b"\x00" * count
+    path.write_bytes(bytes(raw))
+    movie = read_tiff_movie(path)  # the header is fine: the damage shows when frame 1 is read
+    np.testing.assert_array_equal(movie.data[0].compute(), frames[0])
+    np.testing.assert_array_equal(movie.data[2].compute(), frames[2])
+    with pytest.raises(InputFileError, match=r"pages\.tif: cannot read TIFF frame 0 \(page 1\): error: Error -3 while decompressing") as info:
+        movie.data[1].compute()
+    assert info.value.path == str(path)

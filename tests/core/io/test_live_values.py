@@ -398,3 +398,31 @@ def test_follow_events_and_idle_timeout():
     cancel = threading.Event()
     cancel.set()
     assert list(follow(_Scripted([1]), cancel=cancel)) == []
+
+
+def test_a_file_that_changes_while_read_is_read_again_and_unreadable_masters(tmp_path):
+    frames = _frames(2)
+    tifffile.imwrite(tmp_path / "a.tif", frames[0])
+    fol = TiffFolderFollower(tmp_path, settle_s=0)
+    real = fol._read
+    reads = []
+
+    def read_then_grow(path):
+        out = real(path)
+        reads.append(path.name)
+        if len(reads) == 1:  # the writer was still appending while we read
+            with open(path, "ab") as fh:
+                fh.write(b"\0" * 16)
+        return out
+
+    fol._read = read_then_grow
+    assert fol.poll() is None and fol.poll() is None  # seen; read but changed meanwhile: not delivered
+    assert reads == ["a.tif"] and fol.position == 0
+    fol.settle_s = 1000.0
+    assert fol.poll() is None and reads == ["a.tif"]  # the new size must be stable for settle_s first
+    fol.settle_s = 0.0
+    b = fol.poll()
+    assert reads == ["a.tif", "a.tif"] and (b.start, b.stop) == (0, 1)
+    np.testing.assert_array_equal(b.frames[0], frames[0])
+    (tmp_path / "x_master.h5").write_bytes(b"not hdf5")
+    assert SeriesFollower(tmp_path / "x_master.h5").info == {"metadata": {}, "detector": {}}
