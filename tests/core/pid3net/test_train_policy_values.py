@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from napari_cxdi.pid3net import train
+from napari_cxdi.errors import ConfigError, TrainingDivergedError
 from napari_cxdi.pid3net.config import PID3NetConfig
 from napari_cxdi.pid3net.train import PID3NetTrainer
 
@@ -186,6 +187,7 @@ def test_keeping_the_best_epoch_and_the_noise_floor_rule():
     assert (t.best_epoch, t.best_heldout, t.best_loss, t.best_score, t.best_below_floor) == (8, 7.0, 2.0, 7.0, False)
     assert t.best_floor_ratio == pytest.approx(0.6)
     assert events[-1]["best_below_noise_floor"] is False and events[-1]["best_epoch"] == 8
+    assert events[-1]["history"] is t.history and t.history[-1]["elapsed_s"] <= events[-1]["elapsed_s"] <= wall
     assert float(first.detach().flatten()[0]) == 8.0  # the kept epoch's weights are the model's
 
 
@@ -234,3 +236,86 @@ def test_without_held_out_data_the_loss_decides_and_early_stop_needs_a_real_impr
     assert [e["best_epoch"] for e in events if e["event"] == "epoch"] == [0, 1, 2]
     assert (t.best_epoch, t.best_loss, t.best_score, t.best_heldout) == (2, 1.0, 1.0, float("inf"))
     assert "heldout_nll" not in t.history[0] and float(first.detach().flatten()[0]) == 2.0
+
+
+def test_a_new_trainer_state_defaults_and_config_checks():
+    counts, probe = _toy()
+    t = PID3NetTrainer(counts, probe)  # no config: the defaults
+    assert t.config == PID3NetConfig() and t.preview_frame == 0
+    assert (t.best_loss, t.best_heldout, t.best_score, t.best_epoch, t.best_state, t.best_below_floor, t.best_floor_ratio,
+            t.lowest_heldout, t.stopped_reason, t.step, t.history) == (
+        float("inf"), float("inf"), float("inf"), None, None, False, 0.0, float("inf"), None, 0, [])
+    with pytest.raises(ConfigError, match=r"^PID3Net needs square frames, got 16x12; crop the movie first$"):
+        PID3NetTrainer(counts[:, :, :12], probe[:, :, :12], PID3NetConfig(**TINY))
+    with pytest.raises(ConfigError, match=r"^T = 3 frames per window is more than the movie's 2 frames$"):
+        PID3NetTrainer(counts[:2], probe, PID3NetConfig(**{**TINY, "frames": 3}))
+    # two steps in all: the second one is already at the final rate
+    two = PID3NetTrainer(counts[:3], probe, PID3NetConfig(**{**TINY, "batch_size": 1, "lr": 1e-2, "lr_final_factor": 0.5}))
+    assert two.total_steps == 2 and two.learning_rate(1) == pytest.approx(5e-3) and two.learning_rate(0) == pytest.approx(1e-2)
+
+
+def test_everything_random_follows_the_seed():
+    counts, probe = _toy(n=10)
+    cfg = PID3NetConfig(**{**TINY, "seed": 7, "holdout_fraction": 0.2})
+    a, b = PID3NetTrainer(counts, probe, cfg), PID3NetTrainer(counts, probe, cfg)
+    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert list(a._rng.permutation(9)) == list(b._rng.permutation(9))
+    assert list(a._rng.permutation(9)) == _second_permutation(7, 9)  # the window order of epoch 2, from the seed
+    from napari_cxdi.physics.thinning import binomial_thinning
+
+    _, held = binomial_thinning(counts, 0.2, 7)
+    torch.testing.assert_close(a.windows.heldout_batch([3]), torch.from_numpy(held[None, 3:5]))
+    assert torch.equal(a._noise_generator.get_state(), torch.Generator().manual_seed(7).get_state())
+    none = PID3NetTrainer(counts, probe, cfg.with_(seed=None))
+    assert torch.equal(none._noise_generator.get_state(), torch.Generator().manual_seed(0).get_state())
+
+
+def _second_permutation(seed, n):
+    rng = np.random.default_rng(seed)
+    rng.permutation(n)
+    return list(rng.permutation(n))
+
+
+def test_the_noise_floor_of_a_step_is_seeded_and_leaves_unmeasured_pixels_out():
+    from napari_cxdi.physics.thinning import expected_poisson_rf
+
+    counts, probe = _toy()
+    counts[:, 3, 4] = np.nan  # an unmeasured pixel
+    t = PID3NetTrainer(counts, probe, PID3NetConfig(**{**TINY, "seed": 5}))
+    batch = t.windows.batch([0, 1])
+    with torch.no_grad():
+        pred = t.model.predicted_intensity(t.model(batch)).float()
+    values = t._optimise(batch)
+    expected = expected_poisson_rf(pred, generator=torch.Generator().manual_seed(5), valid=torch.isfinite(batch))
+    assert values["rf_floor"] == pytest.approx(expected, rel=1e-6)
+    other = expected_poisson_rf(pred, generator=torch.Generator().manual_seed(0), valid=torch.isfinite(batch))
+    assert other != pytest.approx(expected, rel=1e-6)  # the seed matters at this size
+
+
+def test_resuming_takes_the_optimiser_state_and_divergence_message():
+    counts, probe = _toy()
+    a = PID3NetTrainer(counts, probe, PID3NetConfig(**TINY))
+    a._optimise(a.windows.batch([0, 1]))
+    state = a.optimizer.state_dict()
+    b = PID3NetTrainer(counts, probe, PID3NetConfig(**TINY), model=a.model, optimizer_state=state)
+    sa, sb = state["state"], b.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys() and len(sa) > 0
+    for k in sa:
+        assert torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) and torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+    c = PID3NetTrainer(counts, probe, PID3NetConfig(**TINY), on_checkpoint=lambda tr: None)
+    c.step = 2
+    with pytest.raises(TrainingDivergedError) as err:
+        c._check_finite(float("nan"))
+    assert str(err.value) == ("training diverged at step 3 (loss nan); stopped with the best weights so far (the checkpoint "
+                              "file keeps the last good state). Lower the learning rate (lr = 0.001) or check the movie "
+                              "for bad pixels")
+
+
+def test_a_movie_object_trains_like_its_array():
+    from napari_cxdi.io.movie import Movie
+
+    counts, probe = _toy()
+    t = PID3NetTrainer(Movie(data=counts), probe, PID3NetConfig(**TINY))
+    assert (t.windows.n_frames, t.windows.n_windows, t.steps_per_epoch) == (5, 4, 1)
+    torch.testing.assert_close(t.windows.batch([1]), torch.from_numpy(counts[None, 1:3]))
