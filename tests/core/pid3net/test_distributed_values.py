@@ -1,0 +1,276 @@
+"""Value tests of pid3net/distributed.py in one process (issue 20, mutation testing; the 2-process DDP checks are in
+test_distributed.py): a real gloo group of one rank for the process-group helpers, training and inference, and
+a simulated second rank (dist.get_rank / get_world_size / all_reduce replaced for the test) for sharding, the
+loss weights, the averaged values and BatchNorm over the global batch.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from napari_cxdi.errors import ConfigError, OutputExistsError
+from napari_cxdi.pid3net import distributed as D
+from napari_cxdi.pid3net.config import PID3NetConfig
+from napari_cxdi.pid3net.train import PID3NetTrainer
+
+torch.set_num_threads(1)
+
+TINY = dict(width=2, refine_width=2, refine_steps=1, frames=2, batch_size=4, device="cpu", epochs=1, preview_every=0,
+            holdout_fraction=0.0, noise_floor_margin=None, lr=1e-3, seed=3)
+ENV = ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
+
+
+def _toy(n=5, size=16, seed=0):
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    probe = (np.exp(-(yy**2 + xx**2) / 10.0) * 4).astype(np.complex64)[None]
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(20 * np.exp(-(yy**2 + xx**2) / 8.0), size=(n, size, size)).astype(np.float32)
+    return counts, probe
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def group(monkeypatch):
+    """A gloo process group of one rank for this test only (torchrun's environment)."""
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised")
+    for key, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
+                       ("MASTER_PORT", str(_free_port())), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    assert D.init_process_group("cpu") == (0, 1, "cpu")
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _two_ranks(monkeypatch, rank=0, other=None):
+    """Pretend to be ``rank`` of 2: all_reduce adds ``other(t)`` (default: the same values) to the tensor."""
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: rank)
+
+    def all_reduce(t, *args, **kwargs):
+        t.add_(other(t) if other is not None else t.clone())
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+
+
+# -- without a process group -------------------------------------------------------------------------------
+
+def test_torchrun_environment(monkeypatch):
+    for key in ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert D.launched_by_torchrun() is False and D.rank() == 0 and D.world_size() == 1
+    for value, expected in (("2", True), ("1", False), ("0", False), ("two", False)):
+        monkeypatch.setenv("WORLD_SIZE", value)
+        assert D.launched_by_torchrun() is expected
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("RANK", "0")
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised")
+    with pytest.raises(ConfigError) as err:
+        D.init_process_group("cpu")
+    assert str(err.value) == ("distributed training needs the environment set by torchrun (missing WORLD_SIZE, "
+                              "MASTER_ADDR, MASTER_PORT); launch e.g. `torchrun --nproc_per_node=2 -m napari_cxdi train ...`")
+    with pytest.raises(ConfigError, match=r"^DistributedPID3NetTrainer needs an initialised process group \(see init_process_group\)$"):
+        D.DistributedPID3NetTrainer(*_toy(), PID3NetConfig(**TINY))
+    with pytest.raises(ConfigError, match=r"^sharded inference needs an initialised process group"):
+        next(D.iter_sharded_reconstruct(None, _toy()[0]))
+    D.shutdown()  # harmless without a group
+
+
+def test_shard_ranges_by_value():
+    assert D.shard_ranges(5, 2) == [range(0, 2), range(2, 5)]
+    assert D.shard_ranges(7, 3) == [range(0, 2), range(2, 5), range(5, 7)]
+    assert D.shard_ranges(1, 2) == [range(0, 0), range(0, 1)]
+    assert D.shard_ranges(4, 1) == [range(0, 4)]
+
+
+# -- a real group of one rank --------------------------------------------------------------------------------
+
+def test_group_of_one(group):
+    assert dist.is_initialized() and dist.get_backend() == "gloo"
+    assert (D.rank(), D.world_size()) == (0, 1) and D._comm_device() == torch.device("cpu")
+    assert D.init_process_group("cpu") == (0, 1, "cpu")  # joined once: the second call only reports
+    assert D.broadcast_seed(5) == 5 and D.broadcast_seed(0) == 0
+    drawn = {D.broadcast_seed(None) for _ in range(4)}
+    assert all(0 <= s < 2**31 for s in drawn) and len(drawn) > 1
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    y = D.all_reduce(x * 3)
+    assert torch.equal(y.detach(), torch.tensor([3.0, -6.0]))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([3.0, 3.0]))
+    D.shutdown()
+    assert not dist.is_initialized()
+
+
+def test_one_rank_trains_like_one_process(group):
+    counts, probe = _toy()
+    cfg = PID3NetConfig(**{**TINY, "epochs": 2, "batch_size": 2})
+    plain = PID3NetTrainer(counts, probe, cfg)
+    ddp = D.DistributedPID3NetTrainer(counts, probe, cfg)
+    assert (ddp.rank, ddp.world_size, ddp.config.seed) == (0, 1, 3)
+    assert ddp.ddp.predicted_intensity.__self__ is ddp.model and ddp.ddp.config is ddp.model.config
+    with pytest.raises(AttributeError):
+        ddp.ddp.no_such_attribute
+    a, b = list(plain.run()), list(ddp.run())
+    la = [e["loss"] for e in a if e["event"] == "step"]
+    lb = [e["loss"] for e in b if e["event"] == "step"]
+    np.testing.assert_allclose(lb, la, rtol=1e-5)
+    np.testing.assert_allclose([h["rf"] for h in ddp.history], [h["rf"] for h in plain.history], rtol=1e-5)
+    # the BatchNorm modules are plain again after the run
+    assert not any("forward" in m.__dict__ for m in ddp.model.modules())
+    # no seed: one is drawn and used
+    drawn = D.DistributedPID3NetTrainer(counts, probe, cfg.with_(seed=None))
+    assert isinstance(drawn.config.seed, int) and 0 <= drawn.config.seed < 2**31
+
+
+def test_one_rank_sharded_inference_equals_one_process(group):
+    from napari_cxdi.pid3net.inference import reconstruct_movie
+    from napari_cxdi.pid3net.model import PID3Net
+
+    counts, probe = _toy(n=7)
+    torch.manual_seed(0)
+    model = PID3Net(PID3NetConfig(**TINY), probe)
+    events = []
+    gen = D.iter_sharded_reconstruct(model, counts, batch_size=2, stride=1)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            out = stop.value
+            break
+    # 6 windows of stride 1, batches of 2: 3 batches, all on rank 0
+    assert events == [{"event": "progress", "done": k, "total": 3, "rank": 0} for k in (1, 2, 3)]
+    np.testing.assert_array_equal(out, reconstruct_movie(model, counts, batch_size=2, stride=1))
+    np.testing.assert_array_equal(D.sharded_reconstruct(model, counts, batch_size=3),
+                                  reconstruct_movie(model, counts, batch_size=3))
+
+
+def test_one_rank_train_distributed_writes_and_resumes(group, tmp_path):
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint
+
+    counts, probe = _toy()
+    seen = []
+    out = tmp_path / "m.pt"
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    model = D.train_distributed(counts, probe, checkpoint=out, progress=seen.append, device="cpu", **over)
+    loaded, payload = load_checkpoint(out, "cpu")
+    assert payload["provenance"]["world_size"] == 1 and len(payload["history"]) == 1 and payload["optimizer"]
+    assert [e["event"] for e in seen][0] == "start" and seen[-1]["event"] == "done"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    with pytest.raises(OutputExistsError, match="exists"):
+        D.train_distributed(counts, probe, checkpoint=out, device="cpu", **over)
+    # resuming from the checkpoint into itself: allowed, the history goes on
+    D.train_distributed(counts, probe, checkpoint=out, model=out, device="cpu")
+    assert len(load_checkpoint(out, "cpu")[1]["history"]) == 2
+    assert D._same(str(out), str(out)) and not D._same(str(out), None) and not D._same(str(out), model)
+    assert not D._same(str(tmp_path / "new.pt"), str(out))
+
+
+# -- a simulated second rank ---------------------------------------------------------------------------------
+
+def test_shares_and_weights_of_a_global_batch(group, monkeypatch):
+    counts, probe = _toy()
+    t = D.DistributedPID3NetTrainer(counts, probe, PID3NetConfig(**TINY))
+    _two_ranks(monkeypatch, rank=1)
+    t.rank, t.world_size = 1, 2
+    local, w = t.shard(np.array([4, 0, 3, 1, 2]))
+    assert local.tolist() == [1, 2] and w == pytest.approx(2 * 2 / 5)
+    t.rank = 0
+    local, w = t.shard([4, 0, 3, 1, 2])
+    assert local.tolist() == [4, 0, 3] and w == pytest.approx(3 * 2 / 5)
+    local, w = t.shard(np.array([3]))  # fewer windows than ranks: every rank computes the whole batch
+    assert local.tolist() == [3] and w == 1.0
+    local, w = t.shard(np.array([3, 1]))
+    assert local.tolist() == [3] and w == 1.0
+    # the loss terms are weighted by the share
+    batch = t.windows.batch([0, 1])
+    t._scale = 1.0
+    plain = {k: v.detach() for k, v in t.loss_terms(batch).items()}
+    t._scale = 0.5
+    half = t.loss_terms(batch)
+    for k in ("loss", "diffraction", "tv"):
+        torch.testing.assert_close(half[k].detach(), 0.5 * plain[k])
+    torch.testing.assert_close(half["predicted"].detach(), plain["predicted"])
+
+
+def test_step_values_are_weighted_and_averaged_over_the_ranks(group, monkeypatch):
+    counts, probe = _toy()
+    t = D.DistributedPID3NetTrainer(counts, probe, PID3NetConfig(**TINY))
+    seen = []
+
+    def local_step(self, starts):
+        seen.append((list(starts), self._scale))
+        return {"loss": 2.0, "diffraction_loss": 1.5, "tv": 0.5, "rf": 0.4, "rf_floor": 0.2, "heldout_nll": 3.0}, ["w"]
+
+    monkeypatch.setattr(PID3NetTrainer, "_train_step", local_step)
+    other = {"heldout_nll": 1.0, "diffraction_loss": 0.5, "loss": 1.0, "rf": 0.2, "rf_floor": 0.6, "tv": 0.5}
+    keys = sorted(other)
+    _two_ranks(monkeypatch, rank=0, other=lambda x: torch.tensor([other[k] for k in keys], dtype=x.dtype))
+    t.rank, t.world_size, t.batch_size = 0, 2, 4
+    values, warnings = t._train_step(np.array([3, 2, 1, 0, 4]))
+    # this rank: the first 2 of the batch's 4 windows, weight 2 x 2 / 4 = 1; loss terms are weighted already
+    assert seen == [([3, 2], 1.0)] and warnings == ["w"]
+    assert values == pytest.approx({"loss": 1.5, "diffraction_loss": 1.0, "tv": 0.5, "rf": 0.3, "rf_floor": 0.4,
+                                    "heldout_nll": 2.0})
+    t.batch_size = 3  # 3 windows: this rank 2 of them, weight 2 x 2 / 3
+    seen.clear()
+    values, _ = t._train_step(np.array([3, 2, 1, 0, 4]))
+    w = 4 / 3
+    assert seen == [([3, 2], pytest.approx(w))]
+    assert values["rf"] == pytest.approx((0.4 * w + 0.2) / 2) and values["loss"] == pytest.approx((2.0 + 1.0) / 2)
+    assert values["heldout_nll"] == pytest.approx((3.0 * w + 1.0) / 2)
+
+
+def test_batchnorm_over_the_global_batch(group, monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 6) * 2 + 1
+    _two_ranks(monkeypatch)  # the other rank holds the same batch: the global batch is [x, x]
+    for momentum, affine in ((0.1, True), (None, False)):
+        bn = torch.nn.BatchNorm2d(4, momentum=momentum, affine=affine)
+        ref = torch.nn.BatchNorm2d(4, momentum=momentum, affine=affine)
+        if affine:
+            with torch.no_grad():
+                for m in (bn, ref):
+                    m.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+                    m.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 3.0]))
+        restore = D.enable_global_batchnorm(bn)
+        assert "forward" in bn.__dict__
+        for _ in range(2):
+            y = bn(x)
+            want = ref(torch.cat([x, x]))[:3]
+            torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(bn.running_var, ref.running_var, rtol=1e-5, atol=1e-6)
+        assert int(bn.num_batches_tracked) == 2
+        bn.eval()
+        ref.eval()
+        torch.testing.assert_close(bn(x), ref(x))
+        assert D.enable_global_batchnorm(bn)  # already patched: not patched twice
+        restore()
+        assert "forward" not in bn.__dict__
+    # gradients flow through the global statistics as through one BatchNorm of the global batch
+    bn, ref = torch.nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4)
+    D.enable_global_batchnorm(bn)
+    w = torch.randn(x.shape)
+    xa = x.clone().requires_grad_(True)
+    x0, x1 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    (bn(xa) * w).pow(2).sum().backward()  # this rank's loss; the other rank's is the same
+    (ref(torch.cat([x0, x1])) * torch.cat([w, w])).pow(2).sum().backward()
+    torch.testing.assert_close(xa.grad, x0.grad, rtol=1e-4, atol=1e-5)
+    assert float(x0.grad.abs().max()) > 1e-2  # a gradient worth comparing
+    # no running statistics tracked: only the normalisation
+    free = torch.nn.BatchNorm2d(4, track_running_stats=False)
+    D.enable_global_batchnorm(free)
+    torch.testing.assert_close(free(x), torch.nn.functional.batch_norm(x, None, None, training=True), rtol=1e-5, atol=1e-5)
