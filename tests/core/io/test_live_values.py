@@ -426,3 +426,9 @@ def test_a_file_that_changes_while_read_is_read_again_and_unreadable_masters(tmp
     np.testing.assert_array_equal(b.frames[0], frames[0])
     (tmp_path / "x_master.h5").write_bytes(b"not hdf5")
     assert SeriesFollower(tmp_path / "x_master.h5").info == {"metadata": {}, "detector": {}}
+
+
+def test_a_file_gone_between_listing_and_reading_is_waited_for(tmp_path):
+    fol = TiffFolderFollower(tmp_path, settle_s=0)
+    fol._listing = lambda: [tmp_path / "ghost.tif"]  # listed, then removed by the writer before it is looked at
+    assert fol.poll() is None and fol.position == 0 and fol._seen == {}
