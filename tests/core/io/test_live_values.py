@@ -343,11 +343,15 @@ def test_source_kind_and_open_follower(tmp_path):
     fol = open_follower(tmp_path / "movie.h5", start=2, dataset="d", settle_s=0.1, counter="c")
     assert type(fol) is SWMRFollower and (fol.position, fol._dataset, fol.settle_s, fol.counter) == (2, "d", 0.1, "c")
     fol = open_follower(tmp_path)
-    assert fol.settle_s == DEFAULT_SETTLE_S and fol.position == 0
+    assert fol.settle_s == DEFAULT_SETTLE_S and fol.position == 0 and fol._skip == 0
+    fol = open_follower(tmp_path, start=2, settle_s=0.5)
+    assert type(fol) is TiffFolderFollower and (fol._skip, fol.settle_s) == (2, 0.5)
     home = open_follower("~")
     assert home.path == type(home.path)(os.path.expanduser("~"))
-    with pytest.raises(InputFileError, match=r"neither the file nor its folder exists; check the path of the acquisition"):
+    with pytest.raises(InputFileError) as err:
         open_follower(tmp_path / "no" / "movie.h5")
+    assert str(err.value) == f"{tmp_path / 'no' / 'movie.h5'}: neither the file nor its folder exists; check the path of the acquisition"
+    assert err.value.path == str(tmp_path / "no" / "movie.h5")
 
 
 class _Scripted(Follower):
@@ -418,10 +422,7 @@ def test_a_file_that_changes_while_read_is_read_again_and_unreadable_masters(tmp
     fol._read = read_then_grow
     assert fol.poll() is None and fol.poll() is None  # seen; read but changed meanwhile: not delivered
     assert reads == ["a.tif"] and fol.position == 0
-    fol.settle_s = 1000.0
-    assert fol.poll() is None and reads == ["a.tif"]  # the new size must be stable for settle_s first
-    fol.settle_s = 0.0
-    b = fol.poll()
+    b = fol.poll()  # the size seen after the read is the new reference: stable since then, read again
     assert reads == ["a.tif", "a.tif"] and (b.start, b.stop) == (0, 1)
     np.testing.assert_array_equal(b.frames[0], frames[0])
     (tmp_path / "x_master.h5").write_bytes(b"not hdf5")
@@ -432,3 +433,190 @@ def test_a_file_gone_between_listing_and_reading_is_waited_for(tmp_path):
     fol = TiffFolderFollower(tmp_path, settle_s=0)
     fol._listing = lambda: [tmp_path / "ghost.tif"]  # listed, then removed by the writer before it is looked at
     assert fol.poll() is None and fol.position == 0 and fol._seen == {}
+
+
+WRITER = """
+import sys, time, h5py
+f = h5py.File(sys.argv[1], "w", libver="latest")
+f["entry/instrument/detector/count_time"] = 0.5
+d = f.create_dataset("entry/data/data", shape=(0, 4, 5), maxshape=(None, 4, 5), dtype="u2", chunks=(1, 4, 5))
+f.swmr_mode = True
+d.resize(2, axis=0)
+d[0] = 7
+d[1] = 9
+d.flush()
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_file_open_for_writing_is_read_under_swmr(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "live.h5"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(OSError):  # a plain reader is locked out by the writer
+            h5py.File(path, "r").close()
+        assert live._detector_info(path)["metadata"] == {"exposure_s": 0.5}
+        with SWMRFollower(path, settle_s=0) as fol:
+            blocks = _blocks(fol, 8)
+            assert fol.info["metadata"] == {"exposure_s": 0.5}
+        assert [(b.start, b.stop) for b in blocks] == [(0, 2)]
+        np.testing.assert_array_equal(blocks[0].frames[:, 0, 0], [7, 9])
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+
+
+def _cxi_master(path):
+    with h5py.File(path, "w") as f:
+        f["entry_1/instrument_1/detector_1/count_time"] = 0.25
+        f["entry_1/instrument_1/detector_1/distance"] = 2.0
+        f["entry_1/instrument_1/detector_1/mask"] = np.array([[0, 1 << 3], [0, 0]], np.uint32)
+    return path
+
+
+def test_detector_info_of_cxi_and_nexus_files_with_and_without_swmr(tmp_path, monkeypatch):
+    cxi = _cxi_master(tmp_path / "c.h5")
+    with h5py.File(tmp_path / "v.h5", "w") as f:  # CXI by its version number only
+        f["cxi_version"] = 160
+        f["entry_1/instrument_1/detector_1/distance"] = 3.0
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        f["entry/instrument/detector/count_time"] = 0.5
+        f["entry/instrument/detector/saturation_value"] = 100
+    real = h5py.File
+    for swmr_refused in (False, True):
+        if swmr_refused:  # a file HDF5 will not open in SWMR mode: the plain reading gives the same
+            def no_swmr(*args, **kwargs):
+                if kwargs.get("swmr"):
+                    raise OSError("not a SWMR file")
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(live.h5py, "File", no_swmr)
+        info = live._detector_info(cxi)
+        assert info["metadata"] == {"exposure_s": 0.25, "distance_m": 2.0}
+        np.testing.assert_array_equal(info["detector"]["bad"], [[False, True], [False, False]])
+        assert info["detector"]["source"] == "c.h5:/entry_1/instrument_1/detector_1/mask"
+        assert live._detector_info(tmp_path / "v.h5")["metadata"] == {"distance_m": 3.0}
+        assert live._detector_info(tmp_path / "n.h5") == {"metadata": {"exposure_s": 0.5}, "detector": {"saturation": 100.0}}
+
+
+def test_swmr_discovery_prefers_the_known_paths_and_more_values(tmp_path):
+    frames = _frames(3)
+    for name in ("entry_1/instrument_1/detector_1/data", "entry/data/data"):
+        path = _h5(tmp_path / f"{name.replace('/', '_')}.h5", frames, dataset=name, extra={"other/stack": 2 * frames})
+        with SWMRFollower(path, settle_s=0) as fol:
+            np.testing.assert_array_equal(_blocks(fol, 8)[0].frames, frames)
+            assert fol.info["dataset"] == name
+    path = _h5(tmp_path / "two.h5", frames, dataset="a", extra={"b": frames, "img": frames[0]})
+    with pytest.raises(InputFileError) as err:
+        SWMRFollower(path, dataset="c").poll()
+    assert err.value.path == str(path)
+    with pytest.raises(InputFileError) as err:
+        SWMRFollower(path, dataset="img").poll()
+    assert err.value.path == str(path)
+    # the default block is 8 frames; each block says when it was seen
+    import time
+
+    path = _h5(tmp_path / "ten.h5", _frames(10))
+    with SWMRFollower(path, settle_s=0) as fol:
+        t0 = time.time()
+        b = fol.poll()
+        assert (b.start, b.stop) == (0, 8) and t0 <= b.seen_s <= time.time()
+        f = fol._file
+    assert not f.id.valid  # closed
+    # replaced: the exact message, naming the file
+    path = _h5(tmp_path / "r.h5", frames)
+    fol = SWMRFollower(path, settle_s=0)
+    fol.poll(1)
+    os.replace(_h5(tmp_path / "r2.h5", frames), path)
+    with pytest.raises(LiveSourceError) as err:
+        fol.poll()
+    assert str(err.value) == (f"{path}: the file was replaced or removed while being followed (a new acquisition?); "
+                              "start a new output for it") and err.value.path == str(path)
+    fol.close()
+
+
+def test_swmr_settling_counts_from_the_last_change(tmp_path):
+    import time
+
+    path = _h5(tmp_path / "a.h5", _frames(1), chunks=(2, 4, 5))
+    fol = SWMRFollower(path, settle_s=0.2)
+    time.sleep(0.25)  # the wait before the first look does not count
+    assert fol.poll() is None
+    time.sleep(0.25)
+    b = fol.poll()  # unchanged for settle_s since it was first seen: complete
+    assert (b.start, b.stop) == (0, 1)
+    fol.close()
+    path = _h5(tmp_path / "b.h5", _frames(3), chunks=(2, 4, 5))
+    fol = SWMRFollower(path, settle_s=0.05)
+    assert fol.poll().stop == 2 and fol.poll() is None
+    time.sleep(0.1)
+    assert fol.poll().stop == 3  # polls in between do not restart the wait
+    fol.close()
+
+
+def test_file_queue_remainders_defaults_and_rewrites(tmp_path):
+    import time
+
+    frames = _frames(11)
+    tifffile.imwrite(tmp_path / "a.tif", frames[:3], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "b.tif", frames[3:])
+    fol = TiffFolderFollower(tmp_path, settle_s=0)
+    t0 = time.time()
+    b1, b2 = fol.poll(2), fol.poll(2)
+    assert [(b1.start, b1.stop), (b2.start, b2.stop)] == [(0, 2), (2, 3)]  # the rest of a file first
+    np.testing.assert_array_equal(b2.frames, frames[2:3])
+    assert t0 <= b1.seen_s <= time.time()
+    fol.poll()
+    b = fol.poll()  # default block: 8 frames of the 8-frame file
+    assert (b.start, b.stop) == (3, 11)
+    # a consumed file moved away does not hide a later one rewritten: same size, same time, new inode
+    series = tmp_path / "s"
+    series.mkdir()
+    master = _series(series, _frames(4), per_file=2)
+    fol = SeriesFollower(master, settle_s=0)
+    assert [x.stop for x in _blocks(fol, 8) + _blocks(fol, 8)] == [2, 4]
+    os.rename(series / "scan_data_000001.h5", tmp_path / "archived.h5")
+    second = series / "scan_data_000002.h5"
+    st = os.stat(second)
+    copy = series / "copy.tmp"
+    copy.write_bytes(second.read_bytes())
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, second)
+    with pytest.raises(LiveSourceError) as err:
+        fol.poll()
+    assert str(err.value) == (f"{second}: a file that was already read changed (the writer restarted or rewrote it); "
+                              "start a new output for the new acquisition")
+
+
+def test_follow_defaults_and_an_empty_first_poll():
+    import inspect
+
+    params = inspect.signature(follow).parameters
+    assert (params["block_frames"].default, params["idle_timeout_s"].default, params["poll_s"].default) == (8, 30.0, 0.05)
+    events = list(follow(_Scripted([0, 1]), idle_timeout_s=0.3))
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["waiting", "frames"] and 3 <= kinds.count("waiting") <= 9  # a poll every 0.05 s
+    assert follow_position_after(_Scripted([0, 0, 2])) == 2
+
+
+def follow_position_after(fol):
+    gen = follow(fol, idle_timeout_s=0.1, poll_s=0.0)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_one_row_frames_are_frames(tmp_path):
+    frames = _frames(2, h=1, w=6)
+    tifffile.imwrite(tmp_path / "a.tif", frames, photometric="minisblack")
+    fol = TiffFolderFollower(tmp_path, settle_s=0)
+    blocks = _blocks(fol, 8) + _blocks(fol, 8)
+    np.testing.assert_array_equal(np.concatenate([b.frames for b in blocks]), frames)
