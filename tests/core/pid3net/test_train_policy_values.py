@@ -319,3 +319,12 @@ def test_a_movie_object_trains_like_its_array():
     t = PID3NetTrainer(Movie(data=counts), probe, PID3NetConfig(**TINY))
     assert (t.windows.n_frames, t.windows.n_windows, t.steps_per_epoch) == (5, 4, 1)
     torch.testing.assert_close(t.windows.batch([1]), torch.from_numpy(counts[None, 1:3]))
+
+
+def test_a_given_model_does_not_skip_the_square_frame_check():
+    from napari_cxdi.pid3net.model import PID3Net
+
+    counts, probe = _toy()
+    model = PID3Net(PID3NetConfig(**TINY), probe)
+    with pytest.raises(ConfigError, match=r"^PID3Net needs square frames, got 16x12; crop the movie first$"):
+        PID3NetTrainer(counts[:, :, :12], config=PID3NetConfig(**TINY), model=model)
