@@ -313,3 +313,15 @@ def test_tiff_and_numpy_errors_name_the_file(tmp_path):
     with pytest.raises(InputFileError) as info:
         read_numpy_movie(tmp_path / "bad.npy")
     assert info.value.path == str(tmp_path / "bad.npy")
+
+
+def test_tiff_series_read_whole_are_chunked_by_frame(tmp_path):
+    frames = _frames(6)
+    for name, kw in (("pp.tif", dict(planarconfig="separate", compression="zlib")),  # each series read whole
+                     ("mm.tif", {})):  # each series memory-mapped
+        with tifffile.TiffWriter(tmp_path / name) as tw:
+            tw.write(frames[:3], photometric="minisblack", metadata={}, **kw)
+            tw.write(frames[3:], photometric="minisblack", metadata={}, **kw)
+        movie = read_tiff_movie(tmp_path / name)
+        assert isinstance(movie.data, da.Array) and movie.data.chunks == ((1,) * 6, (8,), (9,))
+        np.testing.assert_array_equal(movie.data.compute(), frames)
