@@ -198,8 +198,9 @@ def test_fresnel_number_boundaries_and_the_frame_width():
 
 def test_check_kind_passes_the_dataset_and_probe_and_warns_at_the_caller(tmp_path):
     # the movie itself is stored under a position-like key: not a scan
-    np.savez(tmp_path / "p.npz", positions=np.ones((3, 64, 64)))
-    m = Movie(np.ones((3, 64, 64), np.float32), path=tmp_path / "p.npz", dataset="positions")
+    frame = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)  # one frame: 2-D like a positions table
+    np.savez(tmp_path / "p.npz", positions=frame)
+    m = Movie(frame[None], path=tmp_path / "p.npz", dataset="positions")
     assert check_kind(m).kind == "far-field CXDI"
     probe = np.zeros((1, 64, 64), np.complex64)
     probe[0, 16:48, 16:48] = 1.0

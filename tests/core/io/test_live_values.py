@@ -485,6 +485,9 @@ def test_detector_info_of_cxi_and_nexus_files_with_and_without_swmr(tmp_path, mo
     with h5py.File(tmp_path / "v.h5", "w") as f:  # CXI by its version number only
         f["cxi_version"] = 160
         f["entry_1/instrument_1/detector_1/distance"] = 3.0
+    with h5py.File(tmp_path / "cv.h5", "w") as f:  # a CXI version number and NeXus-like paths: read as CXI
+        f["cxi_version"] = 160
+        f["entry/instrument/detector/count_time"] = 0.5
     with h5py.File(tmp_path / "n.h5", "w") as f:
         f["entry/instrument/detector/count_time"] = 0.5
         f["entry/instrument/detector/saturation_value"] = 100
@@ -502,6 +505,7 @@ def test_detector_info_of_cxi_and_nexus_files_with_and_without_swmr(tmp_path, mo
         np.testing.assert_array_equal(info["detector"]["bad"], [[False, True], [False, False]])
         assert info["detector"]["source"] == "c.h5:/entry_1/instrument_1/detector_1/mask"
         assert live._detector_info(tmp_path / "v.h5")["metadata"] == {"distance_m": 3.0}
+        assert live._detector_info(tmp_path / "cv.h5")["metadata"] == {}
         assert live._detector_info(tmp_path / "n.h5") == {"metadata": {"exposure_s": 0.5}, "detector": {"saturation": 100.0}}
 
 
@@ -563,7 +567,7 @@ def test_swmr_settling_counts_from_the_last_change(tmp_path):
 def test_file_queue_remainders_defaults_and_rewrites(tmp_path):
     import time
 
-    frames = _frames(11)
+    frames = _frames(12)
     tifffile.imwrite(tmp_path / "a.tif", frames[:3], photometric="minisblack")
     tifffile.imwrite(tmp_path / "b.tif", frames[3:])
     fol = TiffFolderFollower(tmp_path, settle_s=0)
@@ -573,7 +577,7 @@ def test_file_queue_remainders_defaults_and_rewrites(tmp_path):
     np.testing.assert_array_equal(b2.frames, frames[2:3])
     assert t0 <= b1.seen_s <= time.time()
     fol.poll()
-    b = fol.poll()  # default block: 8 frames of the 8-frame file
+    b = fol.poll()  # default block: 8 of the 9 frames of the file
     assert (b.start, b.stop) == (3, 11)
     # a consumed file moved away does not hide a later one rewritten: same size, same time, new inode
     series = tmp_path / "s"
@@ -620,3 +624,12 @@ def test_one_row_frames_are_frames(tmp_path):
     fol = TiffFolderFollower(tmp_path, settle_s=0)
     blocks = _blocks(fol, 8) + _blocks(fol, 8)
     np.testing.assert_array_equal(np.concatenate([b.frames for b in blocks]), frames)
+
+
+def test_follow_gives_up_after_30_idle_seconds_by_default(monkeypatch):
+    from types import SimpleNamespace
+
+    clock = iter(np.arange(0.0, 100.0, 0.5))
+    monkeypatch.setattr(live, "time", SimpleNamespace(monotonic=lambda: float(next(clock)), sleep=lambda s: None))
+    waits = [e["idle_s"] for e in follow(_Scripted([]))]
+    assert waits[0] == 0.5 and waits[-1] == 29.5
