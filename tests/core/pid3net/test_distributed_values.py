@@ -274,3 +274,27 @@ def test_batchnorm_over_the_global_batch(group, monkeypatch):
     free = torch.nn.BatchNorm2d(4, track_running_stats=False)
     D.enable_global_batchnorm(free)
     torch.testing.assert_close(free(x), torch.nn.functional.batch_norm(x, None, None, training=True), rtol=1e-5, atol=1e-5)
+
+
+def test_one_rank_reconstruct_distributed(group, tmp_path):
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint, save_checkpoint
+    from napari_cxdi.pid3net.inference import reconstruct_movie
+
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    with pytest.raises(ConfigError, match=r"^mf-PIE runs on one process; the distributed reconstruction is for PID3Net "
+                                          r"\(PID3Net-PO, PID3Net-MAE, PID3Net-NR\) - use napari-cxdi batch"):
+        D.reconstruct_distributed(counts, probe, method="mf-PIE")
+    seen = []
+    rec = D.reconstruct_distributed(counts, probe, progress=seen.append, device="cpu", evaluate_metrics=False, **over)
+    assert rec.method == "PID3Net-PO" and rec.config["world_size"] == 1 and rec.config["method"] == "PID3Net-PO"
+    assert set(rec.timings) == {"training_s", "inference_s"} and len(rec.history) == 1 and rec.metrics == {}
+    np.testing.assert_array_equal(rec.objects, reconstruct_movie(rec.model, counts))
+    stages = [e["stage"] for e in seen]
+    assert stages[0] == "train" and stages[-1] == "inference" and "evaluate" not in stages
+    # a given model without training: inference only, the checkpoint's history kept
+    path = save_checkpoint(tmp_path / "m.pt", rec.model, rec.history)
+    again = D.reconstruct_distributed(counts, probe, model=str(path), train=False, device="cpu", inference_stride=1)
+    assert "training_s" not in again.timings and again.history == load_checkpoint(path, "cpu")[1]["history"]
+    np.testing.assert_array_equal(again.objects, reconstruct_movie(load_checkpoint(path, "cpu")[0], counts, stride=1))
+    assert set(again.metrics) and again.source is None
