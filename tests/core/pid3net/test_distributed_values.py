@@ -298,3 +298,93 @@ def test_one_rank_reconstruct_distributed(group, tmp_path):
     assert "training_s" not in again.timings and again.history == load_checkpoint(path, "cpu")[1]["history"]
     np.testing.assert_array_equal(again.objects, reconstruct_movie(load_checkpoint(path, "cpu")[0], counts, stride=1))
     assert set(again.metrics) and again.source is None
+
+
+def test_simulated_ranks_send_and_gather_their_frame_ranges(group, monkeypatch):
+    from napari_cxdi.pid3net.inference import reconstruct_movie
+    from napari_cxdi.pid3net.model import PID3Net
+
+    counts, probe = _toy(n=7)
+    torch.manual_seed(0)
+    model = PID3Net(PID3NetConfig(**TINY), probe)
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: None)
+    # 6 windows (stride 1), batches of 2: chunks 0..2; rank 0 computes chunks 0 and 1, rank 1 chunk 2
+    assert D.shard_ranges(3, 2) == [range(0, 2), range(2, 3)]
+    model.eval()
+    with torch.no_grad():
+        expected = [model(torch.as_tensor(np.stack([counts[s:s + 2] for s in starts]))) for starts in ([4, 5],)]
+    sent = []
+    monkeypatch.setattr(dist, "send", lambda t, dst=None, **k: sent.append((t.clone(), dst)))
+    _two_ranks(monkeypatch, rank=1)
+    events = []
+    gen = D.iter_sharded_reconstruct(model, counts, batch_size=2, stride=1)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            assert stop.value is None  # only rank 0 returns the movie
+            break
+    assert events == [{"event": "progress", "done": 1, "total": 1, "rank": 1}]
+    assert [d for _, d in sent] == [0]
+    for (t, _), want in zip(sent, expected):
+        assert t.dtype == torch.float32 and t.is_contiguous()
+        torch.testing.assert_close(torch.view_as_complex(t), want)
+    # rank 0 receives them in order and averages like one process
+    received = iter(t for t, _ in sent)
+    srcs = []
+
+    def recv(buf, src=None, **k):
+        srcs.append(src)
+        buf.copy_(next(received))
+
+    monkeypatch.setattr(dist, "recv", recv)
+    _two_ranks(monkeypatch, rank=0)
+    out = D.sharded_reconstruct(model, counts, batch_size=2, stride=1)
+    assert srcs == [1]
+    np.testing.assert_allclose(out, reconstruct_movie(model, counts, batch_size=2, stride=1), rtol=1e-6, atol=1e-7)
+
+
+def test_train_distributed_checks_its_output_like_one_process(group, tmp_path, monkeypatch):
+    from napari_cxdi.errors import OutputWriteError
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint
+
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    movie = tmp_path / "movie.npy"
+    np.save(movie, counts)
+    np.save(tmp_path / "probe.npy", probe)
+    with pytest.raises(OutputExistsError, match="this is an input of the run"):
+        D.train_distributed(str(movie), str(tmp_path / "probe.npy"), checkpoint=movie, overwrite=True, device="cpu", **over)
+    out = tmp_path / "m.pt"
+    D.train_distributed(counts, probe, checkpoint=out, device="cpu", **over)
+    D.train_distributed(counts, probe, checkpoint=out, overwrite=True, device="cpu", **over)  # replacing is asked
+    D.train_distributed(counts, probe, checkpoint=out, checkpoint_every=1, device="cpu", **over)  # resumable: replaced
+    assert load_checkpoint(out, "cpu")[1]["provenance"].get("partial") is None
+    from napari_cxdi.io import safe_write
+
+    monkeypatch.setattr(safe_write.os, "access", lambda *a, **k: False)
+    with pytest.raises(OutputWriteError) as err:
+        D.train_distributed(counts, probe, checkpoint=tmp_path / "n.pt", device="cpu", **over)
+    assert str(err.value) == f"{tmp_path / 'n.pt'}: the folder {tmp_path} is not writable; choose another folder"
+
+
+def test_train_distributed_resumes_with_the_optimiser_state(group, tmp_path):
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint
+
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    out = tmp_path / "m.pt"
+    D.train_distributed(counts, probe, checkpoint=out, device="cpu", **over)
+    first, payload = load_checkpoint(out, "cpu")
+    resumed = D.train_distributed(counts, probe, model=str(out), device="cpu")
+    ref = PID3NetTrainer(counts, probe, first.config.with_(device="cpu"), model=first,
+                         optimizer_state=payload["optimizer"]).train()
+    for (k, a), b in zip(resumed.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_rank_and_world_come_from_the_group(group, monkeypatch):
+    t = torch.arange(6.0).reshape(2, 3).t()  # not contiguous: reduced as a contiguous copy
+    torch.testing.assert_close(D.all_reduce(t), t)
+    _two_ranks(monkeypatch, rank=1)
+    assert (D.rank(), D.world_size()) == (1, 2)
