@@ -388,3 +388,11 @@ def test_rank_and_world_come_from_the_group(group, monkeypatch):
     torch.testing.assert_close(D.all_reduce(t), t)
     _two_ranks(monkeypatch, rank=1)
     assert (D.rank(), D.world_size()) == (1, 2)
+
+
+def test_train_distributed_takes_detector_settings(group):
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    model = D.train_distributed(np.repeat(np.repeat(counts, 2, 1), 2, 2), np.repeat(np.repeat(probe, 2, 1), 2, 2),
+                                device="cpu", crop_size=16, **over)
+    assert model.frame_size == 16  # the 32 px frames cropped to 16 px before training
