@@ -396,3 +396,31 @@ def test_train_distributed_takes_detector_settings(group):
     model = D.train_distributed(np.repeat(np.repeat(counts, 2, 1), 2, 2), np.repeat(np.repeat(probe, 2, 1), 2, 2),
                                 device="cpu", crop_size=16, **over)
     assert model.frame_size == 16  # the 32 px frames cropped to 16 px before training
+
+
+def test_one_rank_reconstruct_distributed_inputs_resume_and_timings(group, tmp_path):
+    import time
+
+    from napari_cxdi.io.movie import Movie
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint, save_checkpoint
+    from napari_cxdi.pid3net.inference import reconstruct_movie
+
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    big = Movie(data=np.repeat(np.repeat(counts, 2, 1), 2, 2), metadata={"pixel_size_nm": 12.5})
+    t0 = time.perf_counter()
+    rec = D.reconstruct_distributed(big, np.repeat(np.repeat(probe, 2, 1), 2, 2), device="cpu", crop_size=16,
+                                    evaluate_metrics=False, **over)
+    wall = time.perf_counter() - t0
+    assert rec.objects.shape == (5, 16, 16) and rec.model.frame_size == 16 and rec.probe.shape == (1, 16, 16)
+    assert rec.pixel_size_nm == 25.0  # half the detector frame: twice the object pixel (dx = lambda z / (N p))
+    assert 0 < rec.timings["training_s"] < wall and 0 < rec.timings["inference_s"] < wall
+    # a given checkpoint is trained further from its weights and optimiser state, with its own settings
+    path = save_checkpoint(tmp_path / "m.pt", rec.model, rec.history)
+    first = D.train_distributed(counts, probe, checkpoint=tmp_path / "c.pt", device="cpu", **over)
+    loaded, payload = load_checkpoint(tmp_path / "c.pt", "cpu")
+    again = D.reconstruct_distributed(counts, probe, model=str(tmp_path / "c.pt"), device="cpu", evaluate_metrics=False)
+    ref = PID3NetTrainer(counts, probe, loaded.config.with_(device="cpu"), model=loaded,
+                         optimizer_state=payload["optimizer"]).train()
+    np.testing.assert_allclose(again.objects, reconstruct_movie(ref, counts), rtol=1e-4, atol=1e-5)
+    assert len(again.history) == 2 and first.frame_size == 16 and path.exists()
