@@ -101,9 +101,10 @@ def test_group_of_one(group):
     assert dist.is_initialized() and dist.get_backend() == "gloo"
     assert (D.rank(), D.world_size()) == (0, 1) and D._comm_device() == torch.device("cpu")
     assert D.init_process_group("cpu") == (0, 1, "cpu")  # joined once: the second call only reports
+    assert D.init_process_group() == (0, 1, "cpu")  # auto: the CPU on a machine without CUDA
     assert D.broadcast_seed(5) == 5 and D.broadcast_seed(0) == 0
-    drawn = {D.broadcast_seed(None) for _ in range(4)}
-    assert all(0 <= s < 2**31 for s in drawn) and len(drawn) > 1
+    drawn = {D.broadcast_seed(None) for _ in range(20)}
+    assert all(0 <= s < 2**31 for s in drawn) and len(drawn) > 1 and max(drawn) > 2**20
     x = torch.tensor([1.0, -2.0], requires_grad=True)
     y = D.all_reduce(x * 3)
     assert torch.equal(y.detach(), torch.tensor([3.0, -6.0]))
@@ -198,10 +199,11 @@ def test_shares_and_weights_of_a_global_batch(group, monkeypatch):
     batch = t.windows.batch([0, 1])
     t._scale = 1.0
     plain = {k: v.detach() for k, v in t.loss_terms(batch).items()}
-    t._scale = 0.5
-    half = t.loss_terms(batch)
-    for k in ("loss", "diffraction", "tv"):
-        torch.testing.assert_close(half[k].detach(), 0.5 * plain[k])
+    for scale in (0.5, 2.0):
+        t._scale = scale
+        half = t.loss_terms(batch)
+        for k in ("loss", "diffraction", "tv"):
+            torch.testing.assert_close(half[k].detach(), scale * plain[k])
     torch.testing.assert_close(half["predicted"].detach(), plain["predicted"])
 
 
@@ -229,7 +231,7 @@ def test_step_values_are_weighted_and_averaged_over_the_ranks(group, monkeypatch
     values, _ = t._train_step(np.array([3, 2, 1, 0, 4]))
     w = 4 / 3
     assert seen == [([3, 2], pytest.approx(w))]
-    assert values["rf"] == pytest.approx((0.4 * w + 0.2) / 2) and values["loss"] == pytest.approx((2.0 + 1.0) / 2)
+    assert values["rf"] == (0.4 * w + 0.2) / 2 and values["loss"] == (2.0 + 1.0) / 2  # exact: summed in float64
     assert values["heldout_nll"] == pytest.approx((3.0 * w + 1.0) / 2)
 
 
@@ -424,3 +426,56 @@ def test_one_rank_reconstruct_distributed_inputs_resume_and_timings(group, tmp_p
                          optimizer_state=payload["optimizer"]).train()
     np.testing.assert_allclose(again.objects, reconstruct_movie(ref, counts), rtol=1e-4, atol=1e-5)
     assert len(again.history) == 2 and first.frame_size == 16 and path.exists()
+
+
+def test_trainer_arguments_pass_through_and_batchnorm_patching(group):
+    from napari_cxdi.pid3net.model import PID3Net
+
+    counts, probe = _toy()
+    m = PID3NetTrainer(counts, probe, PID3NetConfig(**TINY)).model
+    calls = []
+    t = D.DistributedPID3NetTrainer(counts, model=m, preview_frame=3, on_checkpoint=calls.append)
+    assert t.config == m.config.with_(seed=3) and t.preview_frame == 3 and t.on_checkpoint == calls.append
+    assert D.DistributedPID3NetTrainer(counts, probe, PID3NetConfig(**TINY)).preview_frame == 0
+    assert t.finish() is t.model and not t.model.training  # finishing before any run is fine
+    # with held-out photons the held-out score of a step is reported too
+    h = D.DistributedPID3NetTrainer(counts, probe, PID3NetConfig(**{**TINY, "holdout_fraction": 0.2}))
+    values, _ = h._train_step(np.array([0, 1, 2, 3]))
+    assert "heldout_nll" in values and values["heldout_nll"] > 0
+    # only BatchNorm modules are patched, once; restoring twice is harmless
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.BatchNorm2d(2))
+    restore = D.enable_global_batchnorm(net)
+    assert "forward" not in net[0].__dict__ and "forward" in net[1].__dict__
+    again = D.enable_global_batchnorm(net)
+    again()
+    assert "forward" in net[1].__dict__  # the second call patched nothing, so undid nothing
+    restore()
+    restore()
+    assert "forward" not in net[1].__dict__
+    # the sharded iterator's default batch is 8 windows: 9 windows of stride 1 make 2 batches
+    torch.manual_seed(0)
+    model = PID3Net(PID3NetConfig(**TINY), probe)
+    events = list(D.iter_sharded_reconstruct(model, _toy(n=10)[0], stride=1))
+    assert [e["total"] for e in events] == [2, 2]
+
+
+def test_same_checkpoint_only_when_both_name_one_file(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    assert D._same(str(a), str(a)) and not D._same(str(a), str(b)) and not D._same(str(a), a.stat)
+
+
+def test_batchnorm_statistics_of_small_and_changing_batches(group, monkeypatch):
+    _two_ranks(monkeypatch)
+    torch.manual_seed(1)
+    for x_list in ([torch.randn(3, 4, 5, 6) * 0.01, torch.randn(3, 4, 5, 6) * 0.02 + 1],  # small variance: eps matters
+                   [torch.randn(1, 4, 1, 1), torch.randn(1, 4, 1, 1)]):  # 2 values per channel in the global batch
+        for momentum in (0.1, None):
+            bn = torch.nn.BatchNorm2d(4, momentum=momentum)
+            ref = torch.nn.BatchNorm2d(4, momentum=momentum)
+            D.enable_global_batchnorm(bn)
+            for x in x_list:
+                torch.testing.assert_close(bn(x), ref(torch.cat([x, x]))[: len(x)], rtol=1e-3, atol=1e-4)
+            torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(bn.running_var, ref.running_var, rtol=1e-5, atol=1e-7)
