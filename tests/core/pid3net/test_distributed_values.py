@@ -479,3 +479,43 @@ def test_batchnorm_statistics_of_small_and_changing_batches(group, monkeypatch):
                 torch.testing.assert_close(bn(x), ref(torch.cat([x, x]))[: len(x)], rtol=1e-3, atol=1e-4)
             torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=1e-5, atol=1e-7)
             torch.testing.assert_close(bn.running_var, ref.running_var, rtol=1e-5, atol=1e-7)
+
+
+def test_train_distributed_writes_partial_checkpoints_every_n_epochs(group, tmp_path):
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint
+
+    counts, probe = _toy()
+    over = {k: v for k, v in {**TINY, "epochs": 3}.items() if k != "device"}
+    out = tmp_path / "m.pt"
+    seen = {}
+
+    def progress(event):  # the checkpoint of epoch k is written after its event, so look at the next one
+        if event["event"] == "epoch":
+            seen[event["epoch"]] = load_checkpoint(out, "cpu")[1] if out.exists() else None
+
+    D.train_distributed(counts, probe, checkpoint=out, progress=progress, checkpoint_every=2, device="cpu", **over)
+    assert seen[0] is None and seen[1] is None  # (0 + 1) % 2 != 0: nothing after epoch 0
+    part = seen[2]  # written after epoch 1
+    assert part["provenance"]["partial"] is True and part["provenance"]["world_size"] == 1
+    assert len(part["history"]) == 2 and part["optimizer"]
+    final = load_checkpoint(out, "cpu")[1]
+    assert final["provenance"].get("partial") is None and len(final["history"]) == 3
+
+
+def test_reconstruct_distributed_source_evaluation_and_events(group, tmp_path):
+    from napari_cxdi.api import evaluate
+
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    path = tmp_path / "movie.npy"
+    np.save(path, counts)
+    seen = []
+    truth = np.ones((5, 16, 16), np.complex64)
+    rec = D.reconstruct_distributed(str(path), probe, progress=seen.append, device="cpu", truth=truth, **over)
+    assert rec.source == str(path)
+    assert {"stage": "evaluate", "event": "progress"} in seen
+    want = evaluate(rec.objects, counts, probe, rec.pixel_size_nm, truth)
+    assert set(rec.metrics) == set(want) and set(want) != set(evaluate(rec.objects, counts, probe, rec.pixel_size_nm))
+    for k, v in want.items():
+        if isinstance(v, float):
+            assert rec.metrics[k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
