@@ -519,3 +519,24 @@ def test_reconstruct_distributed_source_evaluation_and_events(group, tmp_path):
     for k, v in want.items():
         if isinstance(v, float):
             assert rec.metrics[k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
+
+
+def test_detector_objects_default_config_and_checkpoint_period(group, tmp_path):
+    from napari_cxdi.api import DetectorSettings
+    from napari_cxdi.pid3net.checkpoint import load_checkpoint
+
+    counts, probe = _toy()
+    over = {k: v for k, v in TINY.items() if k != "device"}
+    big, big_probe = np.repeat(np.repeat(counts, 2, 1), 2, 2), np.repeat(np.repeat(probe, 2, 1), 2, 2)
+    det = DetectorSettings(crop_size=16)
+    assert D.train_distributed(big, big_probe, detector=det, device="cpu", **over).frame_size == 16
+    rec = D.reconstruct_distributed(big, big_probe, detector=det, device="cpu", evaluate_metrics=False, **over)
+    assert rec.objects.shape == (5, 16, 16)
+    assert D.DistributedPID3NetTrainer(counts, probe).config == PID3NetConfig().with_(seed=0)
+    out = tmp_path / "m.pt"
+    seen = []
+    D.train_distributed(counts, probe, checkpoint=out, checkpoint_every=3, device="cpu",
+                        progress=lambda e: seen.append(out.exists()) if e["event"] == "epoch" else None,
+                        **{**over, "epochs": 3})
+    assert seen == [False, False, False]  # the first partial checkpoint would follow epoch 3
+    assert len(load_checkpoint(out, "cpu")[1]["history"]) == 3
