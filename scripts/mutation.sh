@@ -31,6 +31,11 @@ declare -A TESTS=(
   [io/detector.py]="tests/core/io/test_detector_values.py tests/core/io/test_centre_off_axis.py tests/core/io/test_crop_blocks.py tests/core/io/test_real_detector.py tests/core/io/test_reconstruction_mask.py"
   [io/probes.py]="tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_io_survivor_values.py"
   [io/hdf5.py]="tests/core/io/test_hdf5_values.py tests/core/io/test_io_survivor_values.py tests/core/io/test_values_io.py tests/core/io/test_io.py"
+  # io: a module may name its own fast value tests; otherwise the io list above runs
+  [io/arrays.py]="tests/core/io/test_arrays_values.py"
+  [io/lazy.py]="tests/core/io/test_lazy_values.py"
+  [io/experiment.py]="tests/core/io/test_experiment_values.py"
+  [io/live.py]="tests/core/io/test_live_values.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   # a module of a package may name its own (fast) tests; otherwise the package's tests run
@@ -41,7 +46,8 @@ declare -A TESTS=(
   [pid3net/checkpoint.py]="tests/core/pid3net/test_checkpoint_values.py"
   [pid3net/inference.py]="tests/core/pid3net/test_inference_values.py"
   [pid3net/model.py]="tests/core/pid3net/test_model_values.py"
-  [pid3net/train.py]="tests/core/pid3net/test_train_values.py"
+  [pid3net/train.py]="tests/core/pid3net/test_train_values.py tests/core/pid3net/test_train_policy_values.py"
+  [pid3net/distributed.py]="tests/core/pid3net/test_distributed_values.py"
   [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run

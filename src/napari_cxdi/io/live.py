@@ -28,6 +28,7 @@ naming the file; nothing already delivered is silently re-read.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import threading
@@ -167,8 +168,9 @@ class SWMRFollower(Follower):
             return False
         dset = f[name]
         if dset.ndim != 3:
+            shape = dset.shape  # read before closing: a closed file's dataset has no shape
             f.close()
-            raise InputFileError(self.path, f"{name} has shape {dset.shape}; a live movie must be [frames, H, W]")
+            raise InputFileError(self.path, f"{name} has shape {shape}; a live movie must be [frames, H, W]")
         self._file, self._dset, self._dataset = f, dset, name
         self._inode = os.stat(self.path).st_ino
         self.info = _detector_info(self.path)
@@ -348,14 +350,21 @@ class SeriesFollower(_FileQueue):
 
 
 class TiffFolderFollower(_FileQueue):
-    """A folder of ``*.tif`` / ``*.tiff`` files filling up (natural name order)."""
+    """A folder of ``*.tif`` / ``*.tiff`` files filling up (natural name order). ``pattern`` matches the file
+    names regardless of case (cameras often write ``IMG_0001.TIF``)."""
 
     def __init__(self, folder: str | Path, start: int = 0, settle_s: float = DEFAULT_SETTLE_S, pattern: str = "*.tif*"):
         super().__init__(Path(folder), start, settle_s)
         self.pattern = pattern
 
     def _listing(self) -> list[Path]:
-        files = [p for p in self.path.glob(self.pattern) if p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".")]
+        pattern = self.pattern.lower()
+        try:
+            names = list(self.path.iterdir())
+        except FileNotFoundError:  # the folder moved away: nothing (new) to read
+            return []
+        files = [p for p in names if fnmatch.fnmatchcase(p.name.lower(), pattern)
+                 and p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".") and p.is_file()]
         return sorted(files, key=lambda p: _natural_key(p.name))
 
     def _read(self, path: Path) -> np.ndarray | None:

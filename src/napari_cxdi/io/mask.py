@@ -120,7 +120,13 @@ class DetectorMask:
             with np.errstate(invalid="ignore"):
                 bad |= frames < 0
         if self.sentinel is not None and np.issubdtype(frames.dtype, np.integer):
-            bad |= frames == np.asarray(self.sentinel).astype(frames.dtype)
+            # the sentinel is a float: for 64-bit types float(max) rounds up past the maximum, and casting it
+            # back wrapped (uint64: to 0, so every zero count was flagged); clamp to the type's range instead,
+            # and compare only when the sentinel is (to float precision) a value of this type
+            info = np.iinfo(frames.dtype)
+            value = min(max(int(self.sentinel), int(info.min)), int(info.max))
+            if float(value) == float(self.sentinel):
+                bad |= frames == frames.dtype.type(value)
         if self.saturation is not None:
             with np.errstate(invalid="ignore"):
                 bad |= frames >= self.saturation

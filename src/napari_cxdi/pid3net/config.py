@@ -16,14 +16,17 @@ VARIANTS = {
     "PID3Net-NR": ("poisson", False),
 }
 LOSSES = ("poisson", "mae", "sqrt_mse")
+# a relative tolerance: an improvement must beat best x (1 - tol); tol >= 1 would make that bound <= 0, so
+# no epoch could ever count as an improvement
+FRACTION = (0, 1, True, False)
 FIELD_RULES = {
     "width": AT_LEAST_ONE, "frames": AT_LEAST_ONE, "refine_steps": NON_NEGATIVE, "refine_width": AT_LEAST_ONE,
     "image_size": AT_LEAST_ONE, "tv_weight": NON_NEGATIVE, "poisson_threshold": NON_NEGATIVE, "alpha0": POSITIVE,
     "support_threshold": UNIT_INTERVAL, "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
-    "lr_final_factor": (0, 1, False, True), "early_stop_patience": NON_NEGATIVE, "early_stop_tol": NON_NEGATIVE,
+    "lr_final_factor": (0, 1, False, True), "early_stop_patience": NON_NEGATIVE, "early_stop_tol": FRACTION,
     "preview_every": NON_NEGATIVE, "checkpoint_every": NON_NEGATIVE, "seed": NON_NEGATIVE,
     "alpha_max": POSITIVE, "relaxation_sigma": NON_NEGATIVE, "holdout_fraction": (0, 1, True, False),
-    "holdout_patience": NON_NEGATIVE, "holdout_patience_steps": NON_NEGATIVE, "holdout_tol": NON_NEGATIVE, "noise_floor_margin": UNIT_INTERVAL,
+    "holdout_patience": NON_NEGATIVE, "holdout_patience_steps": NON_NEGATIVE, "holdout_tol": FRACTION, "noise_floor_margin": UNIT_INTERVAL,
 }
 
 

@@ -289,7 +289,8 @@ def train_distributed(movie, probe=None, variant: str = "PID3Net-PO", checkpoint
                 check_output(checkpoint, overwrite=overwrite or checkpoint_every > 0 or _same(checkpoint, model),
                              protected=[movie] if isinstance(movie, (str, os.PathLike)) else ())
             except CXDIError as exc:
-                problem = [(type(exc).__name__, str(exc))]
+                # OutputWriteError's message is "path: problem"; re-raised below with the path again, so pass the problem
+                problem = [(type(exc).__name__, getattr(exc, "problem", None) or str(exc))]
         dist.broadcast_object_list(problem, src=0)
         if problem[0] is not None:
             raise OutputWriteError(checkpoint, problem[0][1]) if problem[0][0] == "OutputWriteError" \

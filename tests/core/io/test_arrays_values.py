@@ -189,3 +189,139 @@ def test_numpy_header(tmp_path):
         numpy_header(tmp_path / "x.npz")
     with pytest.raises(InputFileError, match="file not found"):
         numpy_header(tmp_path / "none.npy")
+
+
+def test_tiff_damaged_compressed_page_is_a_typed_error_when_read(tmp_path):
+    frames = _frames()
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tw:  # one compressed page (and series) per frame: read page by page
+        for f in frames:
+            tw.write(f, compression="zlib", contiguous=False)
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[1].dataoffsets[0], tif.pages[1].databytecounts[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset : offset + count] = b"\x00" * count
+    path.write_bytes(bytes(raw))
+    movie = read_tiff_movie(path)  # the header is fine: the damage shows when frame 1 is read
+    np.testing.assert_array_equal(movie.data[0].compute(), frames[0])
+    np.testing.assert_array_equal(movie.data[2].compute(), frames[2])
+    with pytest.raises(InputFileError, match=r"pages\.tif: cannot read TIFF frame 0 \(page 1\): error: Error -3 while decompressing") as info:
+        movie.data[1].compute()
+    assert info.value.path == str(path)
+
+
+def _series(axes, shape, dtype=np.uint16):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(axes=axes, shape=shape, dtype=np.dtype(dtype))
+
+
+def test_tiff_series_layouts_by_hand(tmp_path):
+    from napari_cxdi.io.arrays import _tiff_series_frames
+
+    p = tmp_path / "x.tif"
+    assert _tiff_series_frames(_series("TZYX", (2, 3, 8, 9)), p) == (6, (8, 9))
+    assert _tiff_series_frames(_series("YX", (8, 9)), p) == (1, (8, 9))
+    assert _tiff_series_frames(_series("SYX", (3, 8, 9)), p) == (3, (8, 9))  # planar non-uint8 samples: frames
+    assert _tiff_series_frames(_series("CYX", (1, 8, 9)), p) == (1, (8, 9))  # one channel is fine
+    with pytest.raises(DataValidationError) as err:  # the renamed planar axis shows in the message
+        _tiff_series_frames(_series("CSYX", (2, 3, 8, 9)), p)
+    assert str(err.value) == (f"{p}: the TIFF holds 2 channels per pixel (axes CQYX, shape (2, 3, 8, 9)); a diffraction "
+                              "movie has one count per pixel - export the detector frames as grey-level images")
+    with pytest.raises(DataValidationError, match=r"holds 3 colour samples .* \(axes SYX, shape \(3, 8, 9\)\)"):
+        _tiff_series_frames(_series("SYX", (3, 8, 9), np.uint8), p)  # planar uint8 samples: an RGB image
+    with pytest.raises(DataValidationError, match=r"holds 2 colour samples .* \(axes YXS, shape \(8, 9, 2\)\)"):
+        _tiff_series_frames(_series("YXS", (8, 9, 2)), p)  # interleaved samples are colour, whatever the type
+    with pytest.raises(DataValidationError) as err:
+        _tiff_series_frames(_series("YXS", (8, 9, 1), np.uint8), p)
+    assert str(err.value) == f"{p}: TIFF layout YXS (8, 9, 1) is not a stack of detector frames [.., Y, X]"
+    with pytest.raises(DataValidationError, match=r"TIFF layout X \(9,\) is not a stack"):
+        _tiff_series_frames(_series("X", (9,)), p)
+
+
+def test_tiff_reads_are_zero_copy_read_only_and_chunked_by_frame(tmp_path):
+    frames = _frames(4)
+    tifffile.imwrite(tmp_path / "a.tif", frames)  # uncompressed and contiguous: a read-only memory map
+    movie = read_tiff_movie(tmp_path / "a.tif")
+    assert isinstance(movie.data, np.memmap) and not movie.data.flags.writeable
+    np.testing.assert_array_equal(movie.data, frames)
+    with tifffile.TiffWriter(tmp_path / "s.tif") as tw:  # two uncompressed series: one dask array, chunked by frame
+        tw.write(frames[:2], metadata=None)
+        tw.write(frames[2:], metadata=None)
+    movie = read_tiff_movie(tmp_path / "s.tif")
+    assert isinstance(movie.data, da.Array) and movie.data.chunks[0] == (1, 1, 1, 1)
+    np.testing.assert_array_equal(movie.data.compute(), frames)
+    # planar uint16 'samples' compressed: fewer pages than frames, the series is read whole
+    tifffile.imwrite(tmp_path / "p.tif", frames[:3], photometric="minisblack", planarconfig="separate", compression="zlib")
+    with tifffile.TiffFile(tmp_path / "p.tif") as tif:
+        assert len(tif.series[0].pages) == 1 and tif.series[0].axes == "SYX"
+    got = read_tiff_movie(tmp_path / "p.tif")
+    assert isinstance(got.data, np.ndarray) and not isinstance(got.data, np.memmap)
+    np.testing.assert_array_equal(got.data, frames[:3])
+    with tifffile.TiffFile(tmp_path / "p.tif") as tif:
+        offset, count = tif.pages[0].dataoffsets[1], tif.pages[0].databytecounts[1]
+    raw = bytearray((tmp_path / "p.tif").read_bytes())
+    raw[offset : offset + count] = b"\x00" * count
+    (tmp_path / "p.tif").write_bytes(bytes(raw))
+    with pytest.raises(InputFileError, match=r"p\.tif: cannot read TIFF series 0: error: Error -3 while decompressing") as info:
+        read_tiff_movie(tmp_path / "p.tif")
+    assert info.value.path == str(tmp_path / "p.tif")
+
+
+def test_tiff_and_numpy_errors_name_the_file(tmp_path):
+    tifffile.imwrite(tmp_path / "row.tif", np.ones((1, 9), np.uint16))
+    with pytest.raises(DataValidationError, match=r"^" + str(tmp_path / "row.tif") + r": declared shape \(1, 1, 9\) is not a plausible"):
+        read_tiff_movie(tmp_path / "row.tif")
+    tifffile.imwrite(tmp_path / "cplx.tif", np.ones((2, 8, 9), np.complex64))
+    with pytest.raises(DataValidationError, match=r"^" + str(tmp_path / "cplx.tif") + ": diffraction counts must be real"):
+        read_tiff_movie(tmp_path / "cplx.tif")
+    frames = _frames()
+    np.save(tmp_path / "m.npy", frames)
+    movie = read_numpy_movie(tmp_path / "m.npy")
+    assert movie.path == tmp_path / "m.npy" and "other_arrays" not in movie.metadata
+    with pytest.raises(InputFileError) as info:
+        read_numpy_movie(tmp_path / "m.npy", "x")
+    assert info.value.path == str(tmp_path / "m.npy")
+    # object arrays are refused before anything is unpickled
+    np.save(tmp_path / "o.npy", np.array([1, None], dtype=object))
+    with pytest.raises(InputFileError, match=r"ValueError: Array can't be memory-mapped: Python objects in dtype") as info:
+        read_numpy_movie(tmp_path / "o.npy")
+    assert info.value.path == str(tmp_path / "o.npy")
+    np.savez(tmp_path / "o.npz", data=np.array([1, None], dtype=object))
+    with pytest.raises(InputFileError, match=r"ValueError: Object arrays cannot be loaded when allow_pickle=False") as info:
+        read_numpy_movie(tmp_path / "o.npz")
+    assert info.value.path == str(tmp_path / "o.npz")
+    # NPZ: keys with an X, more than 8 arrays, the file named in every error
+    np.savez(tmp_path / "x.npz", Xray=frames, other=frames[:1])
+    assert read_numpy_movie(tmp_path / "x.npz", "/Xray").dataset == "Xray"
+    np.savez(tmp_path / "many.npz", **{f"a{k}": np.zeros((1, 2, 2)) for k in range(10)})
+    with pytest.raises(InputFileError) as info:
+        read_numpy_movie(tmp_path / "many.npz")
+    assert info.value.path == str(tmp_path / "many.npz")
+    assert info.value.problem.startswith("cannot tell which array is the movie among a0 (1, 2, 2), " +
+                                         ", ".join(f"a{k} (1, 2, 2)" for k in range(1, 8)) + "; choose one")
+    with pytest.raises(InputFileError) as info:
+        read_numpy_movie(tmp_path / "many.npz", "zz")
+    assert info.value.path == str(tmp_path / "many.npz")
+    with pytest.raises(InputFileError) as info:
+        numpy_header(tmp_path / "many.npz")
+    assert info.value.path == str(tmp_path / "many.npz")
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    with pytest.raises(InputFileError) as info:
+        numpy_header(tmp_path / "bad.npy")
+    assert info.value.path == str(tmp_path / "bad.npy")
+    with pytest.raises(InputFileError) as info:
+        read_numpy_movie(tmp_path / "bad.npy")
+    assert info.value.path == str(tmp_path / "bad.npy")
+
+
+def test_tiff_series_read_whole_are_chunked_by_frame(tmp_path):
+    frames = _frames(6)
+    for name, kw in (("pp.tif", dict(planarconfig="separate", compression="zlib")),  # each series read whole
+                     ("mm.tif", {})):  # each series memory-mapped
+        with tifffile.TiffWriter(tmp_path / name) as tw:
+            tw.write(frames[:3], photometric="minisblack", metadata={}, **kw)
+            tw.write(frames[3:], photometric="minisblack", metadata={}, **kw)
+        movie = read_tiff_movie(tmp_path / name)
+        assert isinstance(movie.data, da.Array) and movie.data.chunks == ((1,) * 6, (8,), (9,))
+        np.testing.assert_array_equal(movie.data.compute(), frames)

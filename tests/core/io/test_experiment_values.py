@@ -156,3 +156,58 @@ def test_check_kind_records_warns_and_raises(tmp_path):
     with pytest.warns(ExperimentKindWarning, match=r"scan\.npz is a ptychography scan \(3 scan positions in .*scan\.npz\[positions\]"):
         k = check_kind(scan)
     assert scan.metadata["scan_positions"] == 3 and scan.metadata["experiment"] == "ptychography scan"
+
+
+def test_spread_and_scan_edges():
+    assert _spread(np.array([[5.0, 7.0]])) == (1, 0.0)  # one position: a single point
+    assert _spread(np.array([[5.0]])) == (1, 0.0)
+    # 5 positions of 4 coordinates: only x, y, z count
+    assert _spread(np.array([[0.0, 0.0, 0.0, 100.0], [1.0, 0.0, 0.0, 0.0]] + [[0.0, 0.0, 0.0, 0.0]] * 3)) == (5, 1.0)
+    two = classify({}, (3, 64, 64), positions=("x", np.array([[0.0, 0.0], [0.0, 3.0]])), where="W")
+    assert (two.kind, two.n_positions, two.scan_extent_m) == ("ptychography scan", 2, 3.0)
+    assert two.message == (
+        "W is a ptychography scan (2 scan positions in x, spread over 3 in the file's units): napari-cxdi reconstructs "
+        "single-shot CXDI movies, so each frame is treated as an independent snapshot under a fixed probe; the overlap "
+        "between positions is not used. For a ptychographic reconstruction use PyNX, ptypy, pty-chi or cdtools (their "
+        "probe can be read here with --probe).")
+    nowhere = classify({}, (3, 64, 64), positions=("x", np.array([[0.0, 0.0], [0.0, 3.0]])))
+    assert nowhere.message.startswith(" is a ptychography scan (2 scan positions in x")
+
+
+def test_fresnel_number_boundaries_and_the_frame_width():
+    # N_F = lambda z / (4 p^2) exactly 1 (far field) and exactly 2 (near field)
+    one = classify({"energy_kev": 8.0, "distance_m": 0.025809740599517475, "detector_pixel_um": 1.0}, (2, 64, 64))
+    assert one.fresnel_number == 1.0 and one.kind == "far-field CXDI"
+    two = classify({"energy_kev": 8.0, "distance_m": 0.05161948119903495, "detector_pixel_um": 1.0}, (2, 64, 64), where="W")
+    assert two.fresnel_number == 2.0 and two.kind == "near-field"
+    assert two.message == (
+        f"W looks like near-field data: Fresnel number N_F = a^2/(lambda z) = 2 > 1 with a = {two.fresnel_size_m * 1e6:.3g} um "
+        "(half the far-field field of view lambda z / p (no probe to measure)), lambda z = 8e-12 m^2 (energy 8 keV, "
+        "distance 0.05162 m, detector pixel 1 um). napari-cxdi reconstructs far-field (Fraunhofer) single-shot CXDI only; "
+        "near-field holography/ptychography needs a Fresnel propagator (e.g. cdtools, PyNX). If the file's energy, distance "
+        "or pixel size are wrong, correct them.")
+    # the object pixel uses the frame width (the last axis) with a probe footprint
+    probe = np.zeros((1, 32, 64), np.complex64)
+    probe[0, 8:24, 16:48] = 1.0  # 512 px; a faint halo below the 5 % threshold is not part of it
+    probe[0, 0, :] = 0.2
+    lam_z = HC_KEV_M / 8.0 * 5.0
+    k = classify(dict(GEOM), (2, 32, 64), probe=probe)
+    dx = lam_z / (64 * 75e-6)
+    assert k.fresnel_size_m == pytest.approx(2.0 * np.sqrt(512 / np.pi) * dx, rel=1e-9)
+
+
+def test_check_kind_passes_the_dataset_and_probe_and_warns_at_the_caller(tmp_path):
+    # the movie itself is stored under a position-like key: not a scan
+    frame = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)  # one frame: 2-D like a positions table
+    np.savez(tmp_path / "p.npz", positions=frame)
+    m = Movie(frame[None], path=tmp_path / "p.npz", dataset="positions")
+    assert check_kind(m).kind == "far-field CXDI"
+    probe = np.zeros((1, 64, 64), np.complex64)
+    probe[0, 16:48, 16:48] = 1.0
+    tiny = {"energy_kev": 8.0, "distance_m": 5.0, "detector_pixel_um": 0.5}
+    with pytest.raises(ExperimentKindError, match=r"\(the probe footprint's diameter\)"):
+        check_kind(Movie(np.ones((2, 64, 64), np.float32), metadata=dict(tiny)), probe=probe)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_kind(Movie(np.ones((2, 64, 64), np.float32), metadata=dict(tiny)))
+    assert [w.category for w in caught] == [ExperimentKindWarning]

@@ -125,3 +125,23 @@ def test_read_window_block(tmp_path):
         read_window_block(bad, 0, 2, 0, 1, 0, 1)
     with pytest.raises(InputFileError, match=r"m2\.h5: cannot read frames 1:2 of a: "):
         read_window_block(H5Stack(tmp_path / "m2.h5", [("a", 3, 3)]), 1, 2, 0, 1, 0, 1)
+
+
+def test_hint_text_frame_names_and_block_edges(tmp_path):
+    assert read_error_hint(OSError("filter missing")) == (
+        "the data are compressed with an HDF5 filter that is not available here; install hdf5plugin "
+        "(bitshuffle, LZ4, Blosc, Zstd ...) or the writer's plugin")
+    frames = _frames()
+    lz = lazy_frames(lambda i: frames[i], 5, (6, 7), np.uint16, "tiff-x")
+    keys = {k[0] for k in lz.dask.keys() if isinstance(k, tuple)}
+    assert {f"tiff-x-{i}" for i in range(5)} <= keys  # every frame's task carries the given name
+    # three parts: frames 5..6 live in the third; a window that ends where a part starts takes nothing of it
+    a, b, c = _frames(3), _frames(2) + 1000, _frames(2) + 2000
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["a"], f["b"], f["c"], f["img"] = a, b, c, a[0] + 7
+    st = H5Stack(tmp_path / "m.h5", [("a", 3, 3), ("b", 2, 3), ("c", 2, 3)])
+    np.testing.assert_array_equal(read_window_block(st, 5, 7, 0, 6, 0, 7), c)
+    np.testing.assert_array_equal(read_window_block(st, 4, 6, 0, 6, 0, 7), np.concatenate([b[1:], c[:1]]))
+    one = H5Stack(tmp_path / "m.h5", [("img", 1, 2), ("a", 3, 3)])
+    np.testing.assert_array_equal(read_window_block(one, 1, 2, 0, 6, 0, 7), a[:1])
+    np.testing.assert_array_equal(read_window_block(one, 0, 1, 0, 6, 0, 7), (a[0] + 7)[None])

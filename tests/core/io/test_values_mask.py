@@ -298,3 +298,65 @@ def test_hot_pixel_boundaries_and_what_counts_as_a_neighbour():
     t[2, 3] = 1000.0
     hot, n = suggest_hot_pixels(t, bad=bad)
     assert n == 1 and hot[2, 2] and not hot[2, 3]
+
+
+def test_sentinel_of_64_bit_types_flags_only_their_maximum():
+    # float(max) of a 64-bit type rounds up past the maximum: cast back, it wrapped to 0 (uint64), which made
+    # every zero count unmeasured
+    for dtype in (np.uint64, np.int64):
+        info = np.iinfo(dtype)
+        frames = np.array([[0, 5, info.max, info.max - 1]], dtype)
+        bad = DetectorMask.for_dtype(dtype).invalid(frames)
+        np.testing.assert_array_equal(bad, [[False, False, True, False]])
+        out = DetectorMask.for_dtype(dtype).apply(frames)
+        assert out[0, 0] == 0.0 and out[0, 1] == 5.0 and np.isnan(out[0, 2])
+    # a sentinel that is no value of the frames' type flags nothing
+    assert not DetectorMask(sentinel=4294967295.0).invalid(np.array([65535, 0], np.uint16)).any()
+    assert not DetectorMask(sentinel=-1.0).invalid(np.array([255, 0], np.uint8)).any()
+    assert DetectorMask(sentinel=255.0).invalid(np.array([255, 0], np.uint8)).tolist() == [True, False]
+
+
+def test_mask_shape_message_names_rows_and_columns():
+    m = DetectorMask(bad=np.zeros((3, 4), bool))
+    with pytest.raises(DataValidationError, match=_exact("W: the mask is 3x4 but the frames are 5x6; give a mask of the "
+                                                         "detector's full size")):
+        m.check_shape((5, 6), "W")
+    m.check_shape((3, 4), "W")
+
+
+def test_read_hdf5_detector_nxdetector_groups_attributes_and_limits(tmp_path):
+    raw = np.zeros((3, 4), np.uint32)
+    raw[1, 2] = 1
+    # NX_class as fixed-length bytes (h5py returns numpy bytes) is recognised
+    path = _h5(tmp_path / "b.h5", {"entry/instrument/det/pixel_mask": raw},
+               {"entry/instrument/det": ("NX_class", np.bytes_(b"NXdetector"))})
+    with h5py.File(path, "r") as f:
+        out = read_hdf5_detector(f, "nexus")
+    np.testing.assert_array_equal(out["bad"], raw != 0)
+    assert out["source"] == "b.h5:/entry/instrument/det/pixel_mask"
+    # a group with a pixel_mask but no NXdetector class, a dataset with the class: not detectors
+    path = _h5(tmp_path / "n.h5", {"entry/instrument/other/pixel_mask": raw, "entry/instrument/flag": 1.0})
+    with h5py.File(path, "a") as f:
+        f["entry/instrument/flag"].attrs["NX_class"] = "NXdetector"
+    with h5py.File(path, "r") as f:
+        assert read_hdf5_detector(f, "nexus") == {}
+    # CXI files take only the CXI mask paths, and the CXI corner position as the centre
+    path = _h5(tmp_path / "c.cxi", {"entry/instrument/det/pixel_mask": raw,
+                                    "entry_1/instrument_1/detector_1/corner_position": np.array([-2e-4, -1e-4, 1.0]),
+                                    "entry_1/instrument_1/detector_1/x_pixel_size": 1e-4,
+                                    "entry_1/instrument_1/detector_1/y_pixel_size": 1e-4},
+               {"entry/instrument/det": ("NX_class", "NXdetector")})
+    with h5py.File(path, "r") as f:
+        out = read_hdf5_detector(f, "cxi")
+    assert "bad" not in out and (out["centre"].y, out["centre"].x) == pytest.approx((1.0, 2.0))
+    # a 3-frame mask is refused naming the file and the dataset
+    path = _h5(tmp_path / "m.h5", {"entry/instrument/detector/pixel_mask": np.zeros((2, 3, 4), np.uint32)})
+    with h5py.File(path, "r") as f:
+        with pytest.raises(DataValidationError, match=_exact(f"{path}:entry/instrument/detector/pixel_mask: a mask must "
+                                                             "be one image [H, W], got shape (2, 3, 4)")):
+            read_hdf5_detector(f, "nexus")
+    # saturation limits: text is no number; any positive value counts
+    path = _h5(tmp_path / "s.h5", {"entry/instrument/detector/saturation_value": "n/a",
+                                   "entry/instrument/detector/detectorSpecific/countrate_correction_count_cutoff": 1.0})
+    with h5py.File(path, "r") as f:
+        assert read_hdf5_detector(f, "nexus") == {"saturation": 1.0}

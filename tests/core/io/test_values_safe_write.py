@@ -657,3 +657,41 @@ def test_disk_error_megabytes_are_decimal(tmp_path, monkeypatch):
     monkeypatch.setattr(safe_write, "_free_bytes", lambda folder: 100_000_000_000)
     err = safe_write.disk_error(tmp_path / "a.cxi", OSError(errno.EDQUOT, "x"), needed_bytes=250_000_000_000)
     assert "the disk is full (100000.0 MB free, about 250000.0 MB needed)" in str(err)
+
+
+def test_age_boundary_unremovable_folders_and_fsync_of_a_missing_folder(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    # exactly older_than_s old is not yet stale (fixed clock; whole-second times are exact)
+    t = tmp_path / f".x{TMP_SUFFIX}"
+    t.write_bytes(b"1")
+    os.utime(t, (1_000_000_000, 1_000_000_000), follow_symlinks=False)
+    monkeypatch.setattr(safe_write, "time", SimpleNamespace(time=lambda: 1_000_000_100.0))
+    assert remove_stale_temporaries(tmp_path, older_than_s=100.0) == [] and t.exists()
+    assert remove_stale_temporaries(tmp_path, older_than_s=99.0) == [t] and not t.exists()
+    # a stale temporary folder that cannot be emptied completely is removed as far as possible, no error
+    d = tmp_path / f".y{TMP_SUFFIX}"
+    d.mkdir()
+    os.utime(d, (1_000_000_000, 1_000_000_000), follow_symlinks=False)
+    calls = []
+
+    def rmtree(path, ignore_errors=False):  # as shutil.rmtree on a folder with an undeletable file
+        calls.append(ignore_errors)
+        if not ignore_errors:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(safe_write.shutil, "rmtree", rmtree)
+    assert remove_stale_temporaries(tmp_path, older_than_s=10.0) == [d] and calls == [True]
+    safe_write._fsync_dir(tmp_path / "missing")  # nothing to sync: no error
+
+
+def test_guarded_file_writes_through_at_once_and_closes_its_handle(tmp_path):
+    p = tmp_path / "g.bin"
+    g = safe_write._GuardedFile(p)
+    assert g.write(b"abc") == 3
+    assert p.stat().st_size == 3  # unbuffered: a failing write fails here, where it is recorded
+    assert g.write(np.arange(3, dtype=np.int16)) == 6 and p.read_bytes() == b"abc" + np.arange(3, dtype=np.int16).tobytes()
+    fh = g._fh
+    g.close()
+    assert fh.closed and g.closed
+    g.close()  # twice is fine

@@ -31,12 +31,12 @@ BOUNDS = [
     ("support_threshold", 1.0, 1.5, "[0, 1]"), ("support_threshold", 0.0, -0.5, "[0, 1]"),
     ("epochs", 1, 0, "[1, inf)"), ("batch_size", 1, 0, "[1, inf)"), ("lr", 1e-9, 0.0, "(0, inf)"),
     ("lr_final_factor", 1.0, 0.0, "(0, 1]"), ("lr_final_factor", 0.5, 1.5, "(0, 1]"),
-    ("early_stop_patience", 0, -1, "[0, inf)"), ("early_stop_tol", 0.0, -0.5, "[0, inf)"),
+    ("early_stop_patience", 0, -1, "[0, inf)"), ("early_stop_tol", 0.0, -0.5, "[0, 1)"), ("early_stop_tol", 0.999, 1.0, "[0, 1)"),
     ("preview_every", 0, -1, "[0, inf)"), ("checkpoint_every", 0, -1, "[0, inf)"), ("seed", 0, -1, "[0, inf)"),
     ("alpha_max", 1e-6, 0.0, "(0, inf)"), ("relaxation_sigma", 0.0, -0.5, "[0, inf)"),
     ("holdout_fraction", 0.0, 1.0, "[0, 1)"), ("holdout_fraction", 0.5, -0.5, "[0, 1)"),
     ("holdout_patience", 0, -1, "[0, inf)"), ("holdout_patience_steps", 0, -1, "[0, inf)"),
-    ("holdout_tol", 0.0, -0.5, "[0, inf)"),
+    ("holdout_tol", 0.0, -0.5, "[0, 1)"), ("holdout_tol", 0.5, 1.5, "[0, 1)"),
     ("noise_floor_margin", 1.0, 1.5, "[0, 1]"), ("noise_floor_margin", 0.0, -0.5, "[0, 1]"),
 ]
 

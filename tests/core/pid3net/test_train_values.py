@@ -166,20 +166,21 @@ def test_stopping_rules_and_checkpoints():
     t = PID3NetTrainer(counts, probe, cfg.with_(checkpoint_every=0), on_checkpoint=lambda tr: calls.append(tr.step))
     t.train()
     assert calls == [2, 4, 6]  # once per epoch
-    # early stop: tol 1 means no epoch ever improves by 100 %: stop after patience epochs without improvement
-    t = PID3NetTrainer(counts, probe, cfg.with_(epochs=10, early_stop_patience=2, early_stop_tol=1.0))
+    # early stop: the first epoch improves on "none yet"; then no epoch improves by 99.9 %: stop after
+    # patience more epochs without improvement
+    t = PID3NetTrainer(counts, probe, cfg.with_(epochs=10, early_stop_patience=2, early_stop_tol=0.999))
     done = _events(t)[-1]
-    assert (done["stopped"], len(t.history)) == ("early_stop", 2)
-    t = PID3NetTrainer(counts, probe, cfg.with_(epochs=10, early_stop_patience=3, early_stop_tol=1.0))
-    assert (_events(t)[-1]["stopped"], len(t.history)) == ("early_stop", 3)
-    # held-out: tol 1 -> no epoch counts as an improvement: stop after holdout_patience epochs
-    held = cfg.with_(epochs=10, holdout_fraction=0.2, holdout_patience=2, holdout_tol=1.0, holdout_patience_steps=0)
+    assert (done["stopped"], len(t.history)) == ("early_stop", 3)
+    t = PID3NetTrainer(counts, probe, cfg.with_(epochs=10, early_stop_patience=3, early_stop_tol=0.999))
+    assert (_events(t)[-1]["stopped"], len(t.history)) == ("early_stop", 4)
+    # held-out: the same with tol 0.999: stop holdout_patience epochs after the first
+    held = cfg.with_(epochs=10, holdout_fraction=0.2, holdout_patience=2, holdout_tol=0.999, holdout_patience_steps=0)
     t = PID3NetTrainer(counts, probe, held)
     events = _events(t)
-    assert (events[-1]["stopped"], len(t.history)) == ("heldout_rising", 2)
-    # ... and at least holdout_patience_steps optimiser steps: 3 epochs' worth of steps -> 3 epochs
+    assert (events[-1]["stopped"], len(t.history)) == ("heldout_rising", 3)
+    # ... and at least holdout_patience_steps optimiser steps: 3 epochs' worth of steps -> 1 + 3 epochs
     t3 = PID3NetTrainer(counts, probe, held.with_(holdout_patience_steps=3 * t.steps_per_epoch))
-    assert (_events(t3)[-1]["stopped"], len(t3.history)) == ("heldout_rising", 3)
+    assert (_events(t3)[-1]["stopped"], len(t3.history)) == ("heldout_rising", 4)
     assert all("heldout_nll" in h for h in t.history)
     assert t.best_heldout == min(h["heldout_nll"] for h in t.history)
     # cancelled: closing the generator keeps the best model and evaluates it
