@@ -131,7 +131,7 @@ def estimate_centre(pattern: np.ndarray, bad: np.ndarray | None = None, min_over
     The overlap rule keeps small, noisy overlaps from winning, but it also hides the centre of a beam far
     from the middle of the detector (at ``min_overlap`` 0.5, beyond about a quarter of the width). A peak
     on the edge of the searched shifts is therefore not a result: the search is widened (the overlap
-    halved, down to :data:`MIN_CENTRE_OVERLAP`) until the peak lies inside it, else a :class:`ConfigError`
+    halved, the last try at :data:`MIN_CENTRE_OVERLAP`) until the peak lies inside it, else a :class:`ConfigError`
     asks for the centre. Only shifts whose reflection meets at least :data:`MIN_CENTRE_ENERGY` of the
     pattern's energy ``sum v^2`` are searched (elsewhere sparse background counts can match by chance).
     """
@@ -159,12 +159,12 @@ def estimate_centre(pattern: np.ndarray, bad: np.ndarray | None = None, min_over
         around = score[sy - 1 : sy + 2, sx - 1 : sx + 2]
         if np.isfinite(around[1]).all() and np.isfinite(around[:, 1]).all():
             break  # the peak and its four neighbours were searched: a maximum inside the searched shifts
-        if overlap_tried / 2 < MIN_CENTRE_OVERLAP:
+        if overlap_tried <= MIN_CENTRE_OVERLAP:
             raise ConfigError(
                 f"cannot estimate the beam centre: the pattern's centre of symmetry lies at the edge of what can be "
                 f"searched (down to {overlap_tried:.0%} overlap of the pattern with its reflection); the beam is "
                 f"probably near the detector's edge: give it (--center Y,X)")
-        overlap_tried /= 2
+        overlap_tried = max(overlap_tried / 2, MIN_CENTRE_OVERLAP)  # the last try is the smallest overlap itself
 
     def refine(c0, c1, c2):
         denom = c0 - 2 * c1 + c2

@@ -34,6 +34,16 @@ def test_off_centre_beams_are_found_to_half_a_pixel(fy, fx):
     assert 0.85 < score <= 1.0 + 1e-9
 
 
+def test_the_widest_search_is_the_smallest_overlap_itself():
+    # a beam at 12 % of the width in both axes is found only at the smallest overlap (5 %): the halving
+    # 0.5, 0.25, 0.125, 0.0625 ends with a try at 0.05, and a search started at 0.1 widens to 0.05 too
+    cy = cx = 0.12 * N
+    counts, bad = _speckle_rings(cy, cx)
+    for start in (0.5, 0.1):
+        y, x, _ = estimate_centre(counts, bad, min_overlap=start)
+        assert abs(y - cy) < 0.5 and abs(x - cx) < 0.5
+
+
 def test_the_search_widens_only_when_the_peak_is_on_its_edge():
     counts, bad = _speckle_rings(0.2 * N, 0.2 * N)
     # an explicit overlap of 0.5 reaches the same answer as the default, through the widening
@@ -48,7 +58,7 @@ def test_the_search_widens_only_when_the_peak_is_on_its_edge():
 def test_a_beam_at_the_detector_edge_is_an_error_naming_the_remedy(cy, cx):
     counts, bad = _speckle_rings(cy, cx)
     with pytest.raises(ConfigError, match=r"^cannot estimate the beam centre: .* lies at the edge of what can be "
-                                          r"searched \(down to 6% overlap .*give it \(--center Y,X\)$"):
+                                          r"searched \(down to 5% overlap .*give it \(--center Y,X\)$"):
         estimate_centre(counts, bad)
     assert MIN_CENTRE_OVERLAP == 0.05
 
