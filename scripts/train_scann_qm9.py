@@ -61,7 +61,7 @@ error fell from 0.14 / 0.13 to 0.06 / 0.04; its coverage stays 81 / 80 % within 
     python benchmarks/bench_scann.py --model /tmp/t16/candidate.pt --skip invariance speed --jobs 1 \
         --baseline /tmp/t16/shipped.pt --out /tmp/t16/bench_cand.json   # then copied in, full bench rerun
 
-The shipped ensemble is now (seventh session) a further continuation: warm start from the best snapshot (3) of
+The shipped ensemble is now (sixth session) a further continuation: warm start from the best snapshot (3) of
 that ensemble, a *higher* L1 cosine 5e-4 -> 1e-5 over 70 % of a 115-minute budget (the machine shared with three
 mutation-testing helpers: ~48 epochs), then three snapshot cycles; the 4 snapshots are the members. Restarting
 at a high rate (a warm restart, as the seed's Adam 5e-4 -> 1e-4 with restarts) left the plateau of the low-rate
