@@ -13,6 +13,7 @@ import pytest
 from napari_cxdi.errors import DataValidationError, InputFileError, ProbeMismatchError
 from napari_cxdi.io import validate
 from napari_cxdi.io.mask import DetectorMask
+from napari_cxdi.progress import drain
 from napari_cxdi.io.movie import Movie
 from napari_cxdi.io.validate import (
     MAX_FRAME_SIDE, MAX_FRAMES, as_frame_stack, check_counts, check_dtype, check_measured, check_movie, check_probe,
@@ -157,12 +158,9 @@ def test_check_probe():
 
 
 def _drain(gen):
+    """(events, result) of a progress generator, through the project's own drain."""
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    return events, drain(gen, events.append)
 
 
 def test_iter_check_movie_progress_and_summary():

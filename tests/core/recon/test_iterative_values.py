@@ -19,6 +19,7 @@ from napari_cxdi.physics.probe import support_mask
 from napari_cxdi.physics.thinning import binomial_thinning, poisson_nll_per_frame
 from napari_cxdi.recon import iterative as it
 from napari_cxdi.recon import IterativeConfig, iter_iterative, run_iterative
+from napari_cxdi.progress import drain
 
 torch.set_num_threads(1)
 
@@ -36,12 +37,9 @@ def _toy(n=3, size=16, photons=30.0, seed=0, poisson=True):
 
 
 def _drain(gen):
+    """(events, result) of a progress generator, through the project's own drain."""
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    return events, drain(gen, events.append)
 
 
 PLAIN = dict(device="cpu", holdout_fraction=0.0, noise_floor_margin=None, patience=1000, tol=0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from napari_cxdi.progress import drain
 from napari_cxdi.recon import IterativeConfig, iter_iterative
 from napari_cxdi.recon.iterative import KeptIterate
 
@@ -62,13 +63,8 @@ def _fixed_point_run(**cfg):
     probe = (3 * np.exp(-(yy**2 + xx**2) / 8.0)).astype(np.complex64)[None]
     counts = np.random.default_rng(0).poisson(4.0, (2, size, size)).astype(np.float32)
     events = []
-    gen = iter_iterative(counts, probe, "mixed-state", IterativeConfig(
-        max_iter=12, patience=2, alpha=1e-30, tol=0.0, device="cpu", **cfg))
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration:
-            break
+    drain(iter_iterative(counts, probe, "mixed-state", IterativeConfig(
+        max_iter=12, patience=2, alpha=1e-30, tol=0.0, device="cpu", **cfg)), events.append)
     return [e for e in events if e["event"] == "batch"][0]
 
 

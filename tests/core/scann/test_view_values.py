@@ -16,6 +16,7 @@ from ase.build import molecule
 from napari_cxdi.errors import ConfigError
 from napari_cxdi.scann import DomainReport, ScannConfig, ScannPrediction, VoronoiConfig, build_model
 from napari_cxdi.scann import view as mol
+from napari_cxdi.progress import drain
 
 # -- styles -------------------------------------------------------------------------------------
 
@@ -343,12 +344,9 @@ def predictor():
 
 
 def _drain(gen):
+    """(events, result) of a progress generator, through the project's own drain."""
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+    return events, drain(gen, events.append)
 
 
 def test_iter_predict_chunks_and_results(predictor, tmp_path):
