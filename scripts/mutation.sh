@@ -28,7 +28,7 @@ declare -A TESTS=(
   [physics]="tests/core/physics"
   [metrics]="tests/core/metrics"
   [io]="tests/core/io/test_values_io.py tests/core/io/test_values_mask.py tests/core/io/test_io.py tests/core/io/test_safe_write.py tests/core/io/test_values_safe_write.py tests/core/io/test_values_movie.py tests/core/io/test_detector_values.py tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_writer_values.py tests/core/io/test_hdf5_values.py tests/core/io/test_validate_values.py tests/core/io/test_arrays_values.py tests/core/io/test_lazy_values.py tests/core/io/test_experiment_values.py"
-  [io/detector.py]="tests/core/io/test_detector_values.py tests/core/io/test_centre_off_axis.py tests/core/io/test_crop_blocks.py tests/core/io/test_real_detector.py tests/core/io/test_reconstruction_mask.py"
+  [io/detector.py]="tests/core/io/test_centre_peak_values.py tests/core/io/test_detector_values.py tests/core/io/test_centre_off_axis.py tests/core/io/test_crop_blocks.py tests/core/io/test_real_detector.py tests/core/io/test_reconstruction_mask.py"
   [io/probes.py]="tests/core/io/test_probes_values.py tests/core/io/test_probe_formats.py tests/core/io/test_io_survivor_values.py"
   [io/hdf5.py]="tests/core/io/test_hdf5_values.py tests/core/io/test_io_survivor_values.py tests/core/io/test_values_io.py tests/core/io/test_io.py"
   # io: a module may name its own fast value tests; otherwise the io list above runs

@@ -1,14 +1,16 @@
 """Beam-centre estimation for a beam far from the detector's middle (measured data: an off-centre beam).
 
 Before: at the default overlap rule (0.5) a beam at a quarter of the width in both axes came out 13 px off,
-one at 8 % of the width 34 px off, silently. Now the search widens until the peak lies inside it, and a
-centre that cannot be searched is a ConfigError that asks for the centre."""
+one at 8 % of the width 34 px off, silently. Then the search widened its overlap rule until the peak lay
+inside it; now the energy rule alone decides which centres are searched (a beam at 10 % of the width in
+both axes, refused by the widening search, is found), and a centre that cannot be searched is a
+ConfigError that asks for the centre."""
 
 import numpy as np
 import pytest
 
 from napari_cxdi.errors import ConfigError
-from napari_cxdi.io.detector import MIN_CENTRE_OVERLAP, estimate_centre
+from napari_cxdi.io.detector import MIN_CENTRE_ENERGY, estimate_centre
 
 N = 96
 YY, XX = np.mgrid[:N, :N]
@@ -34,33 +36,25 @@ def test_off_centre_beams_are_found_to_half_a_pixel(fy, fx):
     assert 0.85 < score <= 1.0 + 1e-9
 
 
-def test_the_widest_search_is_the_smallest_overlap_itself():
-    # a beam at 12 % of the width in both axes is found only at the smallest overlap (5 %): the halving
-    # 0.5, 0.25, 0.125, 0.0625 ends with a try at 0.05, and a search started at 0.1 widens to 0.05 too
-    cy = cx = 0.12 * N
+@pytest.mark.parametrize("f", [0.10, 0.12])
+def test_a_beam_in_the_corner_is_found_by_the_energy_rule(f):
+    # a beam at 10 % of the width in both axes: its reflection meets most of the pattern's energy, though
+    # little of its area (the area rule, even widened to a 5 % overlap, refused it)
+    cy = cx = f * N
     counts, bad = _speckle_rings(cy, cx)
-    for start in (0.5, 0.1):
-        y, x, _ = estimate_centre(counts, bad, min_overlap=start)
-        assert abs(y - cy) < 0.5 and abs(x - cx) < 0.5
-
-
-def test_the_search_widens_only_when_the_peak_is_on_its_edge():
-    counts, bad = _speckle_rings(0.2 * N, 0.2 * N)
-    # an explicit overlap of 0.5 reaches the same answer as the default, through the widening
-    assert estimate_centre(counts, bad, min_overlap=0.5) == estimate_centre(counts, bad)
-    # a centred beam is found at the first overlap: a high overlap (0.9) suffices there
-    centred, bad_c = _speckle_rings(N / 2 - 0.3, N / 2 + 0.4)
-    y, x, _ = estimate_centre(centred, bad_c, min_overlap=0.9)
-    assert abs(y - (N / 2 - 0.3)) < 0.3 and abs(x - (N / 2 + 0.4)) < 0.3
+    y, x, score = estimate_centre(counts, bad)
+    assert abs(y - cy) < 0.5 and abs(x - cx) < 0.5 and score > 0.95
 
 
 @pytest.mark.parametrize("cy, cx", [(4.0, 4.0), (4.0, 48.0), (90.0, 91.0)])
 def test_a_beam_at_the_detector_edge_is_an_error_naming_the_remedy(cy, cx):
     counts, bad = _speckle_rings(cy, cx)
     with pytest.raises(ConfigError, match=r"^cannot estimate the beam centre: .* lies at the edge of what can be "
-                                          r"searched \(down to 5% overlap .*give it \(--center Y,X\)$"):
+                                          r"searched \(centres whose reflection meets at least 50% of the "
+                                          r"pattern's energy\); the beam is probably near the detector's edge: "
+                                          r"give it \(--center Y,X\)$"):
         estimate_centre(counts, bad)
-    assert MIN_CENTRE_OVERLAP == 0.05
+    assert MIN_CENTRE_ENERGY == 0.5
 
 
 def test_sparse_background_counts_do_not_make_a_centre():

@@ -297,8 +297,8 @@ def test_centre_estimate_at_the_frame_edge_is_an_error_not_a_guess():
     pattern = np.zeros((9, 9))
     pattern[0, 0] = 5.0  # a single count in the corner: the self-convolution peaks at (0, 0), the map's edge
     with pytest.raises(ConfigError, match=r"^cannot estimate the beam centre: the pattern's centre of symmetry lies at "
-                                          r"the edge of what can be searched \(down to 0% overlap .*give it \(--center Y,X\)$"):
-        estimate_centre(pattern, min_overlap=0.0)
+                                          r"the edge of what can be searched \(centres whose .*give it \(--center Y,X\)$"):
+        estimate_centre(pattern)
 
 
 # -- crop window ------------------------------------------------------------------------------------
@@ -827,11 +827,11 @@ def test_centre_estimate_of_invalid_only_patterns_and_refinement_edges():
             estimate_centre(np.full((8, 8), value))
     single = np.zeros((9, 9))
     single[4, 4] = 5.0
-    assert estimate_centre(single, min_overlap=0.99)[:2] == (4.0, 4.0)  # neighbours outside the overlap: no refinement
+    assert estimate_centre(single) == (4.0, 4.0, 1.0)  # a lone count: its neighbours score 0, no sub-pixel offset
     last = np.zeros((9, 9))
     last[8, 8] = 5.0
     with pytest.raises(ConfigError, match="lies at the edge"):  # the peak on the last row and column
-        estimate_centre(last, min_overlap=0.0)
+        estimate_centre(last)
 
 
 @pytest.mark.parametrize("cy, cx", [(14.3, 18.6), (12.8, 19.2), (16.5, 12.5)])
