@@ -47,7 +47,7 @@ declare -A TESTS=(
   [pid3net/inference.py]="tests/core/pid3net/test_inference_values.py"
   [pid3net/model.py]="tests/core/pid3net/test_model_values.py"
   [pid3net/train.py]="tests/core/pid3net/test_train_values.py tests/core/pid3net/test_train_policy_values.py"
-  [pid3net/distributed.py]="tests/core/pid3net/test_distributed_values.py"
+  [pid3net/distributed.py]="tests/core/pid3net/test_distributed_ranks_values.py tests/core/pid3net/test_distributed_values.py"
   [recon]="tests/core/recon"
   [scann]="tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_model.py tests/core/scann/test_scann_invariance.py"
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
