@@ -85,7 +85,8 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
           ) -> Generator[dict, None, SpeckleClassifier]:
     """Train on prepared inputs ``x_* (N, S, S)`` with disk-number labels ``y_* (N,)``.
 
-    Yields ``{"stage": "batch", "epoch", "step", "steps", "loss"}`` every ``log_every`` batches and
+    Yields ``{"stage": "batch", "epoch", "step", "steps", "loss"}`` every ``log_every`` batches and at an
+    epoch's last batch (``log_every`` 0: no batch events; a caller can then stop only between epochs), and
     ``{"stage": "epoch", "epoch", "epochs", "train_loss", "val_loss", "val_accuracy", "val_mae", "lr",
     "seconds"}`` after each epoch. Returns the classifier with the best validation accuracy
     (regression: lowest validation MAE), its metrics in ``provenance["metrics"]``.
@@ -105,6 +106,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     yt = _targets(np.asarray(y_train), classes, config.task, norm)
     yv = _targets(np.asarray(y_val), classes, config.task, norm)
     xt, xv = torch.from_numpy(x_train), torch.from_numpy(x_val)
+    _check_batch_statistics(model, x_train.shape[-1], config.batch_size, len(x_train), device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=config.patience)
              if config.patience else None)
@@ -129,7 +131,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-            if (step + 1) % config.log_every == 0 or step + 1 == steps:
+            if config.log_every and ((step + 1) % config.log_every == 0 or step + 1 == steps):
                 yield {"stage": "batch", "epoch": epoch, "step": step + 1, "steps": steps, "loss": float(loss.detach())}
         val = _validate(clf, xv, yv, np.asarray(y_val), config)
         score = val["val_accuracy"] if config.task == "classification" else -val["val_mae"]
@@ -174,6 +176,33 @@ def _validate(clf: SpeckleClassifier, xv: torch.Tensor, yv: torch.Tensor, labels
         pred = clf.classes[out.argmax(1).numpy()]
     return {"val_loss": loss, "val_accuracy": float(np.mean(pred == labels)),
             "val_mae": float(np.mean(np.abs(pred - labels)))}
+
+
+def _check_batch_statistics(model: torch.nn.Module, size: int, batch_size: int, n_train: int, device) -> None:
+    """A typed error when a training batch would give some BatchNorm one value per channel (torch's ValueError).
+
+    The ResNet halves its input five times: a 32 x 32 pattern reaches its last BatchNorm as 1 x 1, so a batch
+    of one pattern cannot be normalised there; a 64 x 64 one (2 x 2) can.
+    """
+    planes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, inp, _out: planes.append(int(np.prod(inp[0].shape[2:]))))
+             for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 1, size, size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+    smallest = min(planes, default=2)
+    if min(batch_size, n_train) * smallest >= 2:
+        return
+    where = (f"the network's last BatchNorm sees {smallest} value per channel and pattern for {size} x {size} px "
+             f"inputs")
+    if n_train < 2:
+        raise DataValidationError(f"speckle training needs at least 2 training patterns: {where}; got {n_train}")
+    raise ConfigError(f"speckle training config: batch_size {batch_size} is too small: {where}; use a batch size "
+                      f"of at least 2 (or larger patterns)")
 
 
 def run_training(gen: Generator[dict, None, SpeckleClassifier], callback=None) -> SpeckleClassifier:
