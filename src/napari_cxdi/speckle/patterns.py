@@ -197,10 +197,15 @@ def prepare(patterns: np.ndarray, config: PreprocessConfig, input_bin: int = 1) 
     """Raw intensities ``(H, W)`` or ``(N, H, W)`` (already binned by ``input_bin``) -> standardised
     network input ``(..., S, S)`` float32 with ``S = config.input_size``: crop, block, bin, transform,
     standardise."""
-    x = np.asarray(patterns, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: reported below, not as numpy's warning
+        x = np.asarray(patterns, dtype=np.float32)
     if x.ndim not in (2, 3):
         raise DataValidationError(f"expected a pattern (H, W) or a stack (N, H, W), got shape {x.shape}")
     if not np.all(np.isfinite(x)):
+        beyond = np.isinf(x) & np.isfinite(np.asarray(patterns, dtype=np.float64))
+        if beyond.any():
+            raise DataValidationError(f"pattern values beyond the float32 range (|value| > {np.finfo(np.float32).max:.3g}) "
+                                      f"at {int(beyond.sum())} pixels; rescale the patterns")
         raise DataValidationError("pattern contains NaN or infinite values")
     if config.bin % input_bin:
         raise ConfigError(f"data binned by {input_bin} cannot be re-binned to {config.bin}")
