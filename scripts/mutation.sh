@@ -36,7 +36,7 @@ declare -A TESTS=(
   [io/arrays.py]="tests/core/io/test_arrays_values.py"
   [io/lazy.py]="tests/core/io/test_lazy_values.py"
   [io/experiment.py]="tests/core/io/test_experiment_values.py"
-  [io/live.py]="tests/core/io/test_live_values.py"
+  [io/live.py]="tests/core/io/test_live_tiff_layouts.py tests/core/io/test_live_values.py"
   [tracking]="tests/core/tracking"
   [pid3net]="tests/core/pid3net/test_pid3net.py"
   # a module of a package may name its own (fast) tests; otherwise the package's tests run

@@ -368,18 +368,28 @@ class TiffFolderFollower(_FileQueue):
         return sorted(files, key=lambda p: _natural_key(p.name))
 
     def _read(self, path: Path) -> np.ndarray | None:
+        """The file's frames [n, H, W], laid out as :func:`~napari_cxdi.io.arrays.read_tiff_movie` reads them
+        (every series, every axis but Y, X a frame axis; a plain 3- or 4-frame stack that tifffile wrote as
+        planar samples is frames); colour and multi-channel TIFFs are refused. None: not complete yet."""
         import tifffile
 
+        from .arrays import _quiet_tifffile, _tiff_series_frames
+
         try:
-            with tifffile.TiffFile(path) as tif:
-                frames = np.stack([page.asarray() for page in tif.pages])
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                series = [(s, np.asarray(s.asarray())) for s in tif.series]
         except Exception:  # noqa: BLE001 - tifffile raises many kinds on a truncated file: not complete yet
             return None
-        if frames.ndim == 4 and frames.shape[1] == 1:
-            frames = frames[:, 0]
-        if frames.ndim != 3:
-            raise InputFileError(path, f"a TIFF of shape {frames.shape}; live mode needs 2D frames")
-        return frames
+        if not series:  # a header without images yet
+            return None
+        parts = []
+        for s, data in series:
+            n, (h, w) = _tiff_series_frames(s, path)
+            parts.append(data.reshape(n, h, w))
+        sizes = sorted({p.shape[1:] for p in parts})
+        if len(sizes) != 1:
+            raise InputFileError(path, f"a TIFF with frame sizes {sizes}; live mode needs one frame size")
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def source_kind(source: str | Path) -> str:

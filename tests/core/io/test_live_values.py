@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cxdi.errors import CXDIError, InputFileError
+from napari_cxdi.errors import CXDIError, DataValidationError, InputFileError
 from napari_cxdi.io import live
 from napari_cxdi.io.live import (
     DEFAULT_SETTLE_S, SERIES_DATA, SERIES_PATHS, FrameBlock, Follower, LiveSourceError, SeriesFollower, SWMRFollower,
@@ -307,7 +307,8 @@ def test_tiff_folder_follower(tmp_path):
     os.remove(tmp_path / "f12.tif")
     tifffile.imwrite(tmp_path / "f13.tif", np.zeros((4, 3, 3), np.uint8), photometric="rgb")
     fol.poll()
-    with pytest.raises(InputFileError, match=r"f13\.tif: a TIFF of shape \(1, 4, 3, 3\); live mode needs 2D frames"):
+    with pytest.raises(DataValidationError, match=r"f13\.tif: the TIFF holds 3 colour samples \(an RGB/RGBA image\?\) "
+                                                  r"per pixel"):
         fol.poll()
     # one-sample planes [n, 1, H, W] are frames
     sub = tmp_path / "planes"
