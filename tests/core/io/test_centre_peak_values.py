@@ -125,3 +125,48 @@ def test_a_pattern_of_isolated_pixels_only_keeps_them():
     p[7:10, 8:11] = 1.0
     assert suggest_hot_pixels(p)[1] == 2
     assert estimate_centre(p)[:2] == (8.0, 9.0)
+
+
+def test_estimate_does_not_depend_on_the_inputs_number_type():
+    # a float32 or integer summed pattern gives the float64 pattern's answer exactly (computed in float64)
+    rng = np.random.default_rng(7)
+    r = np.hypot(*(np.mgrid[:40, :44] - np.array([18.3, 23.6])[:, None, None]))
+    counts = rng.poisson(30 * np.exp(-r / 6) * (1 + np.cos(r / 2) ** 2))
+    ref = estimate_centre(counts.astype(np.float64))
+    for dtype in (np.float32, np.int32, np.uint16):
+        assert estimate_centre(counts.astype(dtype)) == ref
+    # the peak finder too: an integer map is read as float64 (-inf padding), not cast back to integers
+    m = _map({(2, 3): 3, (2, 2): 1, (2, 4): 2, (1, 3): 2, (3, 3): 0}).astype(np.int64)
+    assert subpixel_peak(m) == subpixel_peak(m.astype(np.float64))
+    third = (m / 3).astype(np.float32)
+    assert subpixel_peak(third) == subpixel_peak(third.astype(np.float64))
+
+
+def test_hot_pixels_half_in_the_mask_are_still_left_out():
+    # hot pairs whose neighbour is masked (the mask caught one of the two): the masked neighbour's value does not
+    # count as a bright neighbour, so the unmasked hot pixel is still isolated among measured pixels
+    rng = np.random.default_rng(1003)
+    cy, cx = rng.uniform(0.3 * N, 0.7 * N, 2)
+    r = np.hypot(YY - cy, XX - cx)
+    counts = rng.poisson(50 * np.exp(-r / 8) * (1 + np.cos(r / 2) ** 2)).astype(float)
+    bad = np.zeros((N, N), bool)
+    bad[:, 45:47] = True
+    bad[30:32, :] = True
+    counts[bad] = 0.0
+    hot = rng.integers(1, N - 2, (20, 2))
+    counts[hot[:, 0], hot[:, 1]] = 1e6
+    counts[hot[:, 0], hot[:, 1] + 1] = 1e6  # its neighbour: hot too, and masked (its value left in the frame)
+    bad[hot[:, 0], hot[:, 1] + 1] = True
+    bad[hot[:, 0], hot[:, 1]] = False
+    y, x, _ = estimate_centre(counts, bad)
+    assert abs(y - cy) < 0.5 and abs(x - cx) < 0.5
+
+
+def test_isolated_pixels_are_all_the_pattern_has_even_beside_masked_counts():
+    # counts under the mask are not data: two lone bright pixels are still all the pattern has
+    p = np.zeros((20, 24))
+    p[5, 7] = p[15, 17] = 12.0
+    bad = np.zeros(p.shape, bool)
+    p[0:3, 20:23] = 5.0
+    bad[0:3, 20:23] = True
+    assert estimate_centre(p, bad)[:2] == (10.0, 12.0)
