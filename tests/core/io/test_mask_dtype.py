@@ -37,3 +37,14 @@ def test_a_uint8_mask_checks_a_movie_like_a_bool_one():
 def test_other_masks_are_typed_errors(bad, match):
     with pytest.raises(DataValidationError, match=match):
         DetectorMask(bad=bad)
+
+
+def test_complex_and_object_zero_one_masks_are_refused_and_the_message_lists_five_values():
+    # 0/1 in value but not an integer or float image: a complex or object mask is not a mask
+    for bad in (np.zeros((4, 5), np.complex64), np.zeros((4, 5), object)):
+        with pytest.raises(DataValidationError, match=r"boolean or 0/1"):
+            DetectorMask(bad=bad)
+    many = np.arange(20, dtype=np.int16).reshape(4, 5)
+    with pytest.raises(DataValidationError, match=r"^a detector mask must be boolean or 0/1 \(True or 1 = bad pixel\), got "
+                                                  r"int16 values \[0, 1, 2, 3, 4\]; convert it, e\.g\. mask != 0$"):
+        DetectorMask(bad=many)
