@@ -106,7 +106,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     yt = _targets(np.asarray(y_train), classes, config.task, norm)
     yv = _targets(np.asarray(y_val), classes, config.task, norm)
     xt, xv = torch.from_numpy(x_train), torch.from_numpy(x_val)
-    _check_batch_statistics(model, x_train.shape[-1], config.batch_size, len(x_train), device)
+    _check_batch_statistics(model, x_train.shape[1:], config.batch_size, len(x_train), device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "max", factor=0.5, patience=config.patience)
              if config.patience else None)
@@ -178,11 +178,12 @@ def _validate(clf: SpeckleClassifier, xv: torch.Tensor, yv: torch.Tensor, labels
             "val_mae": float(np.mean(np.abs(pred - labels)))}
 
 
-def _check_batch_statistics(model: torch.nn.Module, size: int, batch_size: int, n_train: int, device) -> None:
+def _check_batch_statistics(model: torch.nn.Module, shape: tuple[int, int], batch_size: int, n_train: int,
+                            device) -> None:
     """A typed error when a training batch would give some BatchNorm one value per channel (torch's ValueError).
 
-    The ResNet halves its input five times: a 32 x 32 pattern reaches its last BatchNorm as 1 x 1, so a batch
-    of one pattern cannot be normalised there; a 64 x 64 one (2 x 2) can.
+    ``shape``: a pattern's (H, W). The ResNet halves its input five times: a 32 x 32 pattern reaches its last
+    BatchNorm as 1 x 1, so a batch of one pattern cannot be normalised there; a 64 x 64 one (2 x 2) can.
     """
     planes: list[int] = []
     hooks = [m.register_forward_hook(lambda _m, inp, _out: planes.append(int(np.prod(inp[0].shape[2:]))))
@@ -190,15 +191,15 @@ def _check_batch_statistics(model: torch.nn.Module, size: int, batch_size: int, 
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 1, size, size, device=device))
+            model(torch.zeros(1, 1, *shape, device=device))
     finally:
         for h in hooks:
             h.remove()
     smallest = min(planes, default=2)
     if min(batch_size, n_train) * smallest >= 2:
         return
-    where = (f"the network's last BatchNorm sees {smallest} value per channel and pattern for {size} x {size} px "
-             f"inputs")
+    h, w = shape
+    where = f"the network's last BatchNorm sees {smallest} value per channel and pattern for {h} x {w} px inputs"
     if n_train < 2:
         raise DataValidationError(f"speckle training needs at least 2 training patterns: {where}; got {n_train}")
     raise ConfigError(f"speckle training config: batch_size {batch_size} is too small: {where}; use a batch size "
