@@ -73,6 +73,8 @@ declare -A TESTS=(
   [speckle/models.py]="tests/core/speckle/test_speckle_models_values.py"
   [speckle/resnet.py]="tests/core/speckle/test_speckle_resnet_values.py"
   [speckle/train.py]="tests/core/speckle/test_speckle_train_values.py"
+  [speckle/radial_train.py]="tests/core/speckle/test_radial_train_values.py"
+  [speckle/patterson_train.py]="tests/core/speckle/test_patterson_train_values.py tests/core/speckle/test_values_patterson_train.py"
   [speckle/patterns.py]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py tests/core/speckle/test_patterns_sim_values.py"
   [speckle]="tests/core/speckle/test_values_speckle.py tests/core/speckle/test_values_baseline.py tests/core/speckle/test_values_speckle_metrics.py tests/core/speckle/test_values_patterns.py tests/core/speckle/test_speckle_core.py tests/core/speckle/test_patterns_sim_values.py tests/core/speckle/test_features_values.py tests/core/speckle/test_disks_values.py tests/core/speckle/test_saliency_values.py tests/core/speckle/test_patterson_values.py tests/core/speckle/test_radial_values.py tests/core/speckle/test_speckle_pipeline_values.py tests/core/speckle/test_speckle_classifier_values.py tests/core/speckle/test_speckle_dataset_values.py tests/core/speckle/test_speckle_models_values.py tests/core/speckle/test_speckle_resnet_values.py tests/core/speckle/test_speckle_train_values.py"
 )
