@@ -410,3 +410,107 @@ def test_process_pool_gives_the_serial_model():
     for k, v in serial.net.state_dict().items():
         torch.testing.assert_close(pooled.net.state_dict()[k], v, rtol=0, atol=0)
     assert pooled.provenance["metrics"]["validation"] == serial.provenance["metrics"]["validation"]
+
+
+# --------------------------------------------------------------------------- against a hand-run epoch
+def test_one_epoch_is_adamw_over_the_seeded_batches():
+    """One epoch of two batches (no dropout) replayed by hand: the seeded initial network, the batches in
+    the order of the seeded permutation, AdamW at the cosine's learning rate with the configured weight decay;
+    the reported loss is the mean over the samples."""
+    cfg = _cfg(max_epochs=1, chunk_per_class=2, max_per_class=2, batch_size=5, weight_decay=0.05)
+    clf, events = _run(cfg, Frozen(20.0))
+    first = simulate_features(**rt._chunk_args(cfg, cfg.seed, 0, 2))
+    z = torch.from_numpy(clf.standardize(first["x"]))
+    y = torch.from_numpy(np.searchsorted(CLASSES, first["y"]))
+    torch.manual_seed(cfg.seed)
+    net = RadialNet(cfg.arch, FC.n_features, FC.n_rings, 2, cfg.hidden, cfg.dropout)
+    lr = 2e-3 * 0.5 * (1 + np.cos(np.pi * 20.0 / 60.0))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(cfg.seed))
+    total = 0.0
+    for i in (0, 5):
+        b = perm[i:i + 5]
+        loss = F.cross_entropy(net(z[b]), y[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(b)
+    assert events[1]["lr"] == pytest.approx(lr, rel=1e-12)
+    assert events[1]["train_loss"] == pytest.approx(total / 8, rel=1e-5)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(clf.net.state_dict()[k], v, rtol=1e-5, atol=1e-7)
+
+
+def test_a_reading_past_the_budget_after_waiting_trains_at_lr_zero():
+    """Waiting for a chunk can end past the budget: that epoch still runs, with the cosine capped at its end
+    (lr 0: the weights stay), and the next reading stops the run."""
+    cfg = _cfg(max_per_class=2, epochs_per_chunk=1, max_epochs=1)
+    one, _ = _run(cfg, Frozen(0.0))
+    two, events = _run(cfg.with_(max_epochs=5), Readings([1.0, 0.0, 0.0, 0.0, 90.0]))
+    # readings: t0, validation, before epoch 1 (0 s), its event (0 s), before epoch 2 (0 s), after the wait 90 s
+    m = two.provenance["metrics"]
+    assert m["epochs"] == 2 and m["patterns_per_class"] == 2
+    for k, v in one.net.state_dict().items():
+        torch.testing.assert_close(two.net.state_dict()[k], v, rtol=0, atol=0)
+
+
+class Readings:
+    """Fake clock: ``start`` then ``start + offset`` for the given offsets, then 1000 s more at every reading."""
+
+    def __init__(self, offsets, start: float = 1000.0):
+        self.values = [start] + [start + o for o in offsets]
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.calls <= len(self.values):
+            return self.values[self.calls - 1]
+        return self.values[-1] + 1000.0 * (self.calls - len(self.values))
+
+
+def test_chunks_submitted_and_wait_timeouts(monkeypatch):
+    """What the training asks of its pool: the validation split, then the training chunks in order, one in
+    flight beyond the one in use (``workers + 1``), none past ``max_per_class``; waits bounded by the time
+    left."""
+    submitted, waits = [], []
+    real_pool, real_wait = rt.simulation_pool, rt.wait_first
+
+    def pool(workers):
+        assert workers == 0
+        inner = real_pool(workers).__enter__()
+
+        class Spy:
+            def submit(self, fn, args):
+                submitted.append((args["seed"], args["start"], args["count"]))
+                return inner.submit(fn, args)
+
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            yield Spy()
+
+        return cm()
+
+    def wait(pending, timeout):
+        waits.append((len(pending), timeout))
+        real_wait(pending, timeout)
+
+    monkeypatch.setattr(rt, "simulation_pool", pool)
+    monkeypatch.setattr(rt, "wait_first", wait)
+    cfg = _cfg(chunk_per_class=2, max_per_class=5, epochs_per_chunk=2, max_epochs=9)
+    clf, _ = _run(cfg, Frozen(15.0))
+    assert submitted == [(2, 0, 3), (1, 0, 2), (1, 2, 2), (1, 4, 2)]
+    assert waits == [(1, 45.0), (1, 45.0)]
+    assert clf.provenance["metrics"]["patterns_per_class"] == 6
+
+
+def test_history_from_models_without_full_provenance():
+    cfg = _cfg(max_epochs=1)
+    init, _ = _run(cfg, Frozen(0.0))
+    init.provenance = {}
+    assert _run(cfg, Frozen(0.0), init=init)[0].provenance["config"]["history"] == [None]
+    init.provenance = {"config": {"train": {"seed": 3}}}
+    assert _run(cfg, Frozen(0.0), init=init)[0].provenance["config"]["history"] == [{"seed": 3}]
+    clf, _ = _run(_cfg(max_epochs=1, n_values=(20, 2)), Frozen(0.0))
+    assert list(clf.classes) == [2, 20]
