@@ -441,3 +441,86 @@ def test_process_pool_gives_the_serial_model():
     np.testing.assert_array_equal(pooled.feature_mean, serial.feature_mean)
     assert _params_equal(pooled.net, serial.net)
     assert pooled.provenance["metrics"]["validation"] == serial.provenance["metrics"]["validation"]
+
+
+# --------------------------------------------------------------------------- against a hand-run step
+def test_one_step_is_adamw_on_the_seeded_batch():
+    """One step at lr > 0 replayed by hand (seeded network and permutation, AdamW with the configured weight
+    decay at the cosine's learning rate for the reading before the step; batch-norm statistics included)."""
+    cfg = _cfg(chunk_per_class=2, max_per_class=2, batch_size=5, weight_decay=0.05, ordinal_weight=0.3)
+    clf, _ = _run(cfg, Readings([10.0, 20.0, 61.0]))
+    first, _, _, _, z, y = _pool_inputs(cfg)
+    net = _net0(cfg)
+    net.train()
+    lr = 2e-3 * 0.5 * (1 + np.cos(np.pi * 20.0 / 60.0))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
+    b = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:5]
+    loss = ordinal_loss(net(torch.from_numpy(first["maps"])[b].float(), z[b]), y[b], 0.3)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert clf.provenance["metrics"]["steps"] == 1 and clf.provenance["metrics"]["samples_seen"] == 5
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(clf.net.state_dict()[k], v, rtol=1e-5, atol=1e-7)
+
+
+def test_a_reading_past_the_budget_after_waiting_trains_at_lr_zero():
+    cfg = _cfg(max_per_class=2, epochs_per_chunk=1.0, max_minutes=1.0)
+    # readings: validation, step 1 at 0 s, then 59 s, a wait that ends at 90 s: step 2 at lr 0, then stop
+    one, _ = _run(cfg, Readings([0.0, 0.0, 61.0]))
+    two, _ = _run(cfg, Readings([0.0, 0.0, 59.0, 90.0]))
+    assert one.provenance["metrics"]["steps"] == 1
+    assert two.provenance["metrics"]["steps"] == 2 and two.provenance["metrics"]["patterns_per_class"] == 2
+    assert _params_equal(one.net, two.net)
+
+
+def test_chunks_submitted_and_wait_timeouts(monkeypatch):
+    import contextlib
+
+    submitted, waits = [], []
+    real_pool, real_wait = pt.simulation_pool, pt.wait_first
+
+    @contextlib.contextmanager
+    def pool(workers):
+        assert workers == 0
+        with real_pool(workers) as inner:
+            class Spy:
+                def submit(self, fn, args):
+                    submitted.append((args["seed"], args["start"], args["count"], args["noisy_copies"]))
+                    return inner.submit(fn, args)
+
+            yield Spy()
+
+    def wait(pending, timeout):
+        waits.append((len(pending), timeout))
+        real_wait(pending, timeout)
+
+    monkeypatch.setattr(pt, "simulation_pool", pool)
+    monkeypatch.setattr(pt, "wait_first", wait)
+    cfg = _cfg(chunk_per_class=2, max_per_class=5, epochs_per_chunk=2.0, max_minutes=20.0, noisy_copies=2)
+    clf, _ = _run(cfg, Ticks(step=100.0))
+    assert submitted == [(12, 0, 3, 2), (11, 0, 2, 2), (11, 2, 2, 2), (11, 4, 2, 2)]
+    # waits before steps 3 and 5 (readings 400 and 700 s): the time left
+    assert waits == [(1, 800.0), (1, 500.0)]
+    assert clf.provenance["metrics"]["patterns_per_class"] == 6
+
+
+def test_a_chunk_larger_than_the_pool_is_kept():
+    cfg = _cfg(chunk_per_class=13, max_per_class=26, noisy_copies=3, epochs_per_chunk=1.0, max_minutes=20.0)
+    # 13 patterns x 4 copies x 2 classes = 104 samples > max_pool 100: the newest chunk stays, alone
+    _, events = _run(cfg, Ticks(step=100.0))
+    assert [e["pool"] for e in events if e["stage"] == "epoch"][-1] == 104
+
+
+def test_history_from_models_without_full_provenance():
+    cfg = _cfg()
+    init, _ = _run(cfg, Ticks(step=30.0))
+    init.provenance = {}
+    hist = _run(cfg, Ticks(step=30.0), init=init)[0].provenance["config"]["history"]
+    assert hist == [dict.fromkeys(("train", "command", "train_seconds", "cpu_seconds_main", "cpu_seconds_simulation",
+                                   "patterns_per_class", "learning_curve"))]
+    init.provenance = {"config": {"history": [{"old": 1}], "command": "c"}, "metrics": {"train_seconds": 7.0}}
+    hist = _run(cfg, Ticks(step=30.0), init=init)[0].provenance["config"]["history"]
+    assert hist[0] == {"old": 1} and hist[1]["command"] == "c" and hist[1]["train_seconds"] == 7.0
+    clf, _ = _run(_cfg(n_values=(20, 2)), Ticks(step=30.0))
+    assert list(clf.classes) == [2, 20]
