@@ -194,24 +194,24 @@ def test_job_arguments_carry_the_config():
 
 # --------------------------------------------------------------------------- budget, evaluations, pool
 def test_budget_steps_evaluation_and_learning_rate():
-    """One chunk, the clock ticking 1 s per reading: t0, the validation event (1 s), then before step i
-    (0-based) at i + 2 s. The evaluation is due at 60 s (step 59 was just taken); 61 s > 60 s stops."""
+    """One chunk, the clock ticking 5 s per reading: t0, the validation event (5 s), then before step i
+    (0-based) at 10 + 5 i s. The evaluation is due at 60 s (step 11 was just taken); 65 s > 60 s stops."""
     cfg = _cfg()
-    clock = Ticks()
+    clock = Ticks(step=5.0)
     clf, events = _run(cfg, clock)
     m = clf.provenance["metrics"]
-    assert m["steps"] == 59 and m["samples_seen"] == 59 * 4 and m["patterns_per_class"] == 1
-    assert m["train_seconds"] == clock.readings[-1] - 1000.0 == 62.0
+    assert m["steps"] == 11 and m["samples_seen"] == 11 * 4 and m["patterns_per_class"] == 1
+    assert m["train_seconds"] == clock.readings[-1] - 1000.0 == 70.0
     assert [e["stage"] for e in events] == ["validation", "epoch", "calibrate"]
-    assert events[0] == {"stage": "validation", "n": 12, "seconds": 1.0}
+    assert events[0] == {"stage": "validation", "n": 12, "seconds": 5.0}
     ev = events[1]
-    assert ev["step"] == 59 and ev["seconds"] == 60.0 and ev["pool"] == 4 and ev["patterns_per_class"] == 1
+    assert ev["step"] == 11 and ev["seconds"] == 60.0 and ev["pool"] == 4 and ev["patterns_per_class"] == 1
     assert ev["lr"] == pytest.approx(0.0, abs=1e-18)         # the cosine's end
     curve = m["learning_curve"]
     assert len(curve) == 2
-    assert curve[0]["minutes"] == 1.0 and curve[0]["samples_seen"] == 59 * 4 and curve[0]["patterns_per_class"] == 1
+    assert curve[0]["minutes"] == 1.0 and curve[0]["samples_seen"] == 11 * 4 and curve[0]["patterns_per_class"] == 1
     assert curve[0]["val_accuracy"] == ev["val_accuracy"] and curve[0]["val_macro_f1"] == ev["val_macro_f1"]
-    assert curve[1]["minutes"] == pytest.approx(62.0 / 60) and curve[1]["samples_seen"] == 59 * 4
+    assert curve[1]["minutes"] == pytest.approx(70.0 / 60) and curve[1]["samples_seen"] == 11 * 4
     assert curve[1]["val_accuracy"] == m["validation"]["accuracy"]
     assert curve[1]["val_macro_f1"] == m["validation"]["macro_f1"]
 
