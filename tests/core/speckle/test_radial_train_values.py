@@ -91,7 +91,7 @@ def test_config_defaults_and_conversions():
 
 @pytest.mark.parametrize("kw, message", [
     ({"kind": "crystal"}, "unknown kind 'crystal'; choose one of mono, poly"),
-    ({"arch": "vit"}, "unknown architecture 'vit'; choose one of "),
+    ({"arch": "vit"}, "unknown architecture 'vit'; choose one of mlp, cnn1d$"),
     ({"photons": (0.0, 10.0)}, r"photon range must be 0 < low <= high, got \(0.0, 10.0\)"),
     ({"photons": (-1.0, 10.0)}, "photon range"),
     ({"photons": (20.0, 10.0)}, "photon range"),
@@ -111,7 +111,7 @@ def test_config_errors(kw, message):
 
 
 def test_config_boundaries_are_accepted():
-    for kw in ({"photons": (5.0, 5.0)}, {"noisy_copies": 0}, {"noisy_copies": 0, "clean": True},
+    for kw in ({"photons": (5.0, 5.0)}, {"photons": (0.5, 1.0)}, {"photons": (1.0, 2.0)}, {"noisy_copies": 0}, {"noisy_copies": 0, "clean": True},
                {"noisy_copies": 1, "clean": False}, {"max_minutes": 1e-6}, {"chunk_per_class": 1},
                {"val_per_class": 2}, {"workers": 0}, {"kind": "poly", "arch": "cnn1d"}):
         RadialTrainConfig(**kw).validate()
@@ -167,6 +167,35 @@ def test_simulated_features_options():
     assert not np.allclose(clean["x"][0], simulate_features("mono", (5,), 7, 0, 1, noisy_copies=0, features=FEAT)["x"][0])
     # default features: the shipped 513 window (242 features)
     assert simulate_features("mono", (2,), 7, 0, 1, noisy_copies=0)["x"].shape == (1, FeatureConfig().n_features)
+    # default copies and doses: the noise-free one and two noisy ones at 3e4 .. 3e7 photons
+    d = simulate_features("mono", (5,), 7, 0, 1, features=FEAT)
+    assert np.isinf(d["photons"][0]) and np.all((d["photons"][1:] >= 3e4) & (d["photons"][1:] <= 3e7))
+    assert len(d["y"]) == 3
+
+
+def test_simulated_features_follow_the_feature_window_block_and_bin():
+    """The patterns are simulated with the feature settings: a window larger than the shipped one, another
+    central block and another bin reach the simulation and the noise."""
+    big = {"window": 525, "bin": 3, "block": 11, "r_min": 4, "r_max": 80}
+    assert simulate_features("mono", (2,), 7, 0, 1, noisy_copies=0, features=big)["x"].shape == (
+        1, FeatureConfig.from_dict(big).n_features)
+    other = {"window": 75, "bin": 5, "block": 5, "r_min": 2, "r_max": 10}
+    fc = FeatureConfig.from_dict(other)
+    out = simulate_features("mono", (5,), 7, 0, 1, noisy_copies=1, features=other, fixed_photons=1e5)
+    cfg = SpeckleDatasetConfig(n_values=(5,), per_class=1, window=75, bin=5, method="analytic", seed=7, block=5)
+    g = to_feature_grid(simulate_pattern(5, 0, cfg)[0][None], fc, input_bin=5)[0]
+    np.testing.assert_allclose(out["x"][0], radial_features(g[None], fc, 5, counts=False)[0], rtol=1e-6)
+    noisy = add_counts_noise(g, 1e5, np.random.default_rng(np.random.SeedSequence([7, 5, 0, 1])), fc)[0]
+    np.testing.assert_allclose(out["x"][1], radial_features(noisy[None], fc, 5, counts=True)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_noisy_copies_are_read_as_counts_at_any_dose():
+    # 2e9 photons: more than looks_like_counts accepts as counts, but the simulated copies are counts
+    out = simulate_features("mono", (5,), 7, 0, 1, noisy_copies=1, clean=False, features=FEAT, fixed_photons=2e9)
+    rng = np.random.default_rng(np.random.SeedSequence([7, 5, 0, 1]))
+    noisy = add_counts_noise(_grid("mono", 5, 0, 7), 2e9, rng, FC)[0]
+    np.testing.assert_allclose(out["x"][0], radial_features(noisy[None], FC, FC.bin, counts=True)[0], rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_chunk_arguments_carry_the_config():
@@ -474,6 +503,7 @@ def test_chunks_submitted_and_wait_timeouts(monkeypatch):
     left."""
     submitted, waits = [], []
     real_pool, real_wait = rt.simulation_pool, rt.wait_first
+    clock = Frozen(15.0)
 
     def pool(workers):
         assert workers == 0
@@ -481,7 +511,7 @@ def test_chunks_submitted_and_wait_timeouts(monkeypatch):
 
         class Spy:
             def submit(self, fn, args):
-                submitted.append((args["seed"], args["start"], args["count"]))
+                submitted.append((args["seed"], args["start"], args["count"], clock.calls))
                 return inner.submit(fn, args)
 
         import contextlib
@@ -499,8 +529,12 @@ def test_chunks_submitted_and_wait_timeouts(monkeypatch):
     monkeypatch.setattr(rt, "simulation_pool", pool)
     monkeypatch.setattr(rt, "wait_first", wait)
     cfg = _cfg(chunk_per_class=2, max_per_class=5, epochs_per_chunk=2, max_epochs=9)
-    clf, _ = _run(cfg, Frozen(15.0))
-    assert submitted == [(2, 0, 3), (1, 0, 2), (1, 2, 2), (1, 4, 2)]
+    clf, _ = _run(cfg, clock)
+    # (seed, start, count, clock readings so far): the validation split and the first chunk after t0; chunk
+    # 1 at the reading before epoch 1 (3: after t0 and the validation event); chunk 2 as soon as chunk 1
+    # came in, at the wait's reading before epoch 3 (epoch 1 event 4, before epoch 2: 5, before epoch 3: 6,
+    # the wait: 7)
+    assert submitted == [(2, 0, 3, 1), (1, 0, 2, 1), (1, 2, 2, 3), (1, 4, 2, 7)]
     assert waits == [(1, 45.0), (1, 45.0)]
     assert clf.provenance["metrics"]["patterns_per_class"] == 6
 
@@ -514,3 +548,15 @@ def test_history_from_models_without_full_provenance():
     assert _run(cfg, Frozen(0.0), init=init)[0].provenance["config"]["history"] == [{"seed": 3}]
     clf, _ = _run(_cfg(max_epochs=1, n_values=(20, 2)), Frozen(0.0))
     assert list(clf.classes) == [2, 20]
+
+
+def test_name_default_and_the_accuracy_during_training():
+    cfg = _cfg(max_epochs=1, n_values=(2, 8, 20), noisy_copies=0)
+    clf, events = _run(cfg, Frozen(0.0))
+    assert clf.name == "" and clf.provenance["config"]["name"] == ""
+    val = simulate_features(**rt._chunk_args(cfg, cfg.val_seed, 0, cfg.val_per_class))
+    clf.net.eval()
+    with torch.no_grad():
+        pred = clf.net(torch.from_numpy(clf.standardize(val["x"]))).argmax(1).numpy()
+    # nine validation feature vectors: the share right is never one half (a flipped comparison would show)
+    assert events[1]["val_accuracy"] == pytest.approx(float((pred == np.searchsorted((2, 8, 20), val["y"])).mean()))
