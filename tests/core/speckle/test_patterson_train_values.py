@@ -524,3 +524,34 @@ def test_history_from_models_without_full_provenance():
     assert hist[0] == {"old": 1} and hist[1]["command"] == "c" and hist[1]["train_seconds"] == 7.0
     clf, _ = _run(_cfg(n_values=(20, 2)), Ticks(step=30.0))
     assert list(clf.classes) == [2, 20]
+
+
+def test_simulated_inputs_follow_the_feature_settings_and_defaults():
+    """A window larger than the shipped one, another central block and bin reach the simulation and the
+    noise; the simulated noisy copies are read as counts even past the dose looks_like_counts accepts; the
+    defaults are polydisperse radius-law disks, one noisy copy at 3e4 .. 3e7 photons."""
+    big = {"window": 525, "bin": 3, "block": 11, "r_min": 4, "r_max": 80}
+    assert simulate_inputs((2,), 7, 0, 1, noisy_copies=0, features=big, half=H)["x"].shape == (
+        1, FeatureConfig.from_dict(big).n_features + N_PEAK_FEATURES)
+    other = {"window": 435, "bin": 5, "block": 5, "r_min": 2, "r_max": 40}
+    fc = FeatureConfig.from_dict(other)
+    cfg = SpeckleDatasetConfig(n_values=(5,), per_class=1, window=435, bin=5, polydisperse=True, poly_law="radius",
+                               method="analytic", seed=7, block=5)
+    g = to_feature_grid(simulate_pattern(5, 0, cfg)[0][None], fc, input_bin=5)[0]
+    out = simulate_inputs((5,), 7, 0, 1, photons=(1e5, 1e5), features=other, half=H)
+    pm = patterson_maps(g[None], H)
+    np.testing.assert_allclose(out["x"][0], np.concatenate([radial_features(g[None], fc, 5, counts=False)[0],
+                                                            patterson_features(pm)[0]]), rtol=1e-5, atol=1e-6)
+    rng = np.random.default_rng(np.random.SeedSequence([7, 5, 0, 1]))
+    noisy = add_counts_noise(g, 10 ** rng.uniform(5.0, 5.0), rng, fc)[0]            # the dose draw comes first
+    pn = patterson_maps(noisy[None], H)
+    np.testing.assert_allclose(out["x"][1], np.concatenate([radial_features(noisy[None], fc, 5, counts=True)[0],
+                                                            patterson_features(pn)[0]]), rtol=1e-5, atol=1e-6)
+    hot = simulate_inputs((5,), 7, 0, 1, photons=(2e9, 2e9), clean=False, features=FEAT, half=H)
+    rng = np.random.default_rng(np.random.SeedSequence([7, 5, 0, 1]))
+    noisy = add_counts_noise(_grid(5, 0, 7), 10 ** rng.uniform(np.log10(2e9), np.log10(2e9)), rng, FC)[0]
+    np.testing.assert_allclose(hot["x"][0, :FC.n_features], radial_features(noisy[None], FC, FC.bin, counts=True)[0],
+                               rtol=1e-5, atol=1e-6)
+    d = simulate_inputs((5,), 7, 0, 1, features=FEAT, half=H)
+    assert len(d["y"]) == 2 and np.isinf(d["photons"][0]) and 3e4 <= d["photons"][1] <= 3e7
+    np.testing.assert_array_equal(d["maps"][0], patterson_maps(_grid(5, 0, 7)[None], H)[0].astype(np.float16))
