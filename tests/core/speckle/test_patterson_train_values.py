@@ -126,7 +126,7 @@ def test_config_errors(kw, message):
 
 
 def test_config_boundaries_are_accepted():
-    for kw in ({"photons": (5.0, 5.0)}, {"noisy_copies": 0}, {"noisy_copies": 1, "clean": False},
+    for kw in ({"photons": (5.0, 5.0)}, {"photons": (0.5, 1.0)}, {"noisy_copies": 0}, {"noisy_copies": 1, "clean": False},
                {"max_minutes": 1e-6}, {"chunk_per_class": 1}, {"val_per_class": 2}, {"max_pool": 100},
                {"ordinal_weight": 0.0}, {"workers": 0}, {"poly_laws": ("area", "radius")}):
         PattersonTrainConfig(**kw).validate()
@@ -212,6 +212,7 @@ def test_budget_steps_evaluation_and_learning_rate():
     assert curve[0]["minutes"] == 1.0 and curve[0]["samples_seen"] == 11 * 4 and curve[0]["patterns_per_class"] == 1
     assert curve[0]["val_accuracy"] == ev["val_accuracy"] and curve[0]["val_macro_f1"] == ev["val_macro_f1"]
     assert curve[1]["minutes"] == pytest.approx(70.0 / 60) and curve[1]["samples_seen"] == 11 * 4
+    assert curve[1]["patterns_per_class"] == 1
     assert curve[1]["val_accuracy"] == m["validation"]["accuracy"]
     assert curve[1]["val_macro_f1"] == m["validation"]["macro_f1"]
 
@@ -228,6 +229,9 @@ def test_evaluations_every_five_minutes_after_the_first():
     assert [c["minutes"] for c in clf.provenance["metrics"]["learning_curve"]] == pytest.approx(
         [200 / 60, 400 / 60, 700 / 60, 1000 / 60, 1400 / 60])
     assert clf.provenance["metrics"]["steps"] == 11
+    # 60 s a tick, 10 minutes: evaluations at 120 s (the first reading >= 60 s) and at 360 s, exactly when due
+    clf, events = _run(_cfg(max_minutes=10.0), Ticks(step=60.0))
+    assert [e["seconds"] for e in events if e["stage"] == "epoch"] == [120.0, 360.0]
 
 
 def test_fresh_chunks_and_the_bounded_pool():
@@ -555,3 +559,63 @@ def test_simulated_inputs_follow_the_feature_settings_and_defaults():
     d = simulate_inputs((5,), 7, 0, 1, features=FEAT, half=H)
     assert len(d["y"]) == 2 and np.isinf(d["photons"][0]) and 3e4 <= d["photons"][1] <= 3e7
     np.testing.assert_array_equal(d["maps"][0], patterson_maps(_grid(5, 0, 7)[None], H)[0].astype(np.float16))
+
+
+def test_ordinal_loss_default_and_targets_past_the_first_class():
+    logits = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, -1.0]])
+    y = torch.tensor([2, 1])
+    assert float(ordinal_loss(logits, y)) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)))
+    p = torch.softmax(logits, 1)
+    expected = p @ torch.arange(3.0)
+    ref = torch.nn.functional.cross_entropy(logits, y) + 0.5 * torch.mean((expected - y.float()) ** 2)
+    assert float(ordinal_loss(logits, y, 0.5)) == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_random_views_draw_from_the_given_generator():
+    from napari_cxdi.speckle.patterson import dihedral_views
+
+    maps = torch.randn(32, 5, 9, generator=torch.Generator().manual_seed(1))
+    k = torch.randint(0, 4, (32,), generator=torch.Generator().manual_seed(5))
+    views = dihedral_views(maps)
+    torch.manual_seed(123)                            # the global generator must not be used
+    out = random_views(maps, torch.Generator().manual_seed(5))
+    for i in range(32):
+        assert torch.equal(out[i], views[int(k[i])][i])
+
+
+def test_training_batches_pair_maps_features_and_labels(monkeypatch):
+    """Every training step sees whole samples (map, standardised features and label of one pattern copy), in
+    the order of the seeded permutations: one drawn at the start, after a fresh chunk and whenever the pool
+    is used up; after a chunk comes in the oldest is dropped (56 + 56 samples > a pool of 100)."""
+    seen = []
+
+    class Recording(PattersonNet):
+        def forward(self, maps, feats):
+            if self.training:
+                seen.append([maps.detach().clone(), feats.detach().clone()])
+            return super().forward(maps, feats)
+
+    def loss(logits, target, weight=0.0):
+        seen[-1].append(target.clone())
+        return ordinal_loss(logits, target, weight)
+
+    monkeypatch.setattr(pt, "PattersonNet", Recording)
+    monkeypatch.setattr(pt, "ordinal_loss", loss)
+    cfg = _cfg(chunk_per_class=7, max_per_class=14, noisy_copies=3, epochs_per_chunk=1.0, max_minutes=10.0)
+    clf, _ = _run(cfg, Ticks(step=100.0))
+    # readings: 200 (step 1 on chunk 0; chunk 1 asked for), 300 + the wait 400 (chunk 1 replaces chunk 0,
+    # step 2), 500 and 600 (steps 3, 4: a new permutation each, the pool being used up), 700 > 600: stop
+    assert len(seen) == 4 and clf.provenance["metrics"]["steps"] == 4
+    chunks = [simulate_inputs(**pt._args(cfg, cfg.seed, k * 7, 7)) for k in (0, 1)]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for step, (maps, feats, target) in enumerate(seen):
+        c = chunks[0 if step == 0 else 1]
+        b = torch.randperm(56, generator=gen)
+        torch.testing.assert_close(maps, torch.from_numpy(c["maps"])[b].float(), rtol=0, atol=0)
+        torch.testing.assert_close(feats, torch.from_numpy(clf.standardize(c["x"]))[b], rtol=0, atol=0)
+        torch.testing.assert_close(target, torch.from_numpy(np.searchsorted(CLASSES, c["y"]))[b], rtol=0, atol=0)
+
+
+def test_default_name():
+    clf, _ = _run(_cfg(), Ticks(step=30.0))
+    assert clf.name == "" and clf.provenance["config"]["name"] == ""
