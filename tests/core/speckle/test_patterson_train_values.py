@@ -126,7 +126,8 @@ def test_config_errors(kw, message):
 
 
 def test_config_boundaries_are_accepted():
-    for kw in ({"photons": (5.0, 5.0)}, {"photons": (0.5, 1.0)}, {"noisy_copies": 0}, {"noisy_copies": 1, "clean": False},
+    for kw in ({"photons": (5.0, 5.0)}, {"photons": (0.5, 1.0)}, {"noisy_copies": 0},
+               {"noisy_copies": 1, "clean": False},
                {"max_minutes": 1e-6}, {"chunk_per_class": 1}, {"val_per_class": 2}, {"max_pool": 100},
                {"ordinal_weight": 0.0}, {"workers": 0}, {"poly_laws": ("area", "radius")}):
         PattersonTrainConfig(**kw).validate()
@@ -178,7 +179,8 @@ def test_simulated_inputs_options():
     assert noisy_only["photons"][1] == pytest.approx(10 ** rng.uniform(np.log10(3e4), np.log10(3e7)), rel=1e-12)
     # the defaults: the shipped window and half width
     d = simulate_inputs((2,), 7, 0, 1, noisy_copies=0)
-    assert d["maps"].shape == (1, HALF + 1, 2 * HALF + 1) and d["x"].shape[1] == FeatureConfig().n_features + N_PEAK_FEATURES
+    assert d["maps"].shape == (1, HALF + 1, 2 * HALF + 1)
+    assert d["x"].shape[1] == FeatureConfig().n_features + N_PEAK_FEATURES
 
 
 def test_job_arguments_carry_the_config():
@@ -373,7 +375,8 @@ def test_model_calibration_domain_provenance_and_cpu_times(monkeypatch):
     val = simulate_inputs(**pt._args(cfg, cfg.val_seed, 0, cfg.val_per_class))
     yval = np.searchsorted(CLASSES, val["y"])
     logits = clf.logits_maps(val["maps"], val["x"])
-    assert clf.temperature == pytest.approx(fit_temperature(logits, yval), rel=1e-9) and m["temperature"] == clf.temperature
+    assert clf.temperature == pytest.approx(fit_temperature(logits, yval), rel=1e-9)
+    assert m["temperature"] == clf.temperature
     before = reliability(torch.softmax(torch.from_numpy(logits), 1).numpy(), yval)
     probs = torch.softmax(torch.from_numpy(logits / clf.temperature), 1).numpy()
     after = reliability(probs, yval)

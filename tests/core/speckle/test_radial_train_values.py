@@ -76,7 +76,8 @@ def _run(cfg, clock, **kw):
 # --------------------------------------------------------------------------- configuration
 def test_config_defaults_and_conversions():
     c = RadialTrainConfig()
-    assert (c.kind, c.arch, c.hidden, c.dropout, c.n_values) == ("mono", "mlp", 256, 0.1, tuple(range(N_MIN, N_MAX + 1)))
+    assert (c.kind, c.arch, c.hidden, c.dropout) == ("mono", "mlp", 256, 0.1)
+    assert c.n_values == tuple(range(N_MIN, N_MAX + 1))
     assert (c.photons, c.noisy_copies, c.clean, c.chunk_per_class, c.max_minutes) == ((3e4, 3e7), 2, True, 8, 10.0)
     assert (c.max_per_class, c.val_per_class, c.lr, c.weight_decay, c.batch_size) == (2000, 40, 2e-3, 1e-4, 256)
     assert (c.epochs_per_chunk, c.max_epochs, c.workers, c.method, c.seed, c.val_seed) == (
@@ -111,7 +112,8 @@ def test_config_errors(kw, message):
 
 
 def test_config_boundaries_are_accepted():
-    for kw in ({"photons": (5.0, 5.0)}, {"photons": (0.5, 1.0)}, {"photons": (1.0, 2.0)}, {"noisy_copies": 0}, {"noisy_copies": 0, "clean": True},
+    for kw in ({"photons": (5.0, 5.0)}, {"photons": (0.5, 1.0)}, {"photons": (1.0, 2.0)}, {"noisy_copies": 0},
+               {"noisy_copies": 0, "clean": True},
                {"noisy_copies": 1, "clean": False}, {"max_minutes": 1e-6}, {"chunk_per_class": 1},
                {"val_per_class": 2}, {"workers": 0}, {"kind": "poly", "arch": "cnn1d"}):
         RadialTrainConfig(**kw).validate()
@@ -162,9 +164,10 @@ def test_simulated_features_options():
     np.testing.assert_allclose(fixed["x"][1], radial_features(noisy[None], FC, FC.bin, counts=True)[0], rtol=1e-5,
                                atol=1e-6)
     clean = simulate_features("poly", (5,), 7, 0, 1, noisy_copies=0, features=FEAT)
-    np.testing.assert_allclose(clean["x"][0], radial_features(_grid("poly", 5, 0, 7)[None], FC, FC.bin, counts=False)[0],
-                               rtol=1e-6)
-    assert not np.allclose(clean["x"][0], simulate_features("mono", (5,), 7, 0, 1, noisy_copies=0, features=FEAT)["x"][0])
+    poly = radial_features(_grid("poly", 5, 0, 7)[None], FC, FC.bin, counts=False)[0]
+    np.testing.assert_allclose(clean["x"][0], poly, rtol=1e-6)
+    mono = simulate_features("mono", (5,), 7, 0, 1, noisy_copies=0, features=FEAT)["x"][0]
+    assert not np.allclose(clean["x"][0], mono)
     # default features: the shipped 513 window (242 features)
     assert simulate_features("mono", (2,), 7, 0, 1, noisy_copies=0)["x"].shape == (1, FeatureConfig().n_features)
     # default copies and doses: the noise-free one and two noisy ones at 3e4 .. 3e7 photons
