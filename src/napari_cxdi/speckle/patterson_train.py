@@ -8,17 +8,16 @@ chunk is simulated, with a cosine learning rate over the wall-time budget. Then 
 and the domain statistics measured on a validation split with its own seed.
 
 Seeds: pattern ``j`` of class ``n`` from ``SeedSequence([seed, n, j])`` (training), ``val_seed`` for the
-validation split; keep both different from any test seed.
+validation split; keep both different from any test seed. ``workers=0`` simulates in this process (no pool);
+``clock`` (default :func:`time.perf_counter`) measures the budget, a fake one makes it deterministic.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import resource
 import time
-from collections.abc import Generator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,20 +28,22 @@ from ..configs import ConfigMethods
 from ..errors import ConfigError
 from ..provenance import provenance
 from .calibration import fit_temperature, reliability
-from .dataset import SpeckleDatasetConfig, _single_threaded_children, simulate_pattern
+from .dataset import SpeckleDatasetConfig, simulate_pattern
 from .disks import N_MAX, N_MIN, POLY_LAWS
 from .evaluate import classification_report
 from .features import FeatureConfig, add_counts_noise, radial_features, to_feature_grid
 from .patterson import (HALF, N_PEAK_FEATURES, PattersonClassifier, PattersonNet, dihedral_views, patterson_features,
                         patterson_maps)
 from .radial import domain_statistics
+from .radial_train import simulation_pool, wait_first
 
 
 @dataclass(frozen=True)
 class PattersonTrainConfig(ConfigMethods):
     """``poly_laws``: polydispersity laws mixed in the training data (patterns alternate between them);
     ``photons`` (low, high) photons per pattern for the ``noisy_copies`` (log-uniform); ``max_minutes``
-    wall-time budget; ``max_pool`` samples kept at most (memory bound: ~15 kB each)."""
+    wall-time budget; ``max_pool`` samples kept at most (memory bound: ~15 kB each); ``workers`` simulation
+    processes (0: simulate in this process, no pool)."""
 
     polydisperse: bool = True
     poly_laws: tuple[str, ...] = ("radius",)
@@ -97,6 +98,8 @@ class PattersonTrainConfig(ConfigMethods):
             raise ConfigError("training and validation seeds must differ")
         if not self.ordinal_weight >= 0:
             raise ConfigError(f"ordinal_weight must be >= 0, got {self.ordinal_weight}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0: simulate in this process), got {self.workers}")
         FeatureConfig.from_dict(self.features)
         return self
 
@@ -174,28 +177,28 @@ def _args(config: PattersonTrainConfig, seed: int, start: int, count: int, noisy
             "clean": config.clean, "features": config.features, "half": config.half}
 
 
-def train_patterson(config: PattersonTrainConfig, name: str = "", init: PattersonClassifier | None = None
-                    ) -> Generator[dict, None, PattersonClassifier]:
+def train_patterson(config: PattersonTrainConfig, name: str = "", init: PattersonClassifier | None = None,
+                    clock: Callable[[], float] = time.perf_counter) -> Generator[dict, None, PattersonClassifier]:
     """Train (yielding ``{"stage": "validation"|"epoch"|"calibrate", ...}``) and return the calibrated
     :class:`~.patterson.PattersonClassifier`; ``provenance["metrics"]`` holds the validation report, the
     temperature, ECE before/after, wall and CPU seconds, and the learning curve (validation macro-F1 against
-    training minutes and patterns seen)."""
+    training minutes and patterns seen). ``clock``: seconds for the budget and the reported times."""
     config.validate()
     torch.manual_seed(config.seed)
     fcfg = FeatureConfig.from_dict(config.features)
     classes = np.asarray(sorted(config.n_values))
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = clock(), time.process_time()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     budget = config.max_minutes * 60.0
     chunks_total = int(np.ceil(config.max_per_class / config.chunk_per_class))
     curve = []
-    with _single_threaded_children(), ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as pool:
+    with simulation_pool(config.workers) as pool:
         val_future = pool.submit(_job, _args(config, config.val_seed, 0, config.val_per_class))
         pending = [pool.submit(_job, _args(config, config.seed, k * config.chunk_per_class, config.chunk_per_class))
                    for k in range(min(config.workers + 1, chunks_total))]
         submitted = len(pending)
         val = val_future.result()
-        yield {"stage": "validation", "n": len(val["y"]), "seconds": time.perf_counter() - t0}
+        yield {"stage": "validation", "n": len(val["y"]), "seconds": clock() - t0}
         first = pending.pop(0).result()
         maps, xs, ys = [first["maps"]], [first["x"]], [first["y"]]
         # feature scaling from the validation split (many more patterns than the first chunk; labels unused),
@@ -219,12 +222,12 @@ def train_patterson(config: PattersonTrainConfig, name: str = "", init: Patterso
         perm, pos = torch.randperm(len(y_all), generator=gen), 0
         next_eval = 60.0
         while True:
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
             if elapsed > budget:
                 break
             if pending and since_new >= config.epochs_per_chunk:
-                wait(pending, timeout=budget - elapsed, return_when=FIRST_COMPLETED)
-                elapsed = time.perf_counter() - t0
+                wait_first(pending, budget - elapsed)
+                elapsed = clock() - t0
             fresh = [f for f in pending if f.done()]
             for fut in fresh:
                 pending.remove(fut)
@@ -274,7 +277,7 @@ def train_patterson(config: PattersonTrainConfig, name: str = "", init: Patterso
                        "patterns_per_class": patterns, "lr": lr, "seconds": elapsed}
         for fut in pending:
             fut.cancel()
-    train_seconds = time.perf_counter() - t0
+    train_seconds = clock() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_main = time.process_time() - c0
     cpu_children = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)

@@ -8,16 +8,20 @@ time budget. Afterwards the one-disk-fit read-out is combined with the network (
 chosen on a validation split simulated with its own seed, :func:`.radial.fit_readout`) and the domain
 statistics are measured on that split.
 
+``workers=0`` simulates in this process, a chunk when the training waits for it (no pool: tests, debugging);
+``clock`` (default :func:`time.perf_counter`) measures the budget, a fake one makes it deterministic.
+
 Seeds: training pattern ``j`` of class ``n`` comes from ``SeedSequence([seed, n, j])``; validation from
 ``val_seed``; keep both different from any test seed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -44,7 +48,8 @@ class RadialTrainConfig(ConfigMethods):
     copies (log-uniform); ``noisy_copies`` noisy feature vectors per simulated pattern, plus the noise-free
     one if ``clean``. ``max_minutes`` wall-time budget (training goes on over the cached features until it
     is spent), ``max_per_class`` patterns per class at most, ``epochs_per_chunk`` passes over the cache
-    before waiting for the next simulated chunk, ``max_epochs`` a cap on the passes (small tests)."""
+    before waiting for the next simulated chunk, ``max_epochs`` a cap on the passes (small tests).
+    ``workers`` simulation processes (0: simulate in this process, no pool)."""
 
     kind: str = "mono"
     arch: str = "mlp"
@@ -88,6 +93,8 @@ class RadialTrainConfig(ConfigMethods):
             raise ConfigError("max_minutes, chunk_per_class must be > 0 and val_per_class >= 2")
         if self.seed == self.val_seed:
             raise ConfigError("training and validation seeds must differ")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0: simulate in this process), got {self.workers}")
         FeatureConfig.from_dict(self.features)
         return self
 
@@ -134,33 +141,76 @@ def _chunk_job(args):
     return simulate_features(**args)
 
 
+class _Deferred:
+    """A chunk simulated in this process (``workers=0``): computed when the training first asks for it."""
+
+    def __init__(self, fn, args):
+        self._fn, self._args, self._result, self._done = fn, args, None, False
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self):
+        if not self._done:
+            self._result, self._done = self._fn(self._args), True
+        return self._result
+
+    def cancel(self) -> bool:
+        return not self._done
+
+
+class _InProcess:
+    def submit(self, fn, args) -> _Deferred:
+        return _Deferred(fn, args)
+
+
+@contextlib.contextmanager
+def simulation_pool(workers: int):
+    """``workers`` spawned simulation processes (one BLAS thread each), or this process for ``workers=0``."""
+    if workers == 0:
+        yield _InProcess()
+        return
+    with _single_threaded_children(), ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        yield pool
+
+
+def wait_first(pending: list, timeout: float) -> None:
+    """Wait until one of the ``pending`` chunks is ready (at most ``timeout`` s for a pool); an in-process
+    chunk is simulated now."""
+    if isinstance(pending[0], _Deferred):
+        pending[0].result()
+    else:
+        wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+
+
 def _chunk_args(config: RadialTrainConfig, seed: int, start: int, count: int) -> dict:
     return {"kind": config.kind, "n_values": config.n_values, "seed": seed, "start": start, "count": count,
             "photons": config.photons, "noisy_copies": config.noisy_copies, "clean": config.clean,
             "method": config.method, "features": config.features}
 
 
-def train_radial(config: RadialTrainConfig, name: str = "", init: RadialClassifier | None = None
-                 ) -> Generator[dict, None, RadialClassifier]:
+def train_radial(config: RadialTrainConfig, name: str = "", init: RadialClassifier | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> Generator[dict, None, RadialClassifier]:
     """Train (yielding ``{"stage": "validation"|"epoch"|"calibrate", ...}`` progress) and return the
     calibrated :class:`RadialClassifier`; ``classifier.provenance["metrics"]`` holds the validation
     report, the temperature, the ECE before/after and the training time. ``init``: continue from this
-    model's network and feature scaling (same architecture; use a new ``seed`` so the patterns are new)."""
+    model's network and feature scaling (same architecture; use a new ``seed`` so the patterns are new).
+    ``clock``: seconds for the budget and the reported times."""
     config.validate()
     torch.manual_seed(config.seed)
     fcfg = FeatureConfig.from_dict(config.features)
     classes = np.asarray(sorted(config.n_values))
-    t0 = time.perf_counter()
+    t0 = clock()
     budget = config.max_minutes * 60.0
     chunks_total = int(np.ceil(config.max_per_class / config.chunk_per_class))
-    with _single_threaded_children(), ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as pool:
+    with simulation_pool(config.workers) as pool:
         val_future = pool.submit(_chunk_job, _chunk_args(config, config.val_seed, 0, config.val_per_class))
         pending = [pool.submit(_chunk_job, _chunk_args(config, config.seed, k * config.chunk_per_class,
                                                        config.chunk_per_class))
                    for k in range(min(config.workers + 1, chunks_total))]
         submitted = len(pending)
         val = val_future.result()
-        yield {"stage": "validation", "n": len(val["y"]), "seconds": time.perf_counter() - t0}
+        yield {"stage": "validation", "n": len(val["y"]), "seconds": clock() - t0}
         first = pending.pop(0).result()
         xs, ys = [first["x"]], [first["y"]]
         mean = first["x"].mean(0)
@@ -178,13 +228,13 @@ def train_radial(config: RadialTrainConfig, name: str = "", init: RadialClassifi
         gen = torch.Generator().manual_seed(config.seed)
         epoch, patterns, since_new = 0, config.chunk_per_class, 0
         while True:
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
             if elapsed > budget or epoch >= config.max_epochs:
                 break
             if pending and since_new >= config.epochs_per_chunk:
                 # enough passes over the cache: wait for fresh patterns instead of over-fitting it
-                wait(pending, timeout=budget - elapsed, return_when=FIRST_COMPLETED)
-                elapsed = time.perf_counter() - t0
+                wait_first(pending, budget - elapsed)
+                elapsed = clock() - t0
             # take finished chunks, keep the pool busy
             for fut in [f for f in pending if f.done()]:
                 since_new = 0
@@ -221,10 +271,10 @@ def train_radial(config: RadialTrainConfig, name: str = "", init: RadialClassifi
                     acc = float((net(zval).argmax(1).numpy() == yval).mean())
                 yield {"stage": "epoch", "epoch": epoch, "train_loss": total / len(y), "val_accuracy": acc,
                        "samples": int(len(y)), "patterns_per_class": patterns, "lr": lr,
-                       "seconds": time.perf_counter() - t0}
+                       "seconds": clock() - t0}
         for fut in pending:
             fut.cancel()
-    train_seconds = time.perf_counter() - t0
+    train_seconds = clock() - t0
     yield {"stage": "calibrate"}
     chosen = fit_readout(clf, np.concatenate(xs), np.concatenate(ys), val["x"], val["y"])
     logits = clf.logits(val["x"])
