@@ -287,7 +287,9 @@ def calibration_report(mean: np.ndarray, sigma: np.ndarray, target: np.ndarray, 
     for t, name in enumerate(names):
         ok = ~np.isnan(err[:, t])
         e, s = err[ok, t], np.asarray(sigma)[ok, t]
-        rho = spearmanr(e, s).statistic if ok.sum() > 2 else float("nan")
+        # a constant sigma (or error) has no rank correlation: nan, without scipy's warning
+        varies = ok.sum() > 2 and np.ptp(e) > 0 and np.ptp(s) > 0
+        rho = float(spearmanr(e, s).statistic) if varies else float("nan")
         order = np.argsort(s, kind="stable")
         n10 = max(1, e.size // 10)
         with np.errstate(divide="ignore", invalid="ignore"):

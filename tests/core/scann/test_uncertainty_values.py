@@ -379,3 +379,18 @@ def test_tied_sigmas_keep_the_input_order():
     assert rep["mae_most_confident_10pct"] == pytest.approx(e[:20].mean(), rel=1e-12)
     assert rep["mae_least_confident_10pct"] == pytest.approx(e[-20:].mean(), rel=1e-12)
     assert [row["mae"] for row in rep["error_by_sigma"]] == [row["mae"] for row in table]
+
+
+def test_a_constant_sigma_has_no_rank_correlation_and_no_warning():
+    import warnings
+
+    target = np.zeros((5, 1))
+    mean = np.array([[0.1], [0.4], [0.2], [0.3], [0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rep = calibration_report(mean, np.ones((5, 1)), target, ["y"], bins=2)["y"]
+        varied = calibration_report(mean, np.array([[1.0], [4.0], [2.0], [3.0], [5.0]]), target, ["y"], bins=2)["y"]
+        same_error = calibration_report(np.full((5, 1), 0.3), np.array([[1.0], [4.0], [2.0], [3.0], [5.0]]), target,
+                                        ["y"], bins=2)["y"]
+    assert np.isnan(rep["spearman_error_sigma"]) and np.isnan(same_error["spearman_error_sigma"])
+    assert varied["spearman_error_sigma"] == pytest.approx(1.0)
