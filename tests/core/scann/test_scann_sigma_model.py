@@ -183,8 +183,9 @@ def test_out_of_domain_structures_get_at_least_the_scaled_spread(calibrated, tmp
 def test_shipped_model_sigma_ranks_held_out_errors():
     """The shipped ensemble carries a sigma model whose recorded test calibration meets the goals
     (>= 60 % / >= 90 % within 1 / 2 sigma) and ranks errors clearly better than the members' spread;
-    live: on 400 held-out QM9 molecules the least confident quarter has larger errors than the most
-    confident quarter."""
+    live: on 2,000 held-out QM9 molecules the least confident quarter has larger errors than the most
+    confident quarter (400 were too few for a stable quarter ratio: 1.25 for LUMO with the current ensemble,
+    whose full test split gives ~1.6)."""
     from napari_cxdi.resources import sample_data_dir
     from napari_cxdi.scann import load_qm9, split_indices
     from napari_cxdi.scann.datasets import QM9_SIZE
@@ -203,10 +204,10 @@ def test_shipped_model_sigma_ranks_held_out_errors():
     predictor = ScannPredictor.load("qm9", device="cpu")
     assert predictor.sigma_model is not None and predictor.sigma_model.target_names == ("homo", "lumo")
     assert predictor.sigma_model.to_dict()["a"] == m["sigma_model"]["a"]
-    rows = split_indices(QM9_SIZE, [m["n_train"], m["n_val"], m["n_test"]], seed=0)[2][:400]
+    rows = split_indices(QM9_SIZE, [m["n_train"], m["n_val"], m["n_test"]], seed=0)[2][:2000]
     s = load_qm9(("homo", "lumo"), indices=rows)
     res = predictor.predict([s.atoms(i) for i in range(len(s))], n_jobs=1, warn=False)
     for t, name in enumerate(("homo", "lumo")):
         err = np.abs(np.array([r.properties[name] for r in res]) - s.targets[:, t])
         order = np.argsort([r.sigma[name] for r in res])
-        assert err[order[-100:]].mean() > 1.3 * err[order[:100]].mean(), name
+        assert err[order[-500:]].mean() > 1.3 * err[order[:500]].mean(), name
