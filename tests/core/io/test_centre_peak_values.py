@@ -94,17 +94,24 @@ N = 96
 YY, XX = np.mgrid[:N, :N]
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_hot_pixels_the_mask_misses_do_not_decide_the_centre(seed):
-    # 20 unmasked hot pixels (1e6 counts) in a 96 x 96 ring pattern with module gaps: before, they decided
-    # the centre (36 of 60 random beams came out wrong, silently)
-    rng = np.random.default_rng(1000 + seed)
+def _rings_with_gaps(rng):
+    """A ring pattern of Poisson counts about a random centre in the middle 40 %, two masked module gaps (zeroed)."""
     cy, cx = rng.uniform(0.3 * N, 0.7 * N, 2)
     r = np.hypot(YY - cy, XX - cx)
     counts = rng.poisson(50 * np.exp(-r / 8) * (1 + np.cos(r / 2) ** 2)).astype(float)
     bad = np.zeros((N, N), bool)
     bad[:, 45:47] = True
     bad[30:32, :] = True
+    counts[bad] = 0.0
+    return cy, cx, counts, bad
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hot_pixels_the_mask_misses_do_not_decide_the_centre(seed):
+    # 20 unmasked hot pixels (1e6 counts) in a 96 x 96 ring pattern with module gaps: before, they decided
+    # the centre (36 of 60 random beams came out wrong, silently)
+    rng = np.random.default_rng(1000 + seed)
+    cy, cx, counts, bad = _rings_with_gaps(rng)
     hot = rng.integers(0, N, (20, 2))
     counts[hot[:, 0], hot[:, 1]] = 1e6
     counts[bad] = 0.0
@@ -146,13 +153,7 @@ def test_hot_pixels_half_in_the_mask_are_still_left_out():
     # hot pairs whose neighbour is masked (the mask caught one of the two): the masked neighbour's value does not
     # count as a bright neighbour, so the unmasked hot pixel is still isolated among measured pixels
     rng = np.random.default_rng(1003)
-    cy, cx = rng.uniform(0.3 * N, 0.7 * N, 2)
-    r = np.hypot(YY - cy, XX - cx)
-    counts = rng.poisson(50 * np.exp(-r / 8) * (1 + np.cos(r / 2) ** 2)).astype(float)
-    bad = np.zeros((N, N), bool)
-    bad[:, 45:47] = True
-    bad[30:32, :] = True
-    counts[bad] = 0.0
+    cy, cx, counts, bad = _rings_with_gaps(rng)
     hot = rng.integers(1, N - 2, (20, 2))
     counts[hot[:, 0], hot[:, 1]] = 1e6
     counts[hot[:, 0], hot[:, 1] + 1] = 1e6  # its neighbour: hot too, and masked (its value left in the frame)
