@@ -29,6 +29,8 @@ from napari_cxdi.speckle.patterson_train import PattersonTrainConfig, ordinal_lo
     train_patterson
 from napari_cxdi.speckle.radial import domain_statistics
 
+from test_radial_train_values import Ticks  # the fake clock (tests/core/speckle)
+
 torch.set_num_threads(1)
 # small: 87 x 87 binned, the smallest window whose Patterson half-map (half 43) holds the peak annuli
 FEAT = {"window": 261, "bin": 3, "block": 11, "r_min": 4, "r_max": 60}
@@ -42,19 +44,6 @@ def _cfg(**kw) -> PattersonTrainConfig:
                 hidden=8, dropout=0.0, batch_size=1024, max_minutes=1.0, max_pool=100, half=H, workers=0,
                 features=FEAT, poly_laws=("radius",))
     return PattersonTrainConfig(**{**base, **kw})
-
-
-class Ticks:
-    """Fake clock: ``start`` (not 0: ``t + t0`` must differ from ``t - t0``) at the first reading, then
-    ``step`` seconds more at every reading."""
-
-    def __init__(self, step: float = 1.0, start: float = 1000.0):
-        self.step, self.start, self.readings = step, start, []
-
-    def __call__(self) -> float:
-        t = self.start + self.step * len(self.readings)
-        self.readings.append(t)
-        return t
 
 
 def _run(cfg, clock, **kw):
