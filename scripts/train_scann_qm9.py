@@ -262,7 +262,7 @@ def train_member(k: int, args, envs, parts, work: Path) -> None:
                             device=args.device, time_limit_s=args.time_limit_min * 60 or None, log_every=200,
                             lr_schedule="time_cosine" if args.time_cosine else "restarts", loss=args.loss,
                             snapshots=args.snapshots, snapshot_fraction=args.snapshot_fraction,
-                            snapshot_lr=args.snapshot_lr,
+                            snapshot_lr=args.snapshot_lr, target_weights=args.target_weights,
                             init_from=_init_checkpoint(args.init_from[k % len(args.init_from)], work)
                             if args.init_from else None)
     result, curve, snaps = None, [], []
@@ -476,6 +476,9 @@ def main(argv=None) -> int:
                    help="with --time-cosine: the last --snapshot-fraction of the time is this many short cosine "
                         "cycles; the model at the end of the main cosine and of each cycle is an ensemble member")
     p.add_argument("--snapshot-fraction", type=float, default=0.3)
+    p.add_argument("--target-weights", type=float, nargs=len(TARGETS), default=None, metavar="W",
+                   help="weight of HOMO and LUMO in the loss on standardised targets (default equal); the targets' "
+                        "standard deviations (about 1 2.1 on QM9) make it the loss in eV")
     p.add_argument("--snapshot-lr", type=float, default=None, help="cycle start rate (default lr / 5)")
     p.add_argument("--init-from", nargs="+", default=None,
                    help="warm start: member k starts from checkpoint k mod len (matching weights; the target "

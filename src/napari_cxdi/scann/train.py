@@ -58,6 +58,10 @@ class TrainConfig:
     snapshots: int = 0
     snapshot_fraction: float = 0.3
     snapshot_lr: float | None = None  # default lr / 5
+    # weight of each target's term in the loss (on standardised targets), None: equal. The standardised
+    # loss weighs a target's error in its own units by 1 / its standard deviation, so weights equal to the
+    # targets' standard deviations make it the loss in target units (QM9 LUMO's spread is ~2.1x HOMO's)
+    target_weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
         from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields
@@ -83,6 +87,10 @@ class TrainConfig:
             raise ConfigError("snapshots need lr_schedule 'time_cosine' (cycles are laid out on the time budget)")
         if self.snapshot_lr is not None and not (self.lr_min <= self.snapshot_lr <= self.lr):
             raise ConfigError(f"need lr_min <= snapshot_lr <= lr, got {self.snapshot_lr}")
+        if self.target_weights is not None:
+            self.target_weights = tuple(float(w) for w in self.target_weights)
+            if not self.target_weights or not all(math.isfinite(w) and w > 0 for w in self.target_weights):
+                raise ConfigError(f"target_weights must be finite and > 0, got {self.target_weights}")
 
     def time_lr(self, frac: float) -> tuple[float, int]:
         """Learning rate at fraction ``frac`` of the time budget, and the index of the phase it is in
@@ -220,6 +228,9 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
                           f"{train_set.targets.shape[1]}")
     if np.all(np.isnan(train_set.targets)):
         raise DataValidationError("the training set has no target values")
+    if cfg.target_weights is not None and len(cfg.target_weights) != model_config.n_targets:
+        raise ConfigError(f"target_weights has {len(cfg.target_weights)} values for {model_config.n_targets} "
+                          f"targets: give one weight per target")
     if cfg.checkpoint:  # never train onto the model we start from; checked before any work
         from ..io.safe_write import check_output
 
@@ -232,6 +243,8 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
     model.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
     model.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
     model.to(device).train()
+    weights = torch.as_tensor(cfg.target_weights or [1.0] * model_config.n_targets, dtype=torch.float32,
+                              device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
@@ -252,8 +265,8 @@ def train_iter(model_config: ScannConfig, train_set: EnvironmentSet, val_set: En
             out = model(batch)
             y = batch["y"]
             ok = ~torch.isnan(y)
-            diff = (model.standardized(out.prediction) - model.standardized(torch.nan_to_num(y)))[ok]
-            loss = diff.abs().mean() if cfg.loss == "l1" else (diff ** 2).mean()
+            diff = model.standardized(out.prediction) - model.standardized(torch.nan_to_num(y))
+            loss = ((diff.abs() if cfg.loss == "l1" else diff ** 2) * weights)[ok].mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

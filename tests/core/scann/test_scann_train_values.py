@@ -485,3 +485,58 @@ def test_anchored_data_messages(data, monkeypatch):
     monkeypatch.setattr(tr, "train_iter", lambda *a, **k: iter([]))
     with pytest.raises(CancelledError, match=r"^training ended without a result$"):
         fit(mconf, train, val)
+
+
+def test_target_weights_checks():
+    assert TrainConfig(target_weights=[1, 2.5]).target_weights == (1.0, 2.5)
+    assert TrainConfig().target_weights is None
+    for bad in ([1.0, 0.0], [1.0, -2.0], [1.0, float("nan")], [float("inf")], []):
+        with pytest.raises(ConfigError, match=r"target_weights must be finite"):
+            TrainConfig(target_weights=bad)
+
+
+@pytest.fixture(scope="module")
+def data2():
+    torch.set_num_threads(1)
+    frames = [molecule(n) for n in ("H2O", "CH4", "NH3", "CH3OH", "C2H6", "HCN")]
+    ys = [[1.0, -3.0], [2.0, np.nan], [4.0, -1.0], [np.nan, 0.5], [3.0, -2.0], [5.0, 2.0]]
+    for f, (a, b) in zip(frames, ys):
+        f.info["a"], f.info["b"] = a, b
+    envs = featurize(structures_from_atoms(frames, ["a", "b"], units=["eV", "eV"]), VoronoiConfig(), n_jobs=1,
+                     cache=False)
+    return envs.subset([0, 1, 2, 3]), envs.subset([4, 5])
+
+
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+def test_target_weights_scale_each_targets_loss_term(data2, loss):
+    """The first step's loss with weights (w_a, w_b): mean over the known entries of w_t * |d| (or w_t * d^2),
+    d the standardised error; a NaN target leaves its entry out, not its weight."""
+    train, val = data2
+    mconf = ScannConfig(**MC, n_targets=2, target_names=["a", "b"])
+    cfg = TrainConfig(epochs=1, batch_size=3, lr=1e-3, lr_min=1e-4, log_every=1, device="cpu", seed=3, loss=loss,
+                      target_weights=(0.5, 3.0))
+    first = next(e for e in train_iter(mconf, train, val, cfg) if e["event"] == "step")
+    set_seed(3)
+    ref = build_model(mconf)
+    mean, std = _target_stats(train.targets)
+    ref.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+    ref.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+    b = collate(train, np.random.default_rng(3 * 100003).permutation(4)[:3])
+    with torch.no_grad():
+        d = ref.standardized(ref(b).prediction) - ref.standardized(torch.nan_to_num(b["y"]))
+    per = d.abs() if loss == "l1" else d ** 2
+    ok = ~torch.isnan(b["y"])
+    assert ok.sum() < ok.numel()  # the batch has a missing target, so the mask matters
+    expect = float((per * torch.tensor([0.5, 3.0]))[ok].mean())
+    assert first["loss"] == pytest.approx(expect, rel=1e-5)
+    plain = next(e for e in train_iter(mconf, train, val, TrainConfig(**{**cfg.__dict__, "target_weights": None}))
+                 if e["event"] == "step")
+    assert plain["loss"] == pytest.approx(float(per[ok].mean()), rel=1e-5)
+    assert abs(plain["loss"] - first["loss"]) > 1e-3
+
+
+def test_target_weights_need_one_per_target(data2):
+    train, val = data2
+    mconf = ScannConfig(**MC, n_targets=2, target_names=["a", "b"])
+    with pytest.raises(ConfigError, match=r"target_weights has 3 values for 2 targets: give one weight per target"):
+        next(train_iter(mconf, train, val, TrainConfig(epochs=1, device="cpu", target_weights=(1, 2, 3))))
