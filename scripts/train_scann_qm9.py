@@ -364,8 +364,11 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
               f"2 sigma {100 * r['within_2_sigma']:.1f} %, mean sigma {1000 * r['mean_sigma']:.1f} meV", flush=True)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + sys.argv[1:])
     member_meta = loaded[0][1]
+    trains = [meta["provenance"]["config"]["train"] for _, meta in loaded]
     record = provenance({"command": command, "args": vars(args), "model": member_meta["model_config"],
-                         "train": member_meta["provenance"]["config"]["train"]}, metrics,
+                         "train": trains[0],
+                         # members pooled from several runs (e.g. different loss weights or seeds): each one's
+                         "member_train": trains if any(t != trains[0] for t in trains) else None}, metrics,
                         git=git_revision(), members=[p.name for p in paths])
     out = Path(args.out)
     save_ensemble(out, models, voronoi=VoronoiConfig().to_dict(), scale=scale, target_units=["eV"] * len(TARGETS),
