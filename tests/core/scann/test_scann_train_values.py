@@ -490,8 +490,11 @@ def test_anchored_data_messages(data, monkeypatch):
 def test_target_weights_checks():
     assert TrainConfig(target_weights=[1, 2.5]).target_weights == (1.0, 2.5)
     assert TrainConfig().target_weights is None
-    for bad in ([1.0, 0.0], [1.0, -2.0], [1.0, float("nan")], [float("inf")], []):
-        with pytest.raises(ConfigError, match=r"target_weights must be finite"):
+    for bad, msg in [([1.0, 0.0], r"target_weights must be > 0, one per target, got \(1.0, 0.0\)"),
+                     ([1.0, -2.0], r"must be > 0, one per target, got \(1.0, -2.0\)"),
+                     ([], r"target_weights must be > 0, one per target, got \(\)"),
+                     ([1.0, float("nan")], "target_weights must be finite"), ([float("inf")], "must be finite")]:
+        with pytest.raises(ConfigError, match=msg):
             TrainConfig(target_weights=bad)
 
 
