@@ -24,10 +24,10 @@ lineage is: single-target models on the old box features (commit 83e1171), fine-
 features (see git history of this docstring). Exact commands (code at the commit the JSON names):
 
     git show a79a9ca:sample_data/models/scann_qm9_ensemble.pt > /tmp/s16/prev_ensemble.pt
-    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \
-        --time-limit-min 63 --loss l1 --lr 1e-3 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \\
+        --time-limit-min 63 --loss l1 --lr 1e-3 --lr-min 1e-5 --batch-size 128 --snapshots 3 \\
         --snapshot-fraction 0.3 --init-from /tmp/s16/prev_ensemble.pt@2 --jobs 1 --work-dir /tmp/s16/long
-    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \\
         --work-dir /tmp/s16/long
 
 The per-epoch "val MAE" in that run's log and learning curve is on the first 2,000 validation
@@ -51,14 +51,14 @@ are what remains. The snapshots agree more than before (sigma's Spearman rank co
 error fell from 0.14 / 0.13 to 0.06 / 0.04; its coverage stays 81 / 80 % within 1 sigma, 95 / 95 % within
 2 sigma). Commands (trained at the commit the JSON names):
 
-    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \
-        --time-limit-min 20 --loss l1 --lr 3e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
-        --snapshot-fraction 0.3 --init-from sample_data/models/scann_qm9_ensemble.pt@2 --threads 1 \
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \\
+        --time-limit-min 20 --loss l1 --lr 3e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \\
+        --snapshot-fraction 0.3 --init-from sample_data/models/scann_qm9_ensemble.pt@2 --threads 1 \\
         --jobs 1 --work-dir /tmp/t16/cont
-    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \\
         --work-dir /tmp/t16/cont --out /tmp/t16/candidate.pt
     git show 1c5f047:sample_data/models/scann_qm9_ensemble.pt > /tmp/t16/shipped.pt   # the 63-minute one
-    python benchmarks/bench_scann.py --model /tmp/t16/candidate.pt --skip invariance speed --jobs 1 \
+    python benchmarks/bench_scann.py --model /tmp/t16/candidate.pt --skip invariance speed --jobs 1 \\
         --baseline /tmp/t16/shipped.pt --out /tmp/t16/bench_cand.json   # then copied in, full bench rerun
 
 The shipped ensemble is now (sixth session) a further continuation: warm start from the best snapshot (3) of
@@ -71,11 +71,11 @@ at 37, 65.9/77.4 at the last snapshot. Ensemble on all 10,000 validation molecul
 4 was worse on validation (68.0 / 80.0) and was not shipped. Commands (run from the repository at the commit the
 JSON names; /work/scann_s7 is a scratch folder):
 
-    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 400 --time-cosine \
-        --time-limit-min 115 --loss l1 --lr 5e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
-        --snapshot-fraction 0.3 --init-from sample_data/models/scann_qm9_ensemble.pt@3 --threads 1 \
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 400 --time-cosine \\
+        --time-limit-min 115 --loss l1 --lr 5e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \\
+        --snapshot-fraction 0.3 --init-from sample_data/models/scann_qm9_ensemble.pt@3 --threads 1 \\
         --jobs 1 --work-dir /work/scann_s7/run
-    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 1 \\
         --work-dir /work/scann_s7/run --out /work/scann_s7/new.pt
 
 The 20-minute continuation gained 3 / 4 meV, this 115-minute one 6 / 6 meV (test); the goal (<= 60 / 60) needs
@@ -90,11 +90,11 @@ main decay (snapshot 0, epoch ~47), 60.4/71.0 at the last snapshot. Ensemble on 
 meV. Members trained at git 988f9d5, the ensemble built at the commit
 the JSON names (/work/scann_s8 is a scratch folder):
 
-    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 400 --time-cosine \
-        --time-limit-min 110 --loss l1 --lr 5e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
-        --snapshot-fraction 0.3 --init-from /work/scann_s8/shipped_prev.pt@3 --threads 1 \
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 400 --time-cosine \\
+        --time-limit-min 110 --loss l1 --lr 5e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \\
+        --snapshot-fraction 0.3 --init-from /work/scann_s8/shipped_prev.pt@3 --threads 1 \\
         --jobs 1 --work-dir /work/scann_s8/run   # shipped_prev.pt: the 115-minute ensemble
-    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 2 \
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 2 \\
         --work-dir /work/scann_s8/run --out /work/scann_s8/new.pt
 
 That ensemble was then continued for 25 minutes at a low rate (3e-4 -> 1e-5, three snapshot cycles, from its
@@ -102,11 +102,11 @@ snapshot 3; ~21 epochs): random val-2000 63.5/75.8 after 2 epochs (the restart),
 70.4-70.8 at the snapshots. All 10,000 validation molecules 59.8 / 70.5 (before 60.7 / 71.4), test **61.2 /
 70.7** (before 61.9 / 71.6), shipped until the pooled runs below. HOMO is 1 meV from the goal on validation, LUMO 10:
 
-    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \
-        --time-limit-min 25 --loss l1 --lr 3e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
-        --snapshot-fraction 0.3 --init-from /work/scann_s8/new.pt@3 --threads 1 --jobs 1 \
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 200 --time-cosine \\
+        --time-limit-min 25 --loss l1 --lr 3e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \\
+        --snapshot-fraction 0.3 --init-from /work/scann_s8/new.pt@3 --threads 1 --jobs 1 \\
         --work-dir /work/scann_s8/cont
-    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 2 \
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 2 \\
         --work-dir /work/scann_s8/cont --out /work/scann_s8/cont.pt
 
 The shipped ensemble is now (eighth session) two runs pooled, after finding why LUMO lagged HOMO by ~10 meV:
@@ -123,14 +123,14 @@ validation / 10,831 test molecules (meV): A's 4 snapshots 59.4 / 62.4 and 60.8 /
 members are not supported by the ensemble format; not done). The 8 pooled members are the shipped file
 (``member_0s*`` from A, ``member_1s*`` from B; the JSON's ``member_train`` has each one's settings):
 
-    for r in A B; do  # W = 2.13, S = 0 for A; W = 3.2, S = 1 for B (run in parallel, one core each)
-      python scripts/train_scann_qm9.py --stage members --members 1 --epochs 400 --time-cosine \
-          --time-limit-min 118 --loss l1 --lr 5e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \
-          --snapshot-fraction 0.3 --init-from /work/scann_s9/shipped_prev.pt@3 --threads 1 --jobs 1 \
-          --seed $S --target-weights 1 $W --work-dir /work/scann_s9/run$r   # shipped_prev: the 61.2 / 70.7 file
-    done
-    # copy runA/member_0s{0..3}.pt as member_0s*.pt and runB/member_0s{0..3}.pt as member_1s*.pt into poolAB/
-    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 2 --threads 2 \
+    # run A; run B is the same with --seed 1 --target-weights 1 3.2 --work-dir .../runB, on the other core
+    python scripts/train_scann_qm9.py --stage members --members 1 --epochs 400 --time-cosine \\
+        --time-limit-min 118 --loss l1 --lr 5e-4 --lr-min 1e-5 --batch-size 128 --snapshots 3 \\
+        --snapshot-fraction 0.3 --init-from /work/scann_s9/shipped_prev.pt@3 --threads 1 --jobs 1 \\
+        --seed 0 --target-weights 1 2.13 --work-dir /work/scann_s9/runA   # shipped_prev: the 61.2 / 70.7 file
+    cd /work/scann_s9 && mkdir poolAB && for s in 0 1 2 3; do cp runA/member_0s$s.pt poolAB/member_0s$s.pt; \\
+        cp runB/member_0s$s.pt poolAB/member_1s$s.pt; done && cd -
+    python scripts/train_scann_qm9.py --stage ensemble --domain-structures 10000 --jobs 2 --threads 2 \\
         --work-dir /work/scann_s9/poolAB --out /work/scann_s9/poolAB.pt
 
 Sigma (issue 16, the "or better" than a deep ensemble): the snapshots of one low-rate run agree
@@ -141,7 +141,7 @@ training data (mean over atoms of the applicability domain's embedding distance 
 ``--stage calibrate --from FILE`` adds it to an existing ensemble, members and domain unchanged). The
 shipped file was recalibrated so (members unchanged, ~3 min on the shared CPU):
 
-    python scripts/train_scann_qm9.py --stage calibrate --from sample_data/models/scann_qm9_ensemble.pt \
+    python scripts/train_scann_qm9.py --stage calibrate --from sample_data/models/scann_qm9_ensemble.pt \\
         --jobs 1 --work-dir /tmp/u16/work --out /tmp/u16/calibrated.pt   # then copied into sample_data/models
 
 Held-out test (10,831): Spearman(|error|, sigma) HOMO 0.225 / LUMO 0.176 (spread alone 0.057 / 0.039),
@@ -171,7 +171,7 @@ the run is warm-started.
 From scratch with enough CPU (one quiet core: ~1,000 molecules/s, ~2 min per epoch for width 64,
 3 layers), independent members (a deep ensemble) for a better sigma:
 
-    python scripts/train_scann_qm9.py --members 3 --epochs 200 --time-cosine --time-limit-min 120 \
+    python scripts/train_scann_qm9.py --members 3 --epochs 200 --time-cosine --time-limit-min 120 \\
         --loss l1 --lr 1e-3 --lr-min 1e-5 --batch-size 128
 
 To reach the paper's 32 / 31 meV (SCANN+, width 128, 8 layers, 8 heads) on a GPU:
