@@ -77,6 +77,20 @@ def data():
     return envs.subset([0, 1, 2, 3]), envs.subset([4, 5])
 
 
+def _first_batch_error(mconf, train, seed, batch_size):
+    """The standardised error (B, T) of the freshly seeded model on the first shuffled batch of epoch 0, and the
+    mask of known targets: what the first training step's loss is computed from."""
+    set_seed(seed)
+    ref = build_model(mconf)
+    mean, std = _target_stats(train.targets)
+    ref.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+    ref.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+    b = collate(train, np.random.default_rng(seed * 100003).permutation(len(train))[:batch_size])
+    with torch.no_grad():
+        d = ref.standardized(ref(b).prediction) - ref.standardized(torch.nan_to_num(b["y"]))
+    return d, ~torch.isnan(b["y"])
+
+
 def test_first_step_loss_and_events(data):
     train, val = data
     cfg = TrainConfig(epochs=3, batch_size=3, lr=1e-3, lr_min=1e-4, restart_epochs=1, log_every=1, patience=10,
@@ -87,18 +101,8 @@ def test_first_step_loss_and_events(data):
     assert kinds == ["step", "step", "epoch"] * 3 + ["done"]  # ceil(4 / 3) = 2 steps per epoch
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4, 5, 6]
     # the first loss: MSE of the standardised initial predictions on the first shuffled batch (NaN left out)
-    set_seed(2)
-    ref = build_model(mconf)
-    ref.target_mean.fill_(7 / 3)
-    ref.target_std.fill_(float(np.std([1.0, 2.0, 4.0])))
-    sel = np.random.default_rng(2 * 100003).permutation(4)[:3]
-    b = collate(train, sel)
-    with torch.no_grad():
-        out = ref(b).prediction
-    y = b["y"]
-    ok = ~torch.isnan(y)
-    expect = float(((ref.standardized(out) - ref.standardized(torch.nan_to_num(y)))[ok] ** 2).mean())
-    assert events[0]["loss"] == pytest.approx(expect, rel=1e-4)
+    d, ok = _first_batch_error(mconf, train, seed=2, batch_size=3)  # statistics of the known targets: 7/3, std
+    assert events[0]["loss"] == pytest.approx(float((d[ok] ** 2).mean()), rel=1e-4)
     # cosine warm restarts per epoch (2 steps): lr after step 1 is the middle of the cosine, then a restart
     assert events[0]["lr"] == pytest.approx(1e-4 + 0.5 * 9e-4 * (1 + math.cos(math.pi / 2)))
     assert events[1]["lr"] == pytest.approx(1e-3)
@@ -115,9 +119,9 @@ def test_first_step_loss_and_events(data):
     assert mae(pred, val.targets) == pytest.approx(best["val_mae"], rel=1e-5)  # the best weights are restored
     assert res.history == ep
     np.testing.assert_allclose(res.model.target_mean.numpy(), [7 / 3], rtol=1e-6)
+    np.testing.assert_allclose(res.model.target_std.numpy(), [np.std([1.0, 2.0, 4.0])], rtol=1e-6)
     l1 = list(train_iter(mconf, train, val, cfg.__class__(**{**cfg.__dict__, "loss": "l1", "epochs": 1})))
-    assert l1[0]["loss"] == pytest.approx(
-        float((ref.standardized(out) - ref.standardized(torch.nan_to_num(y)))[ok].abs().mean()), rel=1e-4)
+    assert l1[0]["loss"] == pytest.approx(float(d[ok].abs().mean()), rel=1e-4)
 
 
 def test_early_stopping_stop_and_errors(data):
@@ -519,16 +523,8 @@ def test_target_weights_scale_each_targets_loss_term(data2, loss):
     cfg = TrainConfig(epochs=1, batch_size=3, lr=1e-3, lr_min=1e-4, log_every=1, device="cpu", seed=3, loss=loss,
                       target_weights=(0.5, 3.0))
     first = next(e for e in train_iter(mconf, train, val, cfg) if e["event"] == "step")
-    set_seed(3)
-    ref = build_model(mconf)
-    mean, std = _target_stats(train.targets)
-    ref.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-    ref.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
-    b = collate(train, np.random.default_rng(3 * 100003).permutation(4)[:3])
-    with torch.no_grad():
-        d = ref.standardized(ref(b).prediction) - ref.standardized(torch.nan_to_num(b["y"]))
+    d, ok = _first_batch_error(mconf, train, seed=3, batch_size=3)
     per = d.abs() if loss == "l1" else d ** 2
-    ok = ~torch.isnan(b["y"])
     assert ok.sum() < ok.numel()  # the batch has a missing target, so the mask matters
     expect = float((per * torch.tensor([0.5, 3.0]))[ok].mean())
     assert first["loss"] == pytest.approx(expect, rel=1e-5)
