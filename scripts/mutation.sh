@@ -54,11 +54,11 @@ declare -A TESTS=(
   # scann: a module may name its own fast value tests (checked first); otherwise the package's tests run
   [scann/voronoi.py]="tests/core/scann/test_voronoi_values.py tests/core/scann/test_scann_voronoi.py tests/core/scann/test_scann_invariance.py"
   [scann/environments.py]="tests/core/scann/test_environments_values.py"
-  [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py"
+  [scann/uncertainty.py]="tests/core/scann/test_uncertainty_values.py tests/core/scann/test_target_members.py"
   [scann/domain.py]="tests/core/scann/test_domain_values.py"
   [scann/batching.py]="tests/core/scann/test_batching_values.py"
   [scann/model.py]="tests/core/scann/test_scann_model_values.py"
-  [scann/predict.py]="tests/core/scann/test_predict_values.py"
+  [scann/predict.py]="tests/core/scann/test_predict_values.py tests/core/scann/test_target_members.py"
   [scann/datasets.py]="tests/core/scann/test_datasets_values.py"
   [scann/train.py]="tests/core/scann/test_scann_train_values.py"
   [scann/view.py]="tests/core/scann/test_view_values.py tests/core/scann/test_scann_view.py"

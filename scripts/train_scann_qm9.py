@@ -218,7 +218,8 @@ from napari_cxdi.io.safe_write import write_text
 from napari_cxdi.scann.datasets import QM9_SIZE
 from napari_cxdi.scann.domain import fit_domain
 from napari_cxdi.scann.uncertainty import (calibration_report, ensemble_predict, fit_scale, fit_sigma_model,
-                                           out_of_domain_sigma, save_ensemble, structure_distances)
+                                           out_of_domain_sigma, save_ensemble, select_members, structure_distances,
+                                           used_members)
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("homo", "lumo")
@@ -338,6 +339,21 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
     t0 = time.time()
     out_val = ensemble_predict(models, val, atom_features=True)
     out_test = ensemble_predict(models, test, atom_features=True)
+    pooled_mae = {name: {t: round(1000 * float(np.nanmean(np.abs(o.mean[:, i] - d.targets[:, i]))), 2)
+                         for i, t in enumerate(TARGETS)}
+                  for name, o, d in (("val", out_val, val), ("test", out_test, test))}
+    target_members, candidates = None, [p.name for p in paths]
+    if args.select_members:  # each target's members chosen on validation (greedy forward selection)
+        target_members = select_members(out_val.members, val.targets, min_members=args.min_members)
+        for t, idx in zip(TARGETS, target_members):
+            print(f"{t}: members {', '.join(paths[k].stem for k in idx)} (chosen on validation)", flush=True)
+        # members that no target uses are left out of the file; member 0 of the rest measures the domain
+        use = used_members(target_members, len(models))
+        pos = {k: i for i, k in enumerate(use)}
+        target_members = [[pos[k] for k in idx] for idx in target_members]
+        paths, loaded, models = ([x[k] for k in use] for x in (paths, loaded, models))
+        out_val = ensemble_predict(models, val, atom_features=True, target_members=target_members)
+        out_test = ensemble_predict(models, test, atom_features=True, target_members=target_members)
     scale = fit_scale(out_val.mean, out_val.std, val.targets)
     rng = np.random.default_rng(0)
     ref_idx = np.sort(rng.choice(len(train), size=min(args.domain_structures, len(train)), replace=False))
@@ -363,6 +379,11 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
     metrics = {
         "test_mae_meV": {t: round(1000 * report[t]["mae"], 2) for t in TARGETS},
         "member_test_mae_meV": members_test, **cal,
+        # every member for every target (before the per-target selection; the same when none)
+        "val_mae_all_members_meV": pooled_mae["val"], "test_mae_all_members_meV": pooled_mae["test"],
+        "target_members": None if target_members is None else
+        {t: [paths[k].name for k in idx] for t, idx in zip(TARGETS, target_members)},
+        "candidate_members": candidates,
         "sigma_scale": scale.tolist(),
         "domain_flagged_fraction_test": float(test_flag.mean()),
         "n_train": len(train), "n_val": len(val), "n_test": len(test), "n_members": len(models),
@@ -396,7 +417,8 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
                         git=git_revision(), members=[p.name for p in paths])
     out = Path(args.out)
     save_ensemble(out, models, voronoi=VoronoiConfig().to_dict(), scale=scale, target_units=["eV"] * len(TARGETS),
-                  domain=domain, provenance={"command": command, **record}, sigma_model=sigma_model)
+                  domain=domain, provenance={"command": command, **record}, sigma_model=sigma_model,
+                  target_members=target_members)
     js = out.with_suffix(".json")
     write_text(js, json.dumps({"command": command, **record}, indent=1, default=str), overwrite=True)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {js}", flush=True)
@@ -460,8 +482,9 @@ def recalibrate(args, envs, parts) -> None:
         raise SystemExit(f"{src} has no applicability domain: the latent distance needs it")
     _, val, test = (envs.subset(p) for p in parts)
     t0 = time.time()
-    out_val = ensemble_predict(models, val, atom_features=True)
-    out_test = ensemble_predict(models, test, atom_features=True)
+    tm = meta.get("target_members")  # the file's per-target members are kept
+    out_val = ensemble_predict(models, val, atom_features=True, target_members=tm)
+    out_test = ensemble_predict(models, test, atom_features=True, target_members=tm)
     sm, cal = calibrate(meta["domain"], out_val, val, out_test, test)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + sys.argv[1:])
     record = dict(meta.get("provenance") or {})  # the training record (command, git, metrics) stays
@@ -470,7 +493,7 @@ def recalibrate(args, envs, parts) -> None:
                                        {"evaluation_s": round(time.time() - t0, 1)}, git=git_revision())
     save_ensemble(out, models, voronoi=meta["voronoi_config"], scale=meta["sigma_scale"],
                   target_units=meta["target_units"], domain=meta["domain"], provenance=record, sigma_model=sm,
-                  protected=[src])
+                  target_members=tm, protected=[src])
     write_text(out.with_suffix(".json"), json.dumps(record, indent=1, default=str), overwrite=True,
                protected=[src, src.with_suffix(".json")])
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}", flush=True)
@@ -520,6 +543,10 @@ def main(argv=None) -> int:
     p.add_argument("--domain-quantile", type=float, default=0.999, help="of validation atoms' distances")
     p.add_argument("--domain-min-count", type=int, default=3,
                    help="neighbour-composition signatures seen fewer times in training are out of domain")
+    p.add_argument("--select-members", action="store_true",
+                   help="ensemble stage: each target averages only the members chosen for it on validation (greedy "
+                        "forward selection; e.g. runs trained with different --target-weights); default: all")
+    p.add_argument("--min-members", type=int, default=2, help="--select-members: at least this many per target")
     p.add_argument("--members-commit", nargs="+", default=None,
                    help="ensemble stage: the commit each member was trained at (in member order), when an earlier "
                         "run recorded the commit at the end of training instead of at its start (fixed since)")

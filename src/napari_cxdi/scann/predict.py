@@ -20,11 +20,13 @@ from .environments import EnvironmentSet, featurize
 from .domain import DomainModel, DomainReport, OutOfDomainWarning, structure_distance  # noqa: F401 (re-exported)
 from .model import SCANN
 from .train import load_checkpoint
-from .uncertainty import ENSEMBLE_FORMAT, SigmaModel, load_ensemble_file, out_of_domain_sigma
+from .uncertainty import (ENSEMBLE_FORMATS, SigmaModel, check_target_members, load_ensemble_file, member_statistics,
+                          out_of_domain_sigma, used_members)
 from .voronoi import VoronoiConfig
 
 #: Shipped pretrained models (``sample_data/models/``): name -> (file, target or None for all).
-#: One ensemble (4 snapshots of one training run, see scripts/train_scann_qm9.py) predicts HOMO and LUMO; ``qm9-homo``/``qm9-lumo`` select one of them.
+#: One ensemble (snapshots of warm-restarted training runs, see scripts/train_scann_qm9.py) predicts HOMO and LUMO,
+#: each from its own members; ``qm9-homo``/``qm9-lumo`` select one of them (and run only its members).
 PRETRAINED = {"qm9-homo": ("scann_qm9_ensemble.pt", "homo"), "qm9-lumo": ("scann_qm9_ensemble.pt", "lumo"),
               "qm9": ("scann_qm9_ensemble.pt", None)}
 
@@ -84,7 +86,7 @@ def _load_model_file(path: Path, device) -> tuple[list[SCANN], dict]:
         raise InputFileError(path, "model file does not exist") from exc
     except Exception as exc:
         raise InputFileError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
-    if isinstance(obj, dict) and obj.get("format") == ENSEMBLE_FORMAT:
+    if isinstance(obj, dict) and obj.get("format") in ENSEMBLE_FORMATS:
         return load_ensemble_file(obj, path, device)
     model, meta = load_checkpoint(path, device)
     return [model], meta
@@ -93,7 +95,9 @@ def _load_model_file(path: Path, device) -> tuple[list[SCANN], dict]:
 class ScannPredictor:
     """A loaded model or deep ensemble with the Voronoi settings it was trained with.
 
-    ``targets``: predict only these of the model's targets (default all).
+    ``targets``: predict only these of the model's targets (default all). Each target averages its own
+    members (the file's ``target_members``; all when it has none); members that serve none of
+    ``targets`` are not run, except member 0, whose atom vectors the applicability domain measures.
     """
 
     def __init__(self, model: SCANN | Sequence[SCANN], meta: dict, targets: Sequence[str] | None = None):
@@ -112,8 +116,16 @@ class ScannPredictor:
         self._cols = [names.index(t) for t in wanted]
         self.target_names = wanted
         self.target_units = [units[c] for c in self._cols]
+        every = check_target_members(meta.get("target_members"), len(self.models), names)
+        # per asked target, its members (indices into self.models); the members run: those and member 0
+        all_members = list(range(len(self.models)))
+        self._target_members = [every[c] if every is not None else all_members for c in self._cols]
+        self._ga_members = used_members(self._target_members, len(self.models))
+        self._run = sorted(set(self._ga_members) | {0})
         scale = meta.get("sigma_scale")
-        self.sigma_scale = None if scale is None or len(self.models) < 2 else np.asarray(scale, float)[self._cols]
+        spread = np.array([len(idx) > 1 for idx in self._target_members])  # one member: no spread to scale (NaN)
+        self.sigma_scale = (None if scale is None or not spread.any()
+                            else np.where(spread, np.asarray(scale, float)[self._cols], np.nan))
         self.domain = DomainModel(meta["domain"]) if meta.get("domain") else None
         # sigma^2 = a std^2 + b d^2 + c (files since issue 16); needs the domain for the latent distance d
         sm = meta.get("sigma_model")
@@ -121,7 +133,8 @@ class ScannPredictor:
 
     @property
     def n_members(self) -> int:
-        return len(self.models)
+        """How many members serve the asked targets (a file's members may be split between targets)."""
+        return len(self._ga_members)
 
     @classmethod
     def load(cls, path_or_name: str | os.PathLike, device: str = "auto",
@@ -148,11 +161,13 @@ class ScannPredictor:
         units = dict(zip(self.target_names, self.target_units))
         cols = self._cols
         for sel, batch in batches(envs, batch_size, device=device):
-            outs = [m(batch, return_local_attention=local_attention and k == 0) for k, m in enumerate(self.models)]
-            preds = np.stack([o.prediction.double().cpu().numpy()[:, cols] for o in outs])  # (K, B, T)
-            gas = np.stack([o.ga_scores.double().cpu().numpy() for o in outs])  # (K, B, M)
+            outs = {k: self.models[k](batch, return_local_attention=local_attention and k == 0) for k in self._run}
+            preds = np.zeros((len(self.models), len(sel), len(cols)))  # (K, B, T); members not run stay 0, unused
+            for k, o in outs.items():
+                preds[k] = o.prediction.double().cpu().numpy()[:, cols]
+            gas = np.stack([outs[k].ga_scores.double().cpu().numpy() for k in self._ga_members])  # (K_used, B, M)
             feats = outs[0].atom_features.float().cpu().numpy()
-            mean, std = preds.mean(axis=0), preds.std(axis=0)
+            mean, std = member_statistics(preds, self._target_members)
             if self.sigma_model is None:
                 sigma = std * self.sigma_scale if self.sigma_scale is not None else np.full_like(mean, np.nan)
             else:
@@ -179,7 +194,7 @@ class ScannPredictor:
                     [a[b, :n] for a in att] if att else None,
                     np.where(nmask[b, :n], nbr[b, :n], -1) if local_attention else None,
                     sigma={t: float(sigma[b, i]) for i, t in enumerate(self.target_names)},
-                    ga_sigma=gas[:, b, :n].std(axis=0) if len(self.models) > 1 else None,
+                    ga_sigma=gas[:, b, :n].std(axis=0) if len(self._ga_members) > 1 else None,
                     domain=report, latent_distance=dist)
         return results  # type: ignore[return-value]
 

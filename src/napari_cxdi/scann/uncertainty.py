@@ -22,9 +22,16 @@ about as often as for a normal distribution; they still load and use it. For str
 the applicability domain, sigma is the larger of the two (:func:`out_of_domain_sigma`). GA scores get
 a per-atom spread (members' std, unscaled).
 
+Per-target members: every member predicts every target, but a target's prediction may average only
+some of them (``target_members``, one list of member indices per target), chosen on held-out data by
+greedy forward selection (:func:`select_members`; Caruana et al., ICML 2004): runs trained with
+different loss weights are each best at one target, and pooling all of them for every target blurs that.
+Mean and spread of a target are over its members; GA scores over the members of the targets asked for.
+
 Files: one ``torch.save`` dict (``ENSEMBLE_FORMAT``) holding the members' weights, the shared model
-and Voronoi configs, the calibration, the applicability domain (:mod:`.domain`) and provenance;
-it loads with ``torch.load(weights_only=True)``.
+and Voronoi configs, the per-target members (``None``: all members for every target), the calibration,
+the applicability domain (:mod:`.domain`) and provenance; it loads with
+``torch.load(weights_only=True)``. Files of format ``/1`` (no per-target members) still load.
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ from .batching import batches
 from .environments import EnvironmentSet
 from .model import SCANN, build_model
 
-ENSEMBLE_FORMAT = "napari-cxdi-scann-ensemble/1"
+ENSEMBLE_FORMAT = "napari-cxdi-scann-ensemble/2"
+#: Ensemble formats this version reads: ``/1`` (every member serves every target) and ``/2`` (``target_members``).
+ENSEMBLE_FORMATS = ("napari-cxdi-scann-ensemble/1", ENSEMBLE_FORMAT)
 #: Fractions of a normal distribution within 1 and 2 sigma.
 NORMAL_COVERAGE = {1: 0.6827, 2: 0.9545}
 SIGMA_MODEL_KIND = "ensemble-variance+latent-distance/1"
@@ -183,13 +192,102 @@ def structure_distances(domain, numbers: Sequence[np.ndarray], features: Sequenc
     return np.array([dm.structure_distance(z, f) for z, f in zip(numbers, features)])
 
 
+def check_target_members(target_members, n_members: int, target_names: Sequence[str]) -> list[list[int]] | None:
+    """Per-target member lists, validated: ``None`` (all members serve every target), or one list of
+    member indices per target, given as ``{name: [k, ...]}`` (every name of ``target_names``) or as a
+    sequence in ``target_names`` order. Returns sorted, duplicate-free lists in ``target_names`` order.
+    Raises :class:`ConfigError` naming the target and the bad value."""
+    if target_members is None:
+        return None
+    names = list(target_names)
+    if isinstance(target_members, dict):
+        unknown = [t for t in target_members if t not in names]
+        missing = [t for t in names if t not in target_members]
+        if unknown or missing:
+            raise ConfigError(f"target_members must name every target {names} once; unknown {unknown}, "
+                              f"missing {missing}")
+        lists = [target_members[t] for t in names]
+    else:
+        lists = list(target_members)
+        if len(lists) != len(names):
+            raise ConfigError(f"target_members has {len(lists)} lists for {len(names)} targets {names}")
+    out = []
+    for name, idx in zip(names, lists):
+        try:
+            ks = [int(k) for k in idx]
+            ok = all(float(k) == int(k) for k in idx)
+        except (TypeError, ValueError):
+            ks, ok = [], False
+        if not ok or not ks or any(not 0 <= k < n_members for k in ks):
+            raise ConfigError(f"target_members[{name!r}] must be a non-empty list of member indices in "
+                              f"0..{n_members - 1}, got {idx!r}")
+        out.append(sorted(set(ks)))
+    return out
+
+
+def used_members(target_members: Sequence[Sequence[int]] | None, n_members: int) -> list[int]:
+    """Sorted indices of the members that serve at least one target (all when ``target_members`` is None)."""
+    if target_members is None:
+        return list(range(n_members))
+    return sorted({int(k) for idx in target_members for k in idx})
+
+
+def member_statistics(members: np.ndarray, target_members: Sequence[Sequence[int]] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``members`` (K, S, T) -> mean, std (S, T) (ddof=0), each target over its members (all when None)."""
+    members = np.asarray(members, dtype=float)
+    if target_members is None:
+        return members.mean(axis=0), members.std(axis=0)
+    if len(target_members) != members.shape[2]:
+        raise ConfigError(f"target_members has {len(target_members)} lists for {members.shape[2]} targets")
+    cols = [members[list(idx), :, t] for t, idx in enumerate(target_members)]  # (K_t, S) each
+    return np.stack([c.mean(axis=0) for c in cols], axis=-1), np.stack([c.std(axis=0) for c in cols], axis=-1)
+
+
+def select_members(members: np.ndarray, target: np.ndarray, min_members: int = 2) -> list[list[int]]:
+    """Each target's members by greedy forward selection on held-out data (Caruana et al., ICML 2004,
+    without replacement): start from the member with the lowest MAE, add the member that lowers the
+    MAE of the mean most, stop when none lowers it, with at least ``min(min_members, K)`` members (a
+    spread needs two). ``members`` (K, S, T) predictions, ``target`` (S, T) (NaN ignored). Ties go to
+    the lower index. Returns sorted member lists, one per target."""
+    members, target = np.asarray(members, dtype=float), np.asarray(target, dtype=float)
+    if members.ndim != 3 or target.shape != members.shape[1:]:
+        raise ConfigError(f"select_members: need members (K, S, T) and target (S, T), got {members.shape}, "
+                          f"{target.shape}")
+    if min_members < 1:
+        raise ConfigError(f"select_members: min_members must be >= 1, got {min_members}")
+    K = members.shape[0]
+    out = []
+    for t in range(members.shape[2]):
+        ok = np.isfinite(target[:, t])
+        if not ok.any():
+            raise ConfigError(f"select_members: target column {t} has no finite value to select on")
+        p, y = members[:, ok, t], target[ok, t]
+        chosen: list[int] = []
+        total = np.zeros(y.shape)
+        best = np.inf
+        while len(chosen) < K:
+            cands = [k for k in range(K) if k not in chosen]
+            maes = [float(np.mean(np.abs((total + p[k]) / (len(chosen) + 1) - y))) for k in cands]
+            j = int(np.argmin(maes))
+            if maes[j] >= best and len(chosen) >= min(min_members, K):
+                break
+            chosen.append(cands[j])
+            total += p[cands[j]]
+            best = maes[j]
+        out.append(sorted(chosen))
+    return out
+
+
 @dataclass
 class EnsembleOutput:
     """Predictions of K members for S structures.
 
-    ``members`` (K, S, T), ``mean``/``std`` (S, T) (std over members, unscaled, ddof=0),
-    ``ga_mean``/``ga_std``: per structure (N_s,) arrays, ``atom_features``: per structure (N_s, h)
-    atom vectors of member 0 (for the applicability domain), or None when not asked.
+    ``members`` (K, S, T) (every member, every target), ``mean``/``std`` (S, T) over each target's
+    members (``target_members``; all when None; std unscaled, ddof=0), ``ga_mean``/``ga_std``: per
+    structure (N_s,) arrays over the members that serve a target, ``ga_members`` per structure
+    (K, N_s) every member's GA scores, ``atom_features``: per structure (N_s, h) atom vectors of
+    member 0 (for the applicability domain), or None when not asked.
     """
 
     members: np.ndarray
@@ -198,19 +296,38 @@ class EnsembleOutput:
     ga_mean: list[np.ndarray]
     ga_std: list[np.ndarray]
     atom_features: list[np.ndarray] | None
+    ga_members: list[np.ndarray] | None = None
+    target_members: list[list[int]] | None = None
+
+    def with_members(self, target_members) -> "EnsembleOutput":
+        """The same predictions with mean, std and GA statistics over other per-target members
+        (one list of member indices per target column, or None for all)."""
+        from dataclasses import replace
+
+        K, _, T = self.members.shape
+        tm = check_target_members(target_members, K, [f"column {t}" for t in range(T)])
+        mean, std = member_statistics(self.members, tm)
+        use = used_members(tm, K)
+        if self.ga_members is None:
+            raise ConfigError("these ensemble outputs keep no per-member GA scores to select from")
+        return replace(self, mean=mean, std=std, target_members=tm,
+                       ga_mean=[g[use].mean(axis=0) for g in self.ga_members],
+                       ga_std=[g[use].std(axis=0) for g in self.ga_members])
 
 
 @torch.no_grad()
 def ensemble_predict(models: Sequence[SCANN], envs: EnvironmentSet, batch_size: int = 256,
-                     atom_features: bool = False, device=None) -> EnsembleOutput:
-    """Run every member over ``envs``; see :class:`EnsembleOutput`."""
+                     atom_features: bool = False, device=None, target_members=None) -> EnsembleOutput:
+    """Run every member over ``envs``; see :class:`EnsembleOutput` (``target_members`` as in
+    :func:`check_target_members`)."""
     if not models:
         raise ConfigError("an ensemble needs at least one model")
     device = device or next(models[0].parameters()).device
     K, S, T = len(models), len(envs), models[0].config.n_targets
+    names = list(models[0].config.target_names)
+    tm = check_target_members(target_members, K, names if len(names) == T else [f"column {t}" for t in range(T)])
     preds = np.zeros((K, S, T))
-    ga_mean: list = [None] * S
-    ga_std: list = [None] * S
+    ga_members: list = [None] * S
     feats: list | None = [None] * S if atom_features else None
     for m in models:
         m.eval()
@@ -226,11 +343,13 @@ def ensemble_predict(models: Sequence[SCANN], envs: EnvironmentSet, batch_size: 
         n_atoms = batch["n_atoms"].cpu().numpy()
         for b, s in enumerate(sel):
             n = int(n_atoms[b])
-            ga_mean[s] = gas[:, b, :n].mean(axis=0)
-            ga_std[s] = gas[:, b, :n].std(axis=0)
+            ga_members[s] = gas[:, b, :n].copy()
             if feats is not None:
                 feats[s] = f0[b, :n].copy()
-    return EnsembleOutput(preds, preds.mean(axis=0), preds.std(axis=0), ga_mean, ga_std, feats)
+    mean, std = member_statistics(preds, tm)
+    use = used_members(tm, K)
+    return EnsembleOutput(preds, mean, std, [g[use].mean(axis=0) for g in ga_members],
+                          [g[use].std(axis=0) for g in ga_members], feats, ga_members, tm)
 
 
 def coverage(mean: np.ndarray, sigma: np.ndarray, target: np.ndarray, k: float) -> np.ndarray:
@@ -305,9 +424,10 @@ def calibration_report(mean: np.ndarray, sigma: np.ndarray, target: np.ndarray, 
 
 def save_ensemble(path: str | os.PathLike, models: Sequence[SCANN], *, voronoi: dict, scale: Sequence[float],
                   target_units: Sequence[str], domain: dict | None, provenance: dict,
-                  sigma_model: SigmaModel | None = None, protected=()) -> Path:
+                  sigma_model: SigmaModel | None = None, target_members=None, protected=()) -> Path:
     """Write an ensemble file (see module docstring) atomically; ``sigma_model`` (fitted on held-out
-    data, needs ``domain``) replaces ``scale`` for sigma when given; ``scale`` is kept for older readers."""
+    data, needs ``domain``) replaces ``scale`` for sigma when given; ``scale`` is kept for older readers.
+    ``target_members`` (see :func:`check_target_members`; None: all members for every target)."""
     from dataclasses import asdict
 
     from .train import _atomic_torch_save
@@ -322,11 +442,15 @@ def save_ensemble(path: str | os.PathLike, models: Sequence[SCANN], *, voronoi: 
         "members": [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models],
         "target_names": list(models[0].config.target_names),
         "target_units": list(target_units),
+        "target_members": None,
         "sigma_scale": [float(s) for s in scale],
         "domain": domain,
         "sigma_model": None if sigma_model is None else sigma_model.to_dict(),
         "provenance": json.loads(json.dumps(provenance, default=str)),
     }
+    tm = check_target_members(target_members, len(models), obj["target_names"])
+    if tm is not None:
+        obj["target_members"] = {t: idx for t, idx in zip(obj["target_names"], tm)}
     if sigma_model is not None:
         if domain is None:
             raise ConfigError("a sigma model needs the applicability domain (its latent distance) in the same file")
@@ -340,8 +464,13 @@ def save_ensemble(path: str | os.PathLike, models: Sequence[SCANN], *, voronoi: 
 
 def load_ensemble_file(obj: dict, path, device) -> tuple[list[SCANN], dict]:
     """Members (eval mode) and metadata from a loaded ensemble dict."""
-    if obj.get("format") != ENSEMBLE_FORMAT:
-        raise InputFileError(path, f"not a SCANN ensemble (expected format {ENSEMBLE_FORMAT!r})")
+    if obj.get("format") not in ENSEMBLE_FORMATS:
+        raise InputFileError(path, f"not a SCANN ensemble (expected format {' or '.join(map(repr, ENSEMBLE_FORMATS))})")
+    try:
+        if obj.get("target_members") is not None:
+            check_target_members(obj["target_members"], len(obj.get("members") or []), obj.get("target_names") or [])
+    except ConfigError as exc:
+        raise InputFileError(path, f"damaged SCANN ensemble: {exc}") from exc
     models = []
     for sd in obj["members"]:
         m = build_model(obj["model_config"])
