@@ -227,9 +227,11 @@ def main(argv=None) -> int:
 
     check_output(args.out, overwrite=True)
     predictor = ScannPredictor.load(args.model, device="cpu")
-    out: dict = {"model": args.model, "members": predictor.n_members,
+    per_target = {t: len(idx) for t, idx in predictor.target_members.items()}
+    out: dict = {"model": args.model, "members": predictor.n_members, "members_per_target": per_target,
                  "model_provenance": {k: predictor.meta.get("provenance", {}).get(k) for k in ("git_revision", "git", "command")}}
-    print(f"SCANN benchmark: model {args.model} ({predictor.n_members} members), targets {predictor.target_names}; "
+    print(f"SCANN benchmark: model {args.model} ({predictor.n_members} members; per target {per_target}), "
+          f"targets {predictor.target_names}; "
           "timings on a shared 2-core CPU under load")
     if "invariance" not in args.skip:
         inv = out["invariance"] = invariance(predictor, args.motions)

@@ -136,6 +136,11 @@ class ScannPredictor:
         """How many members serve the asked targets (a file's members may be split between targets)."""
         return len(self._ga_members)
 
+    @property
+    def target_members(self) -> dict[str, list[int]]:
+        """{target: the indices of the members whose mean and spread it reports}."""
+        return {t: list(idx) for t, idx in zip(self.target_names, self._target_members)}
+
     @classmethod
     def load(cls, path_or_name: str | os.PathLike, device: str = "auto",
              targets: Sequence[str] | None = None) -> "ScannPredictor":

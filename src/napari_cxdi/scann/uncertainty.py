@@ -213,12 +213,11 @@ def check_target_members(target_members, n_members: int, target_names: Sequence[
             raise ConfigError(f"target_members has {len(lists)} lists for {len(names)} targets {names}")
     out = []
     for name, idx in zip(names, lists):
-        try:
-            ks = [int(k) for k in idx]
-            ok = all(float(k) == int(k) for k in idx)
+        try:  # whole numbers only (1.0 is member 1, 1.5 is no member)
+            ks = [int(k) for k in idx] if all(float(k) == int(k) for k in idx) else []
         except (TypeError, ValueError):
-            ks, ok = [], False
-        if not ok or not ks or any(not 0 <= k < n_members for k in ks):
+            ks = []
+        if not ks or any(not 0 <= k < n_members for k in ks):
             raise ConfigError(f"target_members[{name!r}] must be a non-empty list of member indices in "
                               f"0..{n_members - 1}, got {idx!r}")
         out.append(sorted(set(ks)))
@@ -235,13 +234,13 @@ def used_members(target_members: Sequence[Sequence[int]] | None, n_members: int)
 def member_statistics(members: np.ndarray, target_members: Sequence[Sequence[int]] | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """``members`` (K, S, T) -> mean, std (S, T) (ddof=0), each target over its members (all when None)."""
-    members = np.asarray(members, dtype=float)
+    members = np.asarray(members)
     if target_members is None:
         return members.mean(axis=0), members.std(axis=0)
     if len(target_members) != members.shape[2]:
         raise ConfigError(f"target_members has {len(target_members)} lists for {members.shape[2]} targets")
     cols = [members[list(idx), :, t] for t, idx in enumerate(target_members)]  # (K_t, S) each
-    return np.stack([c.mean(axis=0) for c in cols], axis=-1), np.stack([c.std(axis=0) for c in cols], axis=-1)
+    return np.column_stack([c.mean(axis=0) for c in cols]), np.column_stack([c.std(axis=0) for c in cols])
 
 
 def select_members(members: np.ndarray, target: np.ndarray, min_members: int = 2) -> list[list[int]]:
@@ -250,7 +249,7 @@ def select_members(members: np.ndarray, target: np.ndarray, min_members: int = 2
     MAE of the mean most, stop when none lowers it, with at least ``min(min_members, K)`` members (a
     spread needs two). ``members`` (K, S, T) predictions, ``target`` (S, T) (NaN ignored). Ties go to
     the lower index. Returns sorted member lists, one per target."""
-    members, target = np.asarray(members, dtype=float), np.asarray(target, dtype=float)
+    members, target = np.asarray(members), np.asarray(target)
     if members.ndim != 3 or target.shape != members.shape[1:]:
         raise ConfigError(f"select_members: need members (K, S, T) and target (S, T), got {members.shape}, "
                           f"{target.shape}")

@@ -99,6 +99,14 @@ def test_select_members_hand_made():
     assert select_members(members, y, min_members=4) == [[0, 1, 2, 3]] * 2
     assert select_members(members, y, min_members=9) == [[0, 1, 2, 3]] * 2  # at most K
     assert select_members(members[:1], y, min_members=2) == [[0], [0]]
+    # a member that leaves the MAE unchanged is not added (a tie is no gain)
+    twins = np.zeros((3, 2, 1))
+    twins[2] += 1.0
+    assert select_members(twins, np.zeros((2, 1)), min_members=1) == [[0]]
+    # the mean is over every chosen member: {0, 1} (MAE 0.25) beats {0, 1, 3} ((1 - 1.5 + 1.5) / 3)
+    one = np.array([1.0, -1.5, 10.0, 1.5]).reshape(4, 1, 1)
+    assert select_members(one, np.zeros((1, 1)), min_members=1) == [[0, 1]]
+    assert select_members(one.astype(np.float32), np.zeros((1, 1), np.float32), min_members=1) == [[0, 1]]
 
 
 def test_select_members_ignores_missing_targets_and_checks_input():
@@ -165,6 +173,9 @@ def test_ensemble_predict_per_target_members(envs):
     for o in (two, sel):
         np.testing.assert_allclose(o.mean[:, 0], full.members[0, :, 0])
         np.testing.assert_allclose(o.mean[:, 1], full.members[[0, 2], :, 1].mean(0))
+        np.testing.assert_allclose(o.std[:, 0], 0.0)
+        np.testing.assert_allclose(o.std[:, 1], full.members[[0, 2], :, 1].std(0))
+        assert o.std[:, 1].min() > 0
         for s in range(len(envs)):
             np.testing.assert_allclose(o.ga_mean[s], full.ga_members[s][[0, 2]].mean(0))
             np.testing.assert_allclose(o.ga_std[s], full.ga_members[s][[0, 2]].std(0))
@@ -177,7 +188,7 @@ def test_ensemble_predict_per_target_members(envs):
         ensemble_predict(models, envs, target_members={"homo": [0], "lumo": [3]})
     from dataclasses import replace
 
-    with pytest.raises(ConfigError, match="keep no per-member GA scores"):
+    with pytest.raises(ConfigError, match="^these ensemble outputs keep no per-member GA scores to select from$"):
         replace(full, ga_members=None).with_members([[0], [1]])
 
 
@@ -226,7 +237,9 @@ def test_predictor_averages_each_target_over_its_members(tmp_path, envs):
     models_, meta = _load_model_file(_save(tmp_path / "e.pt", models, target_members={"homo": [1, 2], "lumo": [3]}),
                                      "cpu")
     p = ScannPredictor(models_, meta)
-    assert p.n_members == 3
+    assert p.n_members == 3 and p.target_members == {"homo": [1, 2], "lumo": [3]}
+    assert ScannPredictor(models_, meta, targets=["lumo", "homo"]).target_members == {"lumo": [3], "homo": [1, 2]}
+    assert ScannPredictor(models_[:2], {"target_names": NAMES}).target_members == {"homo": [0, 1], "lumo": [0, 1]}
     assert p.sigma_scale[0] == 2.0 and np.isnan(p.sigma_scale[1])
     res = p.predict_environments(envs)
     for s, r in enumerate(res):
