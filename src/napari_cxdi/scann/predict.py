@@ -21,7 +21,7 @@ from .domain import DomainModel, DomainReport, OutOfDomainWarning, structure_dis
 from .model import SCANN
 from .train import load_checkpoint
 from .uncertainty import (ENSEMBLE_FORMATS, SigmaModel, check_target_members, load_ensemble_file, member_statistics,
-                          out_of_domain_sigma, used_members)
+                          out_of_domain_sigma)
 from .voronoi import VoronoiConfig
 
 #: Shipped pretrained models (``sample_data/models/``): name -> (file, target or None for all).
@@ -120,7 +120,7 @@ class ScannPredictor:
         # per asked target, its members (indices into self.models); the members run: those and member 0
         all_members = list(range(len(self.models)))
         self._target_members = [every[c] if every is not None else all_members for c in self._cols]
-        self._ga_members = used_members(self._target_members, len(self.models))
+        self._ga_members = sorted(set().union(*self._target_members))  # the members that serve an asked target
         self._run = sorted(set(self._ga_members) | {0})
         scale = meta.get("sigma_scale")
         spread = np.array([len(idx) > 1 for idx in self._target_members])  # one member: no spread to scale (NaN)
