@@ -153,7 +153,8 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         from ..provenance import provenance
 
-        payload = provenance({"model": str(args.model), "input": str(src), "ensemble_members": predictor.n_members},
+        payload = provenance({"model": str(args.model), "input": str(src), "ensemble_members": predictor.n_members,
+                              "members_per_target": {t: len(k) for t, k in predictor.target_members.items()}},
                              None, frames=[r.to_dict() for r in results])
         write_json(args.json, payload, overwrite=args.overwrite, protected=inputs)
     return 0

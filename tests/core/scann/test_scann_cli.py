@@ -60,6 +60,7 @@ def test_train_then_predict_writes_checkpoint_and_extxyz(labelled_traj, tmp_path
         assert f.arrays["ga_score"].sum() == pytest.approx(1.0, abs=1e-5)
     payload = json.loads((tmp_path / "p.json").read_text())
     assert len(payload["frames"]) == 24 and "version" in payload
+    assert payload["config"]["ensemble_members"] == 1 and payload["config"]["members_per_target"] == {"score": 1}
 
     with pytest.raises(OutputExistsError):  # no silent overwrite
         run(["scann", "predict", str(labelled_traj), "-m", str(ckpt), "-o", str(out), "--device", "cpu"])
