@@ -44,6 +44,7 @@ def built(tmp_path_factory):
                            "--lr", "3e-3", "--target-weights", *w, *common]) == 0
         assert T.main(["--stage", "ensemble", "--select-members", "--min-members", "2", "--out", str(out),
                        *common]) == 0
+        assert T.main(["--stage", "calibrate", "--from", str(out), "--out", str(tmp / "recal.pt"), *common]) == 0
     finally:
         mp.undo()
     return work, out, tmp / "cache"
@@ -75,6 +76,12 @@ def test_select_members_writes_each_targets_members(built):
         np.testing.assert_allclose(got, expected, atol=1e-5)
     both = ScannPredictor.load(out, device="cpu")
     assert both.n_members == len(used)
+    # recalibration refits sigma and keeps the members and each target's share of them
+    recal = torch.load(out.parent / "recal.pt", map_location="cpu", weights_only=True)
+    assert recal["target_members"] == obj["target_members"] and len(recal["members"]) == len(used)
+    m2 = recal["provenance"]["metrics"]
+    for t in ("homo", "lumo"):
+        assert m2["calibration_val"][t]["mae"] == pytest.approx(m["calibration_val"][t]["mae"], rel=1e-6)
 
 
 def test_the_selection_is_greedy_on_validation(built, monkeypatch):
