@@ -1,7 +1,7 @@
 """Per-target ensemble members (issue 16): validation of the lists, the statistics over each target's
 members, greedy forward selection against hand-made cases and as a property, ensemble outputs, files
 (format /2, /1 still read) and ScannPredictor (each target its own members; unused members not run).
-Tiny models; seconds."""
+Tiny models (conftest's ``tiny_models``); seconds."""
 
 import numpy as np
 import pytest
@@ -11,20 +11,13 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from napari_cxdi.errors import ConfigError, InputFileError
-from napari_cxdi.scann import ScannConfig, VoronoiConfig, build_model, featurize, structures_from_atoms
+from napari_cxdi.scann import VoronoiConfig, featurize, structures_from_atoms
 from napari_cxdi.scann.predict import ScannPredictor, _load_model_file
 from napari_cxdi.scann.uncertainty import (ENSEMBLE_FORMAT, ENSEMBLE_FORMATS, check_target_members, ensemble_predict,
                                            load_ensemble_file, member_statistics, save_ensemble, select_members,
                                            used_members)
 
 NAMES = ["homo", "lumo"]
-
-
-def tiny(seed):
-    torch.manual_seed(seed)
-    m = build_model(ScannConfig(width=8, n_layers=1, n_heads=2, z_embedding=4, n_gaussians=5, readout=6,
-                                dropout=0.0, n_targets=2, target_names=NAMES))
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +144,8 @@ def test_select_members_stops_where_no_member_helps(members, min_members, rnd):
 
 # -- ensemble outputs ---------------------------------------------------------------------------------
 
-def test_ensemble_predict_per_target_members(envs):
-    models = [tiny(s) for s in range(3)]
+def test_ensemble_predict_per_target_members(envs, tiny_models):
+    models = tiny_models(3)
     full = ensemble_predict(models, envs, atom_features=True)
     assert full.target_members is None and len(full.ga_members) == len(envs)
     tm = {"homo": [2, 0], "lumo": [1]}
@@ -199,8 +192,8 @@ def _save(path, models, **kw):
                          target_units=["eV", "eV"], domain=None, provenance={}, **kw)
 
 
-def test_files_keep_per_target_members(tmp_path, envs):
-    models = [tiny(s) for s in range(3)]
+def test_files_keep_per_target_members(tmp_path, envs, tiny_models):
+    models = tiny_models(3)
     assert ENSEMBLE_FORMAT == "napari-cxdi-scann-ensemble/2" and ENSEMBLE_FORMATS[0] == "napari-cxdi-scann-ensemble/1"
     path = _save(tmp_path / "e.pt", models, target_members=[[2, 1], [0]])
     obj = torch.load(path, weights_only=True)
@@ -231,8 +224,8 @@ def test_files_keep_per_target_members(tmp_path, envs):
 
 # -- the predictor ------------------------------------------------------------------------------------
 
-def test_predictor_averages_each_target_over_its_members(tmp_path, envs):
-    models = [tiny(s) for s in range(4)]
+def test_predictor_averages_each_target_over_its_members(tmp_path, envs, tiny_models):
+    models = tiny_models(4)
     full = ensemble_predict(models, envs)
     models_, meta = _load_model_file(_save(tmp_path / "e.pt", models, target_members={"homo": [1, 2], "lumo": [3]}),
                                      "cpu")
