@@ -369,6 +369,11 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
     paths = sorted(work.glob("member_*.pt"))
     if not paths:
         raise SystemExit(f"no members in {work}; run --stage members first")
+    from napari_cxdi.io.safe_write import check_output
+
+    inputs = list(paths)  # the member files: never written onto, checked before the evaluation starts
+    out = check_output(args.out, overwrite=True, protected=inputs)
+    check_output(out.with_suffix(".json"), overwrite=True, protected=inputs)
     loaded = [load_checkpoint(p) for p in paths]
     models = [m for m, _ in loaded]
     train, val, test = (envs.subset(p) for p in parts)
@@ -451,12 +456,12 @@ def build(args, structures, envs, parts, work: Path, t_feat: float) -> None:
                          # members pooled from several runs (e.g. different loss weights or seeds): each one's
                          "member_train": trains if any(t != trains[0] for t in trains) else None}, metrics,
                         git=git_revision(), members=[p.name for p in paths])
-    out = Path(args.out)
     save_ensemble(out, models, voronoi=VoronoiConfig().to_dict(), scale=scale, target_units=["eV"] * len(TARGETS),
                   domain=domain, provenance={"command": command, **record}, sigma_model=sigma_model,
-                  target_members=target_members)
+                  target_members=target_members, protected=inputs)
     js = out.with_suffix(".json")
-    write_text(js, json.dumps({"command": command, **record}, indent=1, default=str), overwrite=True)
+    write_text(js, json.dumps({"command": command, **record}, indent=1, default=str), overwrite=True,
+               protected=inputs)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {js}", flush=True)
 
 

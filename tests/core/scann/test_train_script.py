@@ -84,6 +84,19 @@ def test_select_members_writes_each_targets_members(built):
         assert m2["calibration_val"][t]["mae"] == pytest.approx(m["calibration_val"][t]["mae"], rel=1e-6)
 
 
+def test_the_ensemble_is_never_written_onto_a_member(built, monkeypatch):
+    from napari_cxdi.errors import OutputExistsError
+
+    work, _, cache = built
+    monkeypatch.setenv("NAPARI_CXDI_CACHE", str(cache))
+    member = work / "member_1.pt"
+    before = member.read_bytes()
+    T = _script()
+    with pytest.raises(OutputExistsError, match="this is an input of the run"):
+        T.main(["--stage", "ensemble", "--n-total", "300", "--jobs", "1", "--work-dir", str(work), "--out", str(member)])
+    assert member.read_bytes() == before
+
+
 def test_the_selection_is_greedy_on_validation(built, monkeypatch):
     """The recorded members are greedy forward selection's on the validation split, and the recorded
     validation MAE is theirs."""
